@@ -1,0 +1,97 @@
+/**
+ * Adapter and device acquisition. The project stays within WebGPU's default limits (8 storage
+ * buffers per stage, 16 KiB workgroup memory, 128 MiB per binding) so that the same kernels run
+ * in browsers; a caller can ask for more explicitly.
+ */
+import { PipelineCache } from "./pipeline.ts";
+
+/** Raised when no WebGPU adapter or device can be had; the message names the fix. */
+export class GpuUnavailableError extends Error {
+  override name = "GpuUnavailableError";
+}
+
+export interface GpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Limits above WebGPU's defaults, e.g. `{ maxStorageBufferBindingSize: 1 << 30 }`. */
+  requiredLimits?: Record<string, number>;
+  requiredFeatures?: GPUFeatureName[];
+}
+
+/** A device with what the runtime needs beside it: the adapter's name and a pipeline cache. */
+export interface Gpu {
+  readonly device: GPUDevice;
+  readonly adapterName: string;
+  /** True for software adapters (lavapipe, SwiftShader): kernels pick their CPU-friendly variant. */
+  readonly isFallbackAdapter: boolean;
+  readonly pipelines: PipelineCache;
+  /** Resolves when the device is lost; a loss other than `destroy()` is also logged with its reason. */
+  readonly lost: Promise<GPUDeviceLostInfo>;
+  /** The first validation or out-of-memory error raised outside an error scope, then cleared. */
+  takeUncapturedError(): GPUError | undefined;
+}
+
+const NO_ADAPTER_FIX =
+  "install a GPU driver with Vulkan, Metal or D3D12 support, or on a machine " +
+  "without a GPU install a software one (Debian/Ubuntu: apt-get install mesa-vulkan-drivers)";
+
+export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
+    throw new GpuUnavailableError(
+      "WebGPU is not available here (navigator.gpu is missing): run under Deno 2.9+ or a " +
+        "browser with WebGPU enabled",
+    );
+  }
+  const adapter = await navigator.gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) throw new GpuUnavailableError(`No WebGPU adapter found: ${NO_ADAPTER_FIX}`);
+  for (const [name, value] of Object.entries(options.requiredLimits ?? {})) {
+    const supported = (adapter.limits as unknown as Record<string, number>)[name];
+    if (supported === undefined) {
+      throw new GpuUnavailableError(`Unknown WebGPU limit ${name}: check its spelling`);
+    }
+    if (value > supported) {
+      throw new GpuUnavailableError(
+        `Adapter limit ${name} is ${supported}, below the ${value} asked for: ask for less`,
+      );
+    }
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({
+      requiredLimits: options.requiredLimits,
+      requiredFeatures: options.requiredFeatures,
+    });
+  } catch (error) {
+    throw new GpuUnavailableError(
+      `The adapter refused a device (${String(error)}): ${NO_ADAPTER_FIX}`,
+    );
+  }
+  const info = adapter.info;
+  const adapterName = info.description || [info.vendor, info.architecture, info.device]
+    .filter(Boolean).join(" ") ||
+    "unknown adapter";
+
+  let uncaptured: GPUError | undefined;
+  device.addEventListener("uncapturederror", (event) => {
+    uncaptured ??= (event as GPUUncapturedErrorEvent).error;
+  });
+  const lost = device.lost.then((lostInfo) => {
+    if (lostInfo.reason !== "destroyed") {
+      console.error(`GPU device lost (${lostInfo.reason}): ${lostInfo.message}`);
+    }
+    return lostInfo;
+  });
+  return {
+    device,
+    adapterName,
+    isFallbackAdapter: info.isFallbackAdapter,
+    pipelines: new PipelineCache(device),
+    lost,
+    takeUncapturedError() {
+      const error = uncaptured;
+      uncaptured = undefined;
+      return error;
+    },
+  };
+}

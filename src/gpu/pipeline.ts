@@ -1,0 +1,90 @@
+/**
+ * Compute pipelines, built once per (kernel, entry point, override constants) and cached. Shader
+ * and pipeline validation errors surface here, at plan-build time, as exceptions naming the
+ * kernel; nothing is checked per dispatch.
+ */
+
+/** A WGSL source file and the name it is known by (its file name without `.wgsl`). */
+export interface Kernel {
+  readonly name: string;
+  readonly code: string;
+}
+
+export type OverrideConstants = Record<string, number>;
+
+/** Raised when a kernel fails to compile or its pipeline fails validation. */
+export class KernelError extends Error {
+  override name = "KernelError";
+}
+
+export class PipelineCache {
+  readonly #device: GPUDevice;
+  readonly #modules = new Map<string, GPUShaderModule>();
+  readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+  }
+
+  /** Number of distinct pipelines built so far. */
+  get size(): number {
+    return this.#pipelines.size;
+  }
+
+  get(
+    kernel: Kernel,
+    entryPoint: string,
+    constants: OverrideConstants = {},
+  ): Promise<GPUComputePipeline> {
+    const sorted = Object.keys(constants).sort().map((key) => `${key}=${constants[key]}`);
+    const key = `${kernel.name}:${entryPoint}:${sorted.join(",")}`;
+    let pipeline = this.#pipelines.get(key);
+    if (!pipeline) {
+      pipeline = this.#build(kernel, entryPoint, constants, key);
+      this.#pipelines.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  async #module(kernel: Kernel): Promise<GPUShaderModule> {
+    const cached = this.#modules.get(kernel.name);
+    if (cached) return cached;
+    this.#device.pushErrorScope("validation");
+    const module = this.#device.createShaderModule({ label: kernel.name, code: kernel.code });
+    const error = await this.#device.popErrorScope();
+    if (error) {
+      throw new KernelError(
+        `Kernel ${kernel.name}.wgsl does not compile: ${oneLine(error.message)}`,
+      );
+    }
+    this.#modules.set(kernel.name, module);
+    return module;
+  }
+
+  async #build(
+    kernel: Kernel,
+    entryPoint: string,
+    constants: OverrideConstants,
+    label: string,
+  ): Promise<GPUComputePipeline> {
+    const module = await this.#module(kernel);
+    this.#device.pushErrorScope("validation");
+    const pipeline = this.#device.createComputePipeline({
+      label,
+      layout: "auto",
+      compute: { module, entryPoint, constants },
+    });
+    const error = await this.#device.popErrorScope();
+    if (error) {
+      throw new KernelError(
+        `Kernel ${kernel.name}.wgsl entry point ${entryPoint} (${JSON.stringify(constants)}) ` +
+          `fails validation: ${oneLine(error.message)}`,
+      );
+    }
+    return pipeline;
+  }
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, " | ").trim();
+}

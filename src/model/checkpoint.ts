@@ -1,0 +1,233 @@
+/**
+ * Checkpoints as safetensors with PyTorch's state-dict names and layouts (conv weights OIHW,
+ * num_batches_tracked int64), so weights move between PyTorch and this project. A training
+ * checkpoint also holds the optimizer state (`optimizer.<name>` tensors over the flat parameter
+ * arena) and a metadata block validated by zod.
+ */
+import { z } from "zod";
+import {
+  CheckpointError,
+  decodeSafetensors,
+  encodeSafetensors,
+  type Tensor,
+} from "../io/safetensors.ts";
+import { resNetConfigSchema } from "./config.ts";
+import { ohwiToOihw, oihwToOhwi } from "./layout.ts";
+import { elementCount, type ParameterSpec, type StateSpec } from "./parameters.ts";
+import type { ModelWeights } from "./weights.ts";
+
+export const CHECKPOINT_FORMAT = "webgpu-resnet-checkpoint/1";
+
+export const checkpointMetadataSchema = z.object({
+  format: z.literal(CHECKPOINT_FORMAT),
+  model: resNetConfigSchema,
+  /** Epochs completed. */
+  epoch: z.number().int().min(0),
+  /** Optimizer steps taken. */
+  step: z.number().int().min(0),
+  seed: z.number().int(),
+  /** Whatever else the trainer needs to resume exactly (flags, data order, metrics so far). */
+  training: z.record(z.string(), z.unknown()).optional(),
+});
+export type CheckpointMetadata = z.infer<typeof checkpointMetadataSchema>;
+
+export interface OptimizerState {
+  step: number;
+  /** Flat arenas in the parameter arena's layout (m, v, momentum, ...). */
+  buffers: Record<string, Float32Array>;
+}
+
+const OPTIMIZER_PREFIX = "optimizer.";
+
+function specOrder(weights: ModelWeights) {
+  // PyTorch's state_dict order: per module, its parameters then its buffers.
+  const parameters = new Map(weights.parameterLayout.entries.map(({ spec }) => [spec.name, spec]));
+  const state = new Map(weights.stateLayout.entries.map(({ spec }) => [spec.name, spec]));
+  const order: ({ kind: "parameter"; spec: ParameterSpec } | { kind: "state"; spec: StateSpec } | {
+    kind: "counter";
+    name: string;
+    index: number;
+  })[] = [];
+  for (const spec of parameters.values()) {
+    order.push({ kind: "parameter", spec });
+    const bn = spec.role === "bn_bias" ? spec.name.slice(0, -".bias".length) : undefined;
+    if (bn) {
+      order.push({ kind: "state", spec: state.get(`${bn}.running_mean`)! });
+      order.push({ kind: "state", spec: state.get(`${bn}.running_var`)! });
+      order.push({
+        kind: "counter",
+        name: `${bn}.num_batches_tracked`,
+        index: weights.batchNormNames.indexOf(bn),
+      });
+    }
+  }
+  return order;
+}
+
+function toTorch(spec: ParameterSpec | StateSpec, values: Float32Array): Tensor {
+  const data = spec.role === "conv_weight" ? ohwiToOihw(values, spec.shape) : values;
+  return { dtype: "F32", shape: spec.torchShape, data };
+}
+
+/** The model's state dict, as PyTorch's `model.state_dict()` would hold it. */
+export async function modelStateDict(weights: ModelWeights): Promise<Map<string, Tensor>> {
+  const parameters = await weights.downloadParameters();
+  const { values: state, numBatchesTracked } = await weights.downloadState();
+  const tensors = new Map<string, Tensor>();
+  for (const entry of specOrder(weights)) {
+    if (entry.kind === "parameter") {
+      tensors.set(entry.spec.name, toTorch(entry.spec, parameters.get(entry.spec.name)!));
+    } else if (entry.kind === "state") {
+      tensors.set(entry.spec.name, toTorch(entry.spec, state.get(entry.spec.name)!));
+    } else {
+      tensors.set(entry.name, {
+        dtype: "I64",
+        shape: [],
+        data: BigInt64Array.of(BigInt(numBatchesTracked[entry.index])),
+      });
+    }
+  }
+  return tensors;
+}
+
+function expectTensor(
+  tensors: Map<string, Tensor>,
+  name: string,
+  shape: readonly number[],
+  source: string,
+): Tensor {
+  const tensor = tensors.get(name);
+  if (!tensor) {
+    throw new CheckpointError(
+      source,
+      `has no tensor ${name}: it was saved from another model (check the model and width flags)`,
+    );
+  }
+  if (tensor.shape.length !== shape.length || tensor.shape.some((size, i) => size !== shape[i])) {
+    throw new CheckpointError(
+      source,
+      `${name} has shape [${tensor.shape}] but the model expects [${shape}]: it was saved from another model (check the model and width flags)`,
+    );
+  }
+  return tensor;
+}
+
+function floats(tensor: Tensor, name: string, source: string): Float32Array {
+  if (tensor.dtype === "F32") return tensor.data;
+  if (tensor.dtype === "F64") return Float32Array.from(tensor.data);
+  throw new CheckpointError(source, `${name} is ${tensor.dtype}, expected F32`);
+}
+
+/**
+ * Loads a state dict (PyTorch names and layouts) into the model. Every entry must be present with
+ * the model's shape; the first mismatch is named. Extra non-optimizer entries are refused too.
+ */
+export function loadModelStateDict(
+  weights: ModelWeights,
+  tensors: Map<string, Tensor>,
+  source: string,
+): void {
+  const parameters = new Map<string, Float32Array>();
+  const state = new Map<string, Float32Array>();
+  const counters = new Uint32Array(weights.batchNormNames.length);
+  const expected = new Set<string>();
+  for (const entry of specOrder(weights)) {
+    if (entry.kind === "counter") {
+      expected.add(entry.name);
+      const tensor = tensors.get(entry.name);
+      // Checkpoints from before PyTorch 0.4.1 have no counters; a missing one starts at zero.
+      if (!tensor) continue;
+      if (tensor.dtype !== "I64" || elementCount(tensor.shape) !== 1) {
+        throw new CheckpointError(source, `${entry.name} must be a single int64`);
+      }
+      counters[entry.index] = Number(tensor.data[0]);
+      continue;
+    }
+    const { spec } = entry;
+    expected.add(spec.name);
+    const values = floats(
+      expectTensor(tensors, spec.name, spec.torchShape, source),
+      spec.name,
+      source,
+    );
+    const projectValues = spec.role === "conv_weight"
+      ? oihwToOhwi(values, spec.torchShape)
+      : values;
+    (entry.kind === "parameter" ? parameters : state).set(spec.name, projectValues);
+  }
+  for (const name of tensors.keys()) {
+    if (!expected.has(name) && !name.startsWith(OPTIMIZER_PREFIX)) {
+      throw new CheckpointError(
+        source,
+        `has a tensor ${name} this model does not have: it was saved from another model (check the model and width flags)`,
+      );
+    }
+  }
+  weights.uploadParameters(parameters);
+  weights.uploadState(state, counters);
+}
+
+export interface Checkpoint {
+  tensors: Map<string, Tensor>;
+  metadata?: CheckpointMetadata;
+  optimizer?: OptimizerState;
+}
+
+/** Bytes of a checkpoint: the model's state dict, and optionally optimizer state and metadata. */
+export async function encodeCheckpoint(
+  weights: ModelWeights,
+  metadata?: CheckpointMetadata,
+  optimizer?: OptimizerState,
+): Promise<Uint8Array> {
+  const tensors = await modelStateDict(weights);
+  if (optimizer) {
+    tensors.set(`${OPTIMIZER_PREFIX}step`, {
+      dtype: "I64",
+      shape: [],
+      data: BigInt64Array.of(BigInt(optimizer.step)),
+    });
+    for (const [name, values] of Object.entries(optimizer.buffers)) {
+      tensors.set(`${OPTIMIZER_PREFIX}${name}`, {
+        dtype: "F32",
+        shape: [values.length],
+        data: values,
+      });
+    }
+  }
+  return encodeSafetensors(tensors, metadata ? { checkpoint: JSON.stringify(metadata) } : {});
+}
+
+/** Parses a checkpoint file's bytes; model tensors are checked when loaded into a model. */
+export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
+  const { tensors, metadata: raw } = decodeSafetensors(bytes, source);
+  let metadata: CheckpointMetadata | undefined;
+  if (raw.checkpoint !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.checkpoint);
+    } catch {
+      throw new CheckpointError(source, "its checkpoint metadata is not JSON");
+    }
+    const parsed = checkpointMetadataSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new CheckpointError(
+        source,
+        `bad checkpoint metadata at ${issue.path.join(".") || "top level"}: ${issue.message}`,
+      );
+    }
+    metadata = parsed.data;
+  }
+  const step = tensors.get(`${OPTIMIZER_PREFIX}step`);
+  let optimizer: OptimizerState | undefined;
+  if (step) {
+    const buffers: Record<string, Float32Array> = {};
+    for (const [name, tensor] of tensors) {
+      if (name.startsWith(OPTIMIZER_PREFIX) && name !== `${OPTIMIZER_PREFIX}step`) {
+        buffers[name.slice(OPTIMIZER_PREFIX.length)] = floats(tensor, name, source);
+      }
+    }
+    optimizer = { step: Number(step.data[0]), buffers };
+  }
+  return { tensors, metadata, optimizer };
+}

@@ -1,0 +1,49 @@
+/**
+ * The CIFAR variant of ResNet: a 3x3 stem convolution without max-pool, four stages of widths
+ * 64/128/256/512 (times a width multiplier) with strides 1, 2, 2, 2, global average pooling and
+ * a linear classifier. BasicBlock for ResNet-18/34, Bottleneck (expansion 4) for 50/101/152.
+ */
+import { z } from "zod";
+
+export const blockKinds = ["basic", "bottleneck"] as const;
+export type BlockKind = typeof blockKinds[number];
+
+export const resNetConfigSchema = z.object({
+  block: z.enum(blockKinds),
+  blocksPerStage: z.tuple([
+    z.number().int().min(1),
+    z.number().int().min(1),
+    z.number().int().min(1),
+    z.number().int().min(1),
+  ]),
+  widthMultiplier: z.number().positive().max(16),
+  classes: z.number().int().min(2),
+});
+export type ResNetConfig = z.infer<typeof resNetConfigSchema>;
+
+export const presets = {
+  resnet18: { block: "basic", blocksPerStage: [2, 2, 2, 2] },
+  resnet34: { block: "basic", blocksPerStage: [3, 4, 6, 3] },
+  resnet50: { block: "bottleneck", blocksPerStage: [3, 4, 6, 3] },
+  resnet101: { block: "bottleneck", blocksPerStage: [3, 4, 23, 3] },
+  resnet152: { block: "bottleneck", blocksPerStage: [3, 8, 36, 3] },
+} as const satisfies Record<string, Pick<ResNetConfig, "block" | "blocksPerStage">>;
+export type PresetName = keyof typeof presets;
+export const presetNames = Object.keys(presets) as PresetName[];
+
+export function resnetConfig(preset: PresetName, widthMultiplier = 1, classes = 10): ResNetConfig {
+  const { block, blocksPerStage } = presets[preset];
+  return { block, blocksPerStage: [...blocksPerStage], widthMultiplier, classes };
+}
+
+export const STAGE_WIDTHS = [64, 128, 256, 512] as const;
+export const STAGE_STRIDES = [1, 2, 2, 2] as const;
+
+export function expansion(block: BlockKind): number {
+  return block === "basic" ? 1 : 4;
+}
+
+/** A stage's (or the stem's) channel count after the width multiplier: rounded, at least 1. */
+export function scaledWidth(width: number, multiplier: number): number {
+  return Math.max(1, Math.round(width * multiplier));
+}

@@ -1,0 +1,202 @@
+/**
+ * A model's tensors on the GPU: the parameter arena, the gradient arena of the same layout, the
+ * BN running statistics and num_batches_tracked counters. Training and evaluation plans share
+ * one ModelWeights.
+ */
+import { readBuffer, writeBuffer } from "../gpu/buffer.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { type Architecture, buildArchitecture, convBnUnits } from "./architecture.ts";
+import type { ResNetConfig } from "./config.ts";
+import { initialParameters, initialState } from "./init.ts";
+import {
+  type ArenaLayout,
+  layoutArena,
+  type ParameterSpec,
+  parameterSpecs,
+  type StateSpec,
+  stateSpecs,
+} from "./parameters.ts";
+
+/** Each counter gets its own aligned slot so it binds as a range of its own. */
+const COUNTER_STRIDE = 256;
+
+export interface BatchNormTensors {
+  gamma: Tensor;
+  beta: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  numBatchesTracked: Tensor;
+}
+
+export class ModelWeights {
+  readonly architecture: Architecture;
+  readonly parameterLayout: ArenaLayout<ParameterSpec>;
+  readonly stateLayout: ArenaLayout<StateSpec>;
+  readonly params: GPUBuffer;
+  readonly grads: GPUBuffer;
+  readonly state: GPUBuffer;
+  readonly counters: GPUBuffer;
+  readonly #gpu: Gpu;
+  readonly #tensors = new Map<string, { param: Tensor; grad: Tensor }>();
+  readonly #stateTensors = new Map<string, Tensor>();
+  readonly #batchNormNames: string[];
+
+  constructor(gpu: Gpu, config: ResNetConfig) {
+    this.#gpu = gpu;
+    this.architecture = buildArchitecture(config);
+    const alignment = gpu.device.limits.minStorageBufferOffsetAlignment;
+    this.parameterLayout = layoutArena(parameterSpecs(this.architecture), alignment);
+    this.stateLayout = layoutArena(stateSpecs(this.architecture), alignment);
+    this.#batchNormNames = convBnUnits(this.architecture).map(({ bn }) => bn.name);
+    const size = this.parameterLayout.size;
+    // The arenas are bound per tensor (each under the binding limit); the optimizer binds them
+    // in chunks, so only the buffer size limit applies to the whole.
+    this.params = this.#arena("parameters", size);
+    this.grads = this.#arena("gradients", size);
+    this.state = this.#arena("batch-norm running statistics", this.stateLayout.size);
+    this.counters = this.#arena(
+      "num_batches_tracked",
+      this.#batchNormNames.length * COUNTER_STRIDE,
+    );
+    for (const { spec, offset } of this.parameterLayout.entries) {
+      this.#tensors.set(spec.name, {
+        param: { label: spec.name, buffer: this.params, offset, shape: spec.shape },
+        grad: { label: `grad ${spec.name}`, buffer: this.grads, offset, shape: spec.shape },
+      });
+    }
+    for (const { spec, offset } of this.stateLayout.entries) {
+      this.#stateTensors.set(spec.name, {
+        label: spec.name,
+        buffer: this.state,
+        offset,
+        shape: spec.shape,
+      });
+    }
+  }
+
+  #arena(label: string, size: number): GPUBuffer {
+    if (size > this.#gpu.device.limits.maxBufferSize) {
+      throw new RangeError(
+        `${label} need ${size} bytes, over this device's maxBufferSize ` +
+          `${this.#gpu.device.limits.maxBufferSize}: use a smaller model or width multiplier`,
+      );
+    }
+    return this.#gpu.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  param(name: string): Tensor {
+    return this.#entry(name).param;
+  }
+
+  grad(name: string): Tensor {
+    return this.#entry(name).grad;
+  }
+
+  #entry(name: string) {
+    const entry = this.#tensors.get(name);
+    if (!entry) throw new Error(`model has no parameter ${name}`);
+    return entry;
+  }
+
+  batchNorm(name: string): BatchNormTensors {
+    const index = this.#batchNormNames.indexOf(name);
+    if (index < 0) throw new Error(`model has no batch norm ${name}`);
+    return {
+      gamma: this.param(`${name}.weight`),
+      beta: this.param(`${name}.bias`),
+      runningMean: this.#stateTensors.get(`${name}.running_mean`)!,
+      runningVar: this.#stateTensors.get(`${name}.running_var`)!,
+      numBatchesTracked: {
+        label: `${name}.num_batches_tracked`,
+        buffer: this.counters,
+        offset: index * COUNTER_STRIDE,
+        shape: [1],
+      },
+    };
+  }
+
+  get batchNormNames(): readonly string[] {
+    return this.#batchNormNames;
+  }
+
+  /** PyTorch's default initialisation from `seed`; running statistics and counters reset. */
+  initialize(seed: number): void {
+    const specs = this.parameterLayout.entries.map(({ spec }) => spec);
+    const values = initialParameters(specs, seed);
+    this.uploadParameters(new Map(specs.map((spec, i) => [spec.name, values[i]])));
+    const stateSpecList = this.stateLayout.entries.map(({ spec }) => spec);
+    const state = initialState(stateSpecList);
+    this.uploadState(
+      new Map(stateSpecList.map((spec, i) => [spec.name, state[i]])),
+      new Uint32Array(this.#batchNormNames.length),
+    );
+  }
+
+  /** Writes parameters (project layout) into the arena; every parameter must be given. */
+  uploadParameters(values: ReadonlyMap<string, Float32Array>): void {
+    this.#upload(this.params, this.parameterLayout, values);
+    // Gradients of the padding between tensors are never written: start them at zero once.
+    writeBuffer(this.#gpu, this.grads, new Uint8Array(this.parameterLayout.size));
+  }
+
+  uploadState(values: ReadonlyMap<string, Float32Array>, numBatchesTracked: Uint32Array): void {
+    this.#upload(this.state, this.stateLayout, values);
+    const counters = new Uint32Array(this.#batchNormNames.length * COUNTER_STRIDE / 4);
+    numBatchesTracked.forEach((count, i) => counters[i * COUNTER_STRIDE / 4] = count);
+    writeBuffer(this.#gpu, this.counters, counters);
+  }
+
+  #upload<Spec extends { name: string; shape: number[] }>(
+    buffer: GPUBuffer,
+    layout: ArenaLayout<Spec>,
+    values: ReadonlyMap<string, Float32Array>,
+  ): void {
+    const arena = new Float32Array(layout.size / 4);
+    for (const { spec, offset } of layout.entries) {
+      const value = values.get(spec.name);
+      if (!value) throw new Error(`missing value for ${spec.name}`);
+      arena.set(value, offset / 4);
+    }
+    writeBuffer(this.#gpu, buffer, arena);
+  }
+
+  async downloadParameters(): Promise<Map<string, Float32Array>> {
+    return this.#download(this.params, this.parameterLayout);
+  }
+
+  async downloadGradients(): Promise<Map<string, Float32Array>> {
+    return this.#download(this.grads, this.parameterLayout);
+  }
+
+  async downloadState(): Promise<
+    { values: Map<string, Float32Array>; numBatchesTracked: Uint32Array }
+  > {
+    const values = await this.#download(this.state, this.stateLayout);
+    const counters = new Uint32Array(await readBuffer(this.#gpu, this.counters));
+    const numBatchesTracked = Uint32Array.from(
+      this.#batchNormNames,
+      (_, i) => counters[i * COUNTER_STRIDE / 4],
+    );
+    return { values, numBatchesTracked };
+  }
+
+  async #download<Spec extends { name: string; shape: number[] }>(
+    buffer: GPUBuffer,
+    layout: ArenaLayout<Spec>,
+  ) {
+    const arena = new Float32Array(await readBuffer(this.#gpu, buffer));
+    return new Map(layout.entries.map(({ spec, offset }) => {
+      const count = spec.shape.reduce((a, b) => a * b, 1);
+      return [spec.name, arena.slice(offset / 4, offset / 4 + count)] as const;
+    }));
+  }
+
+  destroy(): void {
+    for (const buffer of [this.params, this.grads, this.state, this.counters]) buffer.destroy();
+  }
+}

@@ -1,0 +1,388 @@
+/**
+ * Optimizers over the flat parameter arena (shaders/optimizer.wgsl), with torch.optim's
+ * semantics: Adam, AdamW, and SGD with momentum, Nesterov and weight decay.
+ *
+ * The arena's params, grads and optimizer state share one layout, so one kernel updates every
+ * parameter tensor at once. An arena may exceed the largest storage binding (128 MiB by default;
+ * ResNet-152 has 232 MB of parameters), so the update runs one dispatch per chunk of at most that
+ * size, each binding sub-ranges of the buffers. Everything is built once: per step the host only
+ * writes a small uniform (the scheduled lr and Adam's bias corrections).
+ */
+import { readFloat32, STORAGE_USAGE, writeBuffer } from "../gpu/buffer.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
+import type { OverrideConstants } from "../gpu/pipeline.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { kernels } from "../shaders.ts";
+
+const WORKGROUP_SIZE = 256;
+/** Arena tensors start at multiples of 256 bytes (shaders/README.md); chunks do too. */
+export const ARENA_ALIGNMENT = 256;
+/** Each invocation updates one vec4 (16 bytes). */
+const BYTES_PER_INVOCATION = 16;
+/** The largest per-step uniform (Adam's three f32). */
+const STEP_UNIFORM_BYTES = 16;
+
+interface AdamFamilyConfig {
+  lr: number;
+  /** Default [0.9, 0.999]. */
+  betas?: [number, number];
+  /** Default 1e-8. */
+  eps?: number;
+  /** Adam: L2 penalty added to the gradient, default 0. AdamW: decoupled decay, default 0.01. */
+  weightDecay?: number;
+}
+
+/** An optimizer and its hyper-parameters; omitted ones take torch.optim's defaults. */
+export type OptimizerConfig =
+  | ({ kind: "adam" } & AdamFamilyConfig)
+  | ({ kind: "adamw" } & AdamFamilyConfig)
+  | {
+    kind: "sgd";
+    lr: number;
+    /** Default 0 (plain SGD, no state). */
+    momentum?: number;
+    /** Default false; needs momentum > 0. */
+    nesterov?: boolean;
+    /** L2 penalty added to the gradient, default 0. */
+    weightDecay?: number;
+  };
+
+/** An OptimizerConfig with every default filled in. */
+export type ResolvedOptimizerConfig =
+  | {
+    kind: "adam" | "adamw";
+    lr: number;
+    betas: [number, number];
+    eps: number;
+    weightDecay: number;
+  }
+  | { kind: "sgd"; lr: number; momentum: number; nesterov: boolean; weightDecay: number };
+
+/** Raised for a hyper-parameter torch.optim would also reject; the message names it. */
+export class OptimizerConfigError extends Error {
+  override name = "OptimizerConfigError";
+}
+
+function requireInRange(
+  kind: string,
+  name: string,
+  value: number,
+  low: number,
+  high: number,
+  highInclusive: boolean,
+): void {
+  const inRange = value >= low && (highInclusive ? value <= high : value < high);
+  if (!Number.isFinite(value) || !inRange) {
+    const interval = highInclusive ? `[${low}, ${high}]` : `[${low}, ${high})`;
+    throw new OptimizerConfigError(`${kind}: ${name} must be in ${interval}, got ${value}`);
+  }
+}
+
+/** Validates a config as torch.optim does and fills in its defaults. */
+export function resolveOptimizerConfig(config: OptimizerConfig): ResolvedOptimizerConfig {
+  const { kind } = config;
+  requireInRange(kind, "lr", config.lr, 0, Infinity, false);
+  if (kind === "sgd") {
+    const resolved = {
+      kind,
+      lr: config.lr,
+      momentum: config.momentum ?? 0,
+      nesterov: config.nesterov ?? false,
+      weightDecay: config.weightDecay ?? 0,
+    };
+    requireInRange(kind, "momentum", resolved.momentum, 0, Infinity, false);
+    requireInRange(kind, "weightDecay", resolved.weightDecay, 0, Infinity, false);
+    if (resolved.nesterov && resolved.momentum === 0) {
+      throw new OptimizerConfigError("sgd: nesterov needs a momentum above 0");
+    }
+    return resolved;
+  }
+  if (kind !== "adam" && kind !== "adamw") {
+    throw new OptimizerConfigError(`unknown optimizer kind ${kind}: use adam, adamw or sgd`);
+  }
+  const resolved = {
+    kind,
+    lr: config.lr,
+    betas: [...config.betas ?? [0.9, 0.999]] as [number, number],
+    eps: config.eps ?? 1e-8,
+    weightDecay: config.weightDecay ?? (kind === "adamw" ? 0.01 : 0),
+  };
+  if (resolved.betas.length !== 2) {
+    throw new OptimizerConfigError(`${kind}: betas must be two numbers, got [${resolved.betas}]`);
+  }
+  resolved.betas.forEach((beta, index) =>
+    requireInRange(kind, `betas[${index}]`, beta, 0, 1, false)
+  );
+  requireInRange(kind, "eps", resolved.eps, 0, Infinity, false);
+  requireInRange(kind, "weightDecay", resolved.weightDecay, 0, Infinity, false);
+  return resolved;
+}
+
+/** What sets the optimizer kinds apart: their entry point, state and per-step uniform. */
+interface UpdateRule {
+  entryPoint: "adam" | "sgd" | "sgd_momentum";
+  constants: OverrideConstants;
+  /** torch.optim's state keys, bound after the params in this order. */
+  stateNames: readonly string[];
+  /** The uniform for step `step` (1 for the first, as torch's state["step"]) at rate `lr`. */
+  stepUniform(step: number, lr: number): ArrayBufferView<ArrayBuffer>;
+}
+
+function updateRule(config: ResolvedOptimizerConfig): UpdateRule {
+  const { weightDecay } = config;
+  if (config.kind === "sgd") {
+    const stepUniform = (_step: number, lr: number) => Float32Array.of(lr);
+    if (config.momentum === 0) {
+      return {
+        entryPoint: "sgd",
+        constants: { WEIGHT_DECAY: weightDecay },
+        stateNames: [],
+        stepUniform,
+      };
+    }
+    return {
+      entryPoint: "sgd_momentum",
+      constants: {
+        WEIGHT_DECAY: weightDecay,
+        MOMENTUM: config.momentum,
+        NESTEROV: config.nesterov ? 1 : 0,
+      },
+      stateNames: ["momentum_buffer"],
+      stepUniform,
+    };
+  }
+  const [beta1, beta2] = config.betas;
+  const decoupled = config.kind === "adamw";
+  return {
+    entryPoint: "adam",
+    constants: {
+      WEIGHT_DECAY: weightDecay,
+      DECOUPLED_WEIGHT_DECAY: decoupled ? 1 : 0,
+      BETA2: beta2,
+      ONE_MINUS_BETA1: 1 - beta1,
+      ONE_MINUS_BETA2: 1 - beta2,
+      EPS: config.eps,
+    },
+    stateNames: ["exp_avg", "exp_avg_sq"],
+    // Folded in f64, then rounded once, as PyTorch passes these to its kernels as Python floats.
+    stepUniform: (step, lr) =>
+      Float32Array.of(
+        lr / (1 - beta1 ** step),
+        Math.sqrt(1 - beta2 ** step),
+        decoupled ? 1 - lr * weightDecay : 1,
+      ),
+  };
+}
+
+/** Parameters and their gradients in the flat arena layout (shaders/README.md). */
+export interface ParameterArena {
+  /** f32 parameters, at least `size` bytes. */
+  params: GPUBuffer;
+  /** f32 gradients in the params' layout, at least `size` bytes. */
+  grads: GPUBuffer;
+  /** Bytes of the arena to update, a multiple of 256. */
+  size: number;
+}
+
+export interface OptimizerOptions {
+  /**
+   * Bytes each dispatch updates, a multiple of 256; default the largest storage binding the
+   * device allows. Tests force it small to exercise the chunking.
+   */
+  chunkBytes?: number;
+}
+
+/** An optimizer's state, for checkpoints. */
+export interface OptimizerState {
+  /** Steps taken: torch's state["step"]. */
+  step: number;
+  /** Each state buffer under its torch.optim state key, in the arena's layout. */
+  buffers: Record<string, Float32Array<ArrayBuffer>>;
+}
+
+function largestChunk(gpu: Gpu): number {
+  const { maxStorageBufferBindingSize, maxBufferSize } = gpu.device.limits;
+  const limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
+  return Math.floor(limit / ARENA_ALIGNMENT) * ARENA_ALIGNMENT;
+}
+
+function checkArena(arena: ParameterArena): void {
+  const { size } = arena;
+  if (!Number.isInteger(size) || size <= 0 || size % ARENA_ALIGNMENT !== 0) {
+    throw new RangeError(`optimizer: arena size ${size} is not a positive multiple of 256 bytes`);
+  }
+  for (const [name, buffer] of [["params", arena.params], ["grads", arena.grads]] as const) {
+    if (buffer.size < size) {
+      throw new RangeError(`optimizer: arena ${name} has ${buffer.size} bytes, under ${size}`);
+    }
+  }
+  if (arena.params === arena.grads) {
+    throw new RangeError("optimizer: params and grads must be separate buffers");
+  }
+}
+
+function chunkBytesFor(gpu: Gpu, options: OptimizerOptions): number {
+  const largest = largestChunk(gpu);
+  const chunkBytes = options.chunkBytes ?? largest;
+  if (
+    !Number.isInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes % ARENA_ALIGNMENT !== 0 ||
+    chunkBytes > largest
+  ) {
+    throw new RangeError(
+      `optimizer: chunkBytes ${chunkBytes} must be a positive multiple of 256 up to ${largest}`,
+    );
+  }
+  return chunkBytes;
+}
+
+/** A view of `bytes` bytes of `buffer` at `offset`, as an f32 tensor. */
+function view(label: string, buffer: GPUBuffer, offset: number, bytes: number): Tensor {
+  return { label, buffer, offset, shape: [bytes / 4] };
+}
+
+export class Optimizer {
+  readonly config: ResolvedOptimizerConfig;
+  readonly arena: ParameterArena;
+  /** The update, one dispatch per chunk; encode after the backward pass of the step. */
+  readonly dispatches: readonly Dispatch[];
+  /** The state (m and v for Adam, the momentum buffer for SGD), in the arena's layout. */
+  readonly stateBuffers: readonly { name: string; buffer: GPUBuffer }[];
+  readonly #gpu: Gpu;
+  readonly #rule: UpdateRule;
+  readonly #uniform: GPUBuffer;
+  #step = 0;
+
+  private constructor(
+    gpu: Gpu,
+    arena: ParameterArena,
+    config: ResolvedOptimizerConfig,
+    rule: UpdateRule,
+    uniform: GPUBuffer,
+    stateBuffers: { name: string; buffer: GPUBuffer }[],
+    dispatches: Dispatch[],
+  ) {
+    this.#gpu = gpu;
+    this.arena = arena;
+    this.config = config;
+    this.#rule = rule;
+    this.#uniform = uniform;
+    this.stateBuffers = stateBuffers;
+    this.dispatches = dispatches;
+  }
+
+  /** Builds the pipelines, state buffers (zeroed, as torch's fresh state) and dispatches. */
+  static async create(
+    gpu: Gpu,
+    arena: ParameterArena,
+    config: OptimizerConfig,
+    options: OptimizerOptions = {},
+  ): Promise<Optimizer> {
+    const resolved = resolveOptimizerConfig(config);
+    checkArena(arena);
+    const chunkBytes = chunkBytesFor(gpu, options);
+    const rule = updateRule(resolved);
+    const uniform = gpu.device.createBuffer({
+      label: `${resolved.kind} step values`,
+      size: STEP_UNIFORM_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    // Not createBuffer, which caps a buffer at one binding: the arena may be larger. The params
+    // buffer already has the arena's size, so the device's maxBufferSize allows it.
+    const stateBuffers = rule.stateNames.map((name) => ({
+      name,
+      buffer: gpu.device.createBuffer({ label: name, size: arena.size, usage: STORAGE_USAGE }),
+    }));
+    const uniformBytes = rule.stepUniform(1, 0).byteLength;
+    const stepValues = view(uniform.label, uniform, 0, uniformBytes);
+    const dispatches: Promise<Dispatch>[] = [];
+    for (let offset = 0; offset < arena.size; offset += chunkBytes) {
+      const bytes = Math.min(chunkBytes, arena.size - offset);
+      const chunk = `[${offset}, ${offset + bytes})`;
+      const views = (buffer: GPUBuffer) => view(`${buffer.label} ${chunk}`, buffer, offset, bytes);
+      dispatches.push(createDispatch(gpu, {
+        kernel: kernels.optimizer,
+        entryPoint: rule.entryPoint,
+        constants: { ...rule.constants, WORKGROUP_SIZE },
+        bindings: [
+          views(arena.grads),
+          stepValues,
+          views(arena.params),
+          ...stateBuffers.map(({ buffer }) => views(buffer)),
+        ],
+        workgroups: linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE),
+        label: `${resolved.kind} ${chunk}`,
+      }));
+    }
+    return new Optimizer(
+      gpu,
+      arena,
+      resolved,
+      rule,
+      uniform,
+      stateBuffers,
+      await Promise.all(dispatches),
+    );
+  }
+
+  /** Steps taken so far, counting the one prepared: torch's state["step"]. */
+  get step(): number {
+    return this.#step;
+  }
+
+  /**
+   * Counts a step and writes its uniforms (learning rate `lr`, Adam's bias corrections). Call
+   * once per step, before the submit that holds `dispatches`: queue writes are
+   * ordered with submits, so the next step's write cannot overtake this step's update.
+   */
+  prepareStep(lr: number): void {
+    if (!Number.isFinite(lr) || lr < 0) {
+      throw new RangeError(`optimizer: learning rate must be finite and >= 0, got ${lr}`);
+    }
+    this.#step++;
+    writeBuffer(this.#gpu, this.#uniform, this.#rule.stepUniform(this.#step, lr));
+  }
+
+  /** Bytes of GPU memory the optimizer state takes. */
+  stateBytes(): number {
+    return this.stateBuffers.length * this.arena.size;
+  }
+
+  /** Reads the state back after the steps submitted so far. */
+  async exportState(): Promise<OptimizerState> {
+    const buffers: Record<string, Float32Array<ArrayBuffer>> = {};
+    for (const { name, buffer } of this.stateBuffers) {
+      buffers[name] = await readFloat32(this.#gpu, buffer, 0, this.arena.size / 4);
+    }
+    return { step: this.#step, buffers };
+  }
+
+  /** Replaces the state with one exported from an optimizer of the same kind and arena size. */
+  importState(state: OptimizerState): void {
+    if (!Number.isInteger(state.step) || state.step < 0) {
+      throw new RangeError(`optimizer: step must be an integer >= 0, got ${state.step}`);
+    }
+    const expected = this.stateBuffers.map(({ name }) => name);
+    const given = Object.keys(state.buffers);
+    if (given.length !== expected.length || !expected.every((name) => name in state.buffers)) {
+      throw new RangeError(
+        `optimizer: ${this.config.kind} state needs buffers [${expected}], got [${given}]`,
+      );
+    }
+    const length = this.arena.size / 4;
+    for (const { name, buffer } of this.stateBuffers) {
+      const values = state.buffers[name];
+      if (values.length !== length) {
+        throw new RangeError(`optimizer: state ${name} has ${values.length} values, not ${length}`);
+      }
+      writeBuffer(this.#gpu, buffer, values);
+    }
+    this.#step = state.step;
+  }
+
+  /** Frees the state and uniform buffers (the arena belongs to the caller). */
+  destroy(): void {
+    for (const { buffer } of this.stateBuffers) buffer.destroy();
+    this.#uniform.destroy();
+  }
+}

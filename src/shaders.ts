@@ -1,0 +1,27 @@
+/**
+ * Every WGSL kernel, imported as text from `shaders/`. Deno and the esbuild browser bundle read
+ * the same files through these imports (tests/bundle_test.ts checks the bundle carries them
+ * unchanged), so there is no copy to drift.
+ */
+import type { Kernel } from "./gpu/pipeline.ts";
+import add from "../shaders/add.wgsl" with { type: "text" };
+import globalAvgPool from "../shaders/global_avg_pool.wgsl" with { type: "text" };
+import inputBatch from "../shaders/input_batch.wgsl" with { type: "text" };
+import linear from "../shaders/linear.wgsl" with { type: "text" };
+import optimizer from "../shaders/optimizer.wgsl" with { type: "text" };
+import relu from "../shaders/relu.wgsl" with { type: "text" };
+import softmaxCrossEntropy from "../shaders/softmax_cross_entropy.wgsl" with { type: "text" };
+
+function kernel(name: string, code: string): Kernel {
+  return { name, code };
+}
+
+export const kernels = {
+  add: kernel("add", add),
+  globalAvgPool: kernel("global_avg_pool", globalAvgPool),
+  inputBatch: kernel("input_batch", inputBatch),
+  linear: kernel("linear", linear),
+  optimizer: kernel("optimizer", optimizer),
+  relu: kernel("relu", relu),
+  softmaxCrossEntropy: kernel("softmax_cross_entropy", softmaxCrossEntropy),
+} as const;

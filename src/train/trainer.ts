@@ -1,0 +1,196 @@
+/**
+ * The training loop's engine: the training split resident on the GPU, the static training plan,
+ * the optimizer over the parameter arena, and one submit per step. The CPU's work per step is
+ * two tiny uniform writes and the encoding; per epoch, one shuffled order upload.
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { createTensor, type Tensor } from "../gpu/tensor.ts";
+import type { CifarSplit } from "../data/cifar.ts";
+import {
+  BatchSource,
+  CIFAR10_MEAN,
+  CIFAR10_STD,
+  epochOrder,
+  GpuDataset,
+} from "../data/gpu_dataset.ts";
+import {
+  createMetrics,
+  type Metrics,
+  readMetrics,
+  resetMetrics,
+} from "../ops/softmax_cross_entropy.ts";
+import { Optimizer, type OptimizerConfig } from "../ops/optimizer.ts";
+import type { ModelWeights } from "../model/weights.ts";
+import { StepPlan } from "../plan/plan.ts";
+import type { Schedule } from "./schedule.ts";
+import { StepRunner } from "./step_runner.ts";
+
+export interface TrainerOptions {
+  batchSize: number;
+  augment: boolean;
+  optimizer: OptimizerConfig;
+  /** Learning rate per optimizer step. */
+  schedule: Schedule;
+  /** Seeds the data order and the augmentation draws. */
+  seed: number;
+  /** Read the running metrics back every this many steps. */
+  readEvery?: number;
+}
+
+export interface EpochProgress {
+  step: number;
+  steps: number;
+  /** Metrics so far this epoch, as of a recent step (the GPU may be a step or two behind). */
+  metrics: Metrics;
+}
+
+/** Raised when the loss stops being finite; the message says what to change. */
+export class TrainingDivergedError extends Error {
+  override name = "TrainingDivergedError";
+}
+
+export class Trainer {
+  readonly weights: ModelWeights;
+  readonly optimizer: Optimizer;
+  readonly plan: StepPlan;
+  readonly stepsPerEpoch: number;
+  readonly batchSize: number;
+  readonly #gpu: Gpu;
+  readonly #options: TrainerOptions;
+  readonly #dataset: GpuDataset;
+  readonly #source: BatchSource;
+  readonly #metrics: Tensor;
+  readonly #tensors: Tensor[];
+  readonly #runner: StepRunner;
+
+  private constructor(
+    gpu: Gpu,
+    weights: ModelWeights,
+    options: TrainerOptions,
+    parts: {
+      dataset: GpuDataset;
+      source: BatchSource;
+      plan: StepPlan;
+      optimizer: Optimizer;
+      metrics: Tensor;
+      tensors: Tensor[];
+    },
+  ) {
+    this.#gpu = gpu;
+    this.weights = weights;
+    this.#options = options;
+    this.#dataset = parts.dataset;
+    this.#source = parts.source;
+    this.plan = parts.plan;
+    this.optimizer = parts.optimizer;
+    this.#metrics = parts.metrics;
+    this.#tensors = parts.tensors;
+    this.batchSize = options.batchSize;
+    // Like PyTorch's drop_last: every step sees a full batch, so the plan stays static.
+    this.stepsPerEpoch = Math.floor(parts.dataset.count / options.batchSize);
+    this.#runner = new StepRunner(gpu, parts.metrics, { readEvery: options.readEvery });
+  }
+
+  static async create(
+    gpu: Gpu,
+    weights: ModelWeights,
+    split: CifarSplit,
+    options: TrainerOptions,
+  ): Promise<Trainer> {
+    if (split.count < options.batchSize) {
+      throw new RangeError(
+        `the training set has ${split.count} images, fewer than one batch of ${options.batchSize}: use a smaller --batch-size`,
+      );
+    }
+    const dataset = GpuDataset.create(gpu, split, "training images");
+    const n = options.batchSize;
+    const input = createTensor(gpu, "training input", [n, 32, 32, 3]);
+    const labels = createTensor(gpu, "training labels", [n]);
+    const metrics = createMetrics(gpu, "training metrics");
+    const source = await BatchSource.create(gpu, dataset, {
+      batchSize: n,
+      augment: options.augment,
+      mean: CIFAR10_MEAN,
+      std: CIFAR10_STD,
+      input,
+      labels,
+    });
+    const plan = await StepPlan.build(gpu, weights, "train", { input, labels, metrics });
+    const optimizer = await Optimizer.create(
+      gpu,
+      { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
+      options.optimizer,
+    );
+    return new Trainer(gpu, weights, options, {
+      dataset,
+      source,
+      plan,
+      optimizer,
+      metrics,
+      tensors: [input, labels],
+    });
+  }
+
+  /** GPU memory by purpose, in bytes. */
+  memory(): Record<string, number> {
+    const w = this.weights;
+    return {
+      parameters: w.params.size,
+      gradients: w.grads.size,
+      "batch-norm statistics": w.state.size + w.counters.size,
+      "optimizer state": this.optimizer.stateBytes(),
+      activations: this.plan.memory.activations,
+      workspaces: this.plan.memory.workspaces,
+      "training images": this.#dataset.bytes,
+      "input batch": this.#tensors.reduce((sum, t) => sum + t.buffer.size, 0),
+    };
+  }
+
+  /**
+   * Trains one epoch (0-based `epoch` picks the data order) and returns its metrics summed over
+   * every step. Throws TrainingDivergedError as soon as a readback shows a non-finite loss.
+   */
+  async trainEpoch(
+    epoch: number,
+    onProgress?: (progress: EpochProgress) => void,
+  ): Promise<Metrics> {
+    resetMetrics(this.#gpu, this.#metrics);
+    this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
+    const groups = [this.#source.dispatches, this.plan.dispatches, this.optimizer.dispatches];
+    for (let step = 0; step < this.stepsPerEpoch; step++) {
+      this.#source.prepareBatch(step, this.#options.seed, epoch);
+      this.optimizer.prepareStep(this.#options.schedule(this.optimizer.step));
+      const metrics = await this.#runner.submit(groups);
+      if (metrics) this.#check(metrics, epoch, step, onProgress);
+    }
+    await this.#runner.drain();
+    const metrics = await readMetrics(this.#gpu, this.#metrics);
+    this.#check(metrics, epoch, this.stepsPerEpoch, onProgress);
+    return metrics;
+  }
+
+  #check(
+    metrics: Metrics,
+    epoch: number,
+    step: number,
+    onProgress?: (progress: EpochProgress) => void,
+  ): void {
+    if (!Number.isFinite(metrics.lossSum)) {
+      throw new TrainingDivergedError(
+        `the training loss became ${metrics.lossSum} in epoch ${
+          epoch + 1
+        } (by step ${step} of ${this.stepsPerEpoch}): ` +
+          "lower the learning rate (--lr) or use a schedule with warm-up",
+      );
+    }
+    onProgress?.({ step, steps: this.stepsPerEpoch, metrics });
+  }
+
+  destroy(): void {
+    this.#runner.destroy();
+    this.plan.destroy();
+    this.optimizer.destroy();
+    this.#dataset.destroy();
+    for (const tensor of [...this.#tensors, this.#metrics]) tensor.buffer.destroy();
+  }
+}

@@ -1,0 +1,40 @@
+import { submitDispatches } from "../src/gpu/dispatch.ts";
+import { addForward } from "../src/ops/add.ts";
+import { gradCheck } from "./harness/gradcheck.ts";
+import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "./harness/gpu.ts";
+import { ELEMENTWISE } from "./harness/tolerances.ts";
+import {
+  addBackward as referenceBackward,
+  addForward as referenceForward,
+} from "./reference/add.ts";
+import { f32Array, Random } from "./reference/random.ts";
+
+for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17]]) {
+  gpuTest(`add: gradient check on [${shape}]`, async (gpu) => {
+    const random = new Random(7);
+    const count = shape.reduce((a, b) => a * b);
+    await gradCheck({
+      name: `add [${shape}]`,
+      inputs: {
+        a: f32Array(count, () => random.uniform(-2, 2)),
+        b: f32Array(count, () => random.uniform(-2, 2)),
+      },
+      reference: {
+        forward: ({ a, b }) => referenceForward(a, b),
+        backward: (_, dy) => {
+          const { da, db } = referenceBackward(dy);
+          return { a: da, b: db };
+        },
+      },
+      tolerance: ELEMENTWISE,
+      async gpu({ a, b }, dy) {
+        const y = poisonedTensor(gpu, "y", shape);
+        submitDispatches(gpu, [
+          await addForward(gpu, f32Tensor(gpu, "a", shape, a), f32Tensor(gpu, "b", shape, b), y),
+        ]);
+        // The backward of a sum is the identity: both inputs receive dy itself (no kernel).
+        return { y: await readTensor(gpu, y), grads: { a: dy, b: dy } };
+      },
+    });
+  });
+}

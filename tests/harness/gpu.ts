@@ -1,0 +1,59 @@
+/** GPU helpers for tests: one device per test process, tensors from f64 data, readbacks. */
+import { readBuffer, uploadBuffer } from "../../src/gpu/buffer.ts";
+import { type Gpu, requestGpu } from "../../src/gpu/device.ts";
+import type { Tensor } from "../../src/gpu/tensor.ts";
+
+let shared: Promise<Gpu> | undefined;
+
+/** The device all tests in this process share (creating one costs tens of milliseconds). */
+export function testGpu(): Promise<Gpu> {
+  shared ??= requestGpu();
+  return shared;
+}
+
+/**
+ * Deno.test for code that uses the GPU. The device's lost promise and wgpu's own polling stay
+ * pending across tests by design, so the op and resource sanitizers are off.
+ */
+export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => fn(await testGpu()),
+  });
+}
+
+/** A tensor holding `values` as f32 (f64 test data is f32-representable, so nothing rounds). */
+export function f32Tensor(
+  gpu: Gpu,
+  label: string,
+  shape: number[],
+  values: ArrayLike<number>,
+): Tensor {
+  return { label, shape, offset: 0, buffer: uploadBuffer(gpu, label, Float32Array.from(values)) };
+}
+
+export function u32Tensor(
+  gpu: Gpu,
+  label: string,
+  shape: number[],
+  values: ArrayLike<number>,
+): Tensor {
+  return { label, shape, offset: 0, buffer: uploadBuffer(gpu, label, Uint32Array.from(values)) };
+}
+
+/** An f32 tensor filled with NaN, so an element a kernel forgets to write fails the comparison. */
+export function poisonedTensor(gpu: Gpu, label: string, shape: number[]): Tensor {
+  const count = shape.reduce((a, b) => a * b, 1);
+  return f32Tensor(gpu, label, shape, new Float32Array(count).fill(NaN));
+}
+
+/** Reads a tensor back, failing if any GPU validation error was raised since the last read. */
+export async function readTensor(gpu: Gpu, tensor: Tensor): Promise<Float32Array> {
+  const count = tensor.shape.reduce((a, b) => a * b, 1);
+  const values = new Float32Array(await readBuffer(gpu, tensor.buffer, tensor.offset, count * 4));
+  const error = gpu.takeUncapturedError();
+  if (error) throw new Error(`GPU error before reading ${tensor.label}: ${error.message}`);
+  return values;
+}

@@ -1,0 +1,31 @@
+/**
+ * Every tolerance the tests use, in one place, with the reason for each. All are bounds on
+ * relativeMaxError (tests/reference/compare.ts): max |actual − expected| / max |expected|.
+ */
+
+/**
+ * GPU f32 against the f64 reference for ops that round once per element (ReLU, add, pooling's
+ * scaling): f32 has a unit roundoff of 6e-8; a few roundings stay well below 1e-6.
+ */
+export const ELEMENTWISE = 1e-6;
+
+/**
+ * GPU f32 against the f64 reference for ops that sum K products (linear, conv, pooling, batch
+ * statistics): the rounding error of a sum grows like sqrt(K)·6e-8 on random data and at worst
+ * K·6e-8; with K up to a few thousand (3x3x512 = 4608) 1e-4 holds with margin and still fails
+ * on any indexing or missing-term bug (those give errors of order 1e-2 or more).
+ */
+export const REDUCTION = 1e-4;
+
+/**
+ * GPU f32 against f64 through a chain of ops (a whole network's loss and gradients): errors
+ * compound through normalisations that divide by small standard deviations.
+ */
+export const NETWORK = 2e-3;
+
+/**
+ * The f64 reference backward against central finite differences of its own forward in f64,
+ * step 1e-6: truncation O(h²) ≈ 1e-12 and rounding O(ε·|L|/h) ≈ 1e-10·|L|, so 1e-6 separates
+ * a correct derivative from a wrong one by many orders of magnitude.
+ */
+export const FINITE_DIFFERENCE = 1e-6;
