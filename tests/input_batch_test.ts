@@ -109,92 +109,110 @@ async function gpuBatches(
 const SPLIT = randomSplit(37, 11);
 const BATCH_SIZE = 5;
 
+// 19 images per chunk gives chunks of 19 and 18, and batch 3 of the identity order (images
+// 15..19) spans both; the limit is not a multiple of an image, as the device's is not.
+const TWO_CHUNKS = 19 * IMAGE_BYTES + 100;
+
 for (const augment of [false, true]) {
-  for (const chunkImages of [undefined, 17]) {
-    const chunks = chunkImages === undefined ? "one chunk" : `chunks of ${chunkImages}`;
-    gpuTest(`input batch: GPU equals the f64 reference, augment ${augment}, ${chunks}`, async (gpu) => {
-      // 17 images per chunk (the limit is not a multiple of an image): 17 + 17 would leave 3, so
-      // 37 images need three chunks; 18 per chunk gives 18 + 19 and batch 3 (15..19) spans both.
-      const maxChunkBytes = chunkImages === undefined ? undefined : 18 * IMAGE_BYTES + 100;
-      const { dataset, source, batch } = await gpuBatches(gpu, SPLIT, {
-        batchSize: BATCH_SIZE,
-        augment,
-        maxChunkBytes,
-      });
-      assert.equal(dataset.imageChunks.length, chunkImages === undefined ? 1 : 2);
-      assert.equal(source.batchesPerEpoch, 7);
-      const identity = Uint32Array.from({ length: SPLIT.count }, (_, i) => i);
-      const cases = [
-        { order: identity, batch: 3, seed: 7, epoch: 0 },
-        { order: epochOrder(7, 2, SPLIT.count), batch: 1, seed: 7, epoch: 2 },
-        { order: epochOrder(7, 2, SPLIT.count), batch: 5, seed: 7, epoch: 2 },
-        { order: epochOrder(0xffffffff, 9, SPLIT.count), batch: 6, seed: 0xffffffff, epoch: 9 },
-      ];
-      for (const { order, batch: batchIndex, seed, epoch } of cases) {
-        source.setOrder(order);
-        const actual = await batch(batchIndex, seed, epoch);
-        const expected = referenceBatch(SPLIT, {
-          order,
-          batch: batchIndex,
+  for (const maxChunkBytes of [undefined, TWO_CHUNKS]) {
+    const chunks = maxChunkBytes === undefined ? "one chunk" : "two chunks";
+    gpuTest(
+      `input batch: GPU equals the f64 reference, augment ${augment}, ${chunks}`,
+      async (gpu) => {
+        const { dataset, source, batch } = await gpuBatches(gpu, SPLIT, {
           batchSize: BATCH_SIZE,
           augment,
-          seed,
-          epoch,
-          mean: CIFAR10_MEAN,
-          std: CIFAR10_STD,
+          maxChunkBytes,
         });
-        const what = `batch ${batchIndex} of seed ${seed} epoch ${epoch}`;
-        assertAllClose(actual.input, expected.input, NORMALISE_TOLERANCE, what);
-        assert.deepEqual(actual.labels, expected.labels, `${what}: labels`);
-      }
-      source.destroy();
-      dataset.destroy();
-    });
+        assert.equal(dataset.imageChunks.length, maxChunkBytes === undefined ? 1 : 2);
+        assert.equal(source.batchesPerEpoch, 7);
+        const identity = Uint32Array.from({ length: SPLIT.count }, (_, i) => i);
+        const cases = [
+          { order: identity, batch: 3, seed: 7, epoch: 0 },
+          { order: epochOrder(7, 2, SPLIT.count), batch: 1, seed: 7, epoch: 2 },
+          { order: epochOrder(7, 2, SPLIT.count), batch: 5, seed: 7, epoch: 2 },
+          { order: epochOrder(0xffffffff, 9, SPLIT.count), batch: 6, seed: 0xffffffff, epoch: 9 },
+        ];
+        for (const { order, batch: batchIndex, seed, epoch } of cases) {
+          source.setOrder(order);
+          const actual = await batch(batchIndex, seed, epoch);
+          const expected = referenceBatch(SPLIT, {
+            order,
+            batch: batchIndex,
+            batchSize: BATCH_SIZE,
+            augment,
+            seed,
+            epoch,
+            mean: CIFAR10_MEAN,
+            std: CIFAR10_STD,
+          });
+          const what = `batch ${batchIndex} of seed ${seed} epoch ${epoch}`;
+          assertAllClose(actual.input, expected.input, NORMALISE_TOLERANCE, what);
+          assert.deepEqual(actual.labels, expected.labels, `${what}: labels`);
+        }
+        source.destroy();
+        dataset.destroy();
+      },
+    );
   }
 }
 
-gpuTest("input batch: a CIFAR-10-train-sized split fills two chunks within the binding limit", async (gpu) => {
-  const count = 50000;
-  // Every byte of image i is i mod 251, so each gathered pixel names its image.
-  const images = new Uint8Array(count * IMAGE_BYTES);
-  for (let i = 0; i < count; i++) {
-    images.fill(i % 251, i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES);
-  }
-  const split = { images, labels: new Uint8Array(count).map((_, i) => i % 10), count };
-  const { dataset, source, batch } = await gpuBatches(gpu, split, { batchSize: 8, augment: false });
-  const limit = gpu.device.limits.maxStorageBufferBindingSize;
-  assert.equal(dataset.imageChunks.length, 2);
-  assert.ok(dataset.imageChunks.every((chunk) => chunk.buffer.size <= limit));
-  const first = dataset.firstChunkImages;
-  assert.equal(first, Math.floor(Math.min(limit, gpu.device.limits.maxBufferSize) / IMAGE_BYTES));
-  assert.equal(dataset.gpuBytes, count * IMAGE_BYTES + count * 4);
+gpuTest(
+  "input batch: a CIFAR-10-train-sized split fills two chunks within the binding limit",
+  async (gpu) => {
+    const count = 50000;
+    // Every byte of image i is i mod 251, so each gathered pixel names its image.
+    const images = new Uint8Array(count * IMAGE_BYTES);
+    for (let i = 0; i < count; i++) {
+      images.fill(i % 251, i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES);
+    }
+    const split = { images, labels: new Uint8Array(count).map((_, i) => i % 10), count };
+    const { dataset, source, batch } = await gpuBatches(gpu, split, {
+      batchSize: 8,
+      augment: false,
+    });
+    const limit = gpu.device.limits.maxStorageBufferBindingSize;
+    assert.equal(dataset.imageChunks.length, 2);
+    assert.ok(dataset.imageChunks.every((chunk) => chunk.buffer.size <= limit));
+    const first = dataset.firstChunkImages;
+    assert.equal(first, Math.floor(Math.min(limit, gpu.device.limits.maxBufferSize) / IMAGE_BYTES));
+    assert.equal(dataset.gpuBytes, count * IMAGE_BYTES + count * 4);
 
-  // An order that puts the four images on each side of the chunk boundary in batch 0.
-  const order = Uint32Array.from({ length: count }, (_, i) => (i + first - 4) % count);
-  source.setOrder(order);
-  const actual = await batch(0, 0, 0);
-  for (let n = 0; n < 8; n++) {
-    const index = first - 4 + n;
-    const raw = Math.round((actual.input[n * SIZE * SIZE * 3] * CIFAR10_STD[0] + CIFAR10_MEAN[0]) * 255);
-    assert.equal(raw, index % 251, `sample ${n} (image ${index})`);
-    assert.equal(actual.labels[n], index % 10);
-  }
-  source.destroy();
-  dataset.destroy();
-});
+    // An order that puts the four images on each side of the chunk boundary in batch 0.
+    const order = Uint32Array.from({ length: count }, (_, i) => (i + first - 4) % count);
+    source.setOrder(order);
+    const actual = await batch(0, 0, 0);
+    for (let n = 0; n < 8; n++) {
+      const index = first - 4 + n;
+      const raw = Math.round(
+        (actual.input[n * SIZE * SIZE * 3] * CIFAR10_STD[0] + CIFAR10_MEAN[0]) * 255,
+      );
+      assert.equal(raw, index % 251, `sample ${n} (image ${index})`);
+      assert.equal(actual.labels[n], index % 10);
+    }
+    source.destroy();
+    dataset.destroy();
+  },
+);
 
-gpuTest("input batch: a split that needs more than two chunks is refused, naming the fix", (gpu) => {
-  assert.throws(
-    () => GpuDataset.create(gpu, SPLIT, "tiny chunks", { maxChunkBytes: 10 * IMAGE_BYTES }),
-    (error) =>
-      error instanceof BufferLimitError && /4 chunks/.test(error.message) &&
-      /maxStorageBufferBindingSize/.test(error.message),
-  );
-  return Promise.resolve();
-});
+gpuTest(
+  "input batch: a split that needs more than two chunks is refused, naming the fix",
+  (gpu) => {
+    assert.throws(
+      () => GpuDataset.create(gpu, SPLIT, "tiny chunks", { maxChunkBytes: 10 * IMAGE_BYTES }),
+      (error) =>
+        error instanceof BufferLimitError && /4 chunks/.test(error.message) &&
+        /maxStorageBufferBindingSize/.test(error.message),
+    );
+    return Promise.resolve();
+  },
+);
 
 gpuTest("input batch: orders, batches and seeds outside their ranges are refused", async (gpu) => {
-  const { dataset, source } = await gpuBatches(gpu, SPLIT, { batchSize: BATCH_SIZE, augment: true });
+  const { dataset, source } = await gpuBatches(gpu, SPLIT, {
+    batchSize: BATCH_SIZE,
+    augment: true,
+  });
   assert.throws(() => source.prepareBatch(0, 1, 0), /setOrder/);
   assert.throws(() => source.setOrder(new Uint32Array(36)), /all 37 indices/);
   assert.throws(() => source.setOrder(new Uint32Array(37).fill(37)), /order\[0\] = 37/);

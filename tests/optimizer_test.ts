@@ -216,31 +216,34 @@ for (
     { kind: "sgd", lr: 0.1, momentum: 0.9 },
   ] satisfies OptimizerConfig[]
 ) {
-  gpuTest(`optimizer: ${config.kind} state exported and imported continues the run`, async (gpu) => {
-    const data = problem(300, config.lr);
-    const uninterrupted = await runGpu(gpu, config, data);
-    const split = STEPS - 2;
-    const first = await runGpu(gpu, config, { ...data, grads: data.grads.slice(0, split) });
-    assert.equal(first.state.step, split);
+  gpuTest(
+    `optimizer: ${config.kind} state exported and imported continues the run`,
+    async (gpu) => {
+      const data = problem(300, config.lr);
+      const uninterrupted = await runGpu(gpu, config, data);
+      const split = STEPS - 2;
+      const first = await runGpu(gpu, config, { ...data, grads: data.grads.slice(0, split) });
+      assert.equal(first.state.step, split);
 
-    const params = uploadBuffer(gpu, "params", Float32Array.from(first.params));
-    const grads = uploadBuffer(gpu, "grads", new Float32Array(LAYOUT.length));
-    const resumed = await Optimizer.create(gpu, { params, grads, size: params.size }, config);
-    resumed.importState(first.state as OptimizerState);
-    assert.equal(resumed.step, split);
-    for (let step = split; step < STEPS; step++) {
-      writeBuffer(gpu, grads, Float32Array.from(data.grads[step]));
-      resumed.prepareStep(data.lrs[step]);
-      submitDispatches(gpu, resumed.dispatches);
-    }
-    assert.deepEqual(await readFloat32(gpu, params), uninterrupted.params);
-    assert.deepEqual(await resumed.exportState(), uninterrupted.state);
-    assert.throws(
-      () => resumed.importState({ step: 1, buffers: {} }),
-      /state needs buffers/,
-    );
-    resumed.destroy();
-  });
+      const params = uploadBuffer(gpu, "params", Float32Array.from(first.params));
+      const grads = uploadBuffer(gpu, "grads", new Float32Array(LAYOUT.length));
+      const resumed = await Optimizer.create(gpu, { params, grads, size: params.size }, config);
+      resumed.importState(first.state as OptimizerState);
+      assert.equal(resumed.step, split);
+      for (let step = split; step < STEPS; step++) {
+        writeBuffer(gpu, grads, Float32Array.from(data.grads[step]));
+        resumed.prepareStep(data.lrs[step]);
+        submitDispatches(gpu, resumed.dispatches);
+      }
+      assert.deepEqual(await readFloat32(gpu, params), uninterrupted.params);
+      assert.deepEqual(await resumed.exportState(), uninterrupted.state);
+      assert.throws(
+        () => resumed.importState({ step: 1, buffers: {} }),
+        /state needs buffers/,
+      );
+      resumed.destroy();
+    },
+  );
 }
 
 gpuTest("optimizer: state bytes per kind", async (gpu) => {
@@ -335,7 +338,9 @@ Deno.test("reference adam: the first step moves each parameter by lr·g/(|g| + e
   const expected = grads.map((g) => -lr * g / (Math.abs(g) + 1e-8));
   assertAllClose(displacement(params, initial), expected, 1e-12, "adam step 1");
   const large = grads.map((g, i) => Math.abs(g) > 1e-4 ? i : -1).filter((i) => i >= 0);
-  for (const i of large) assert.ok(Math.abs(initial[i] - params[i] - lr * Math.sign(grads[i])) < 1e-6);
+  for (const i of large) {
+    assert.ok(Math.abs(initial[i] - params[i] - lr * Math.sign(grads[i])) < 1e-6);
+  }
 });
 
 Deno.test("reference adam: a constant gradient moves by lr·g/(|g| + eps) every step", () => {

@@ -6,7 +6,7 @@
 import { BufferLimitError, createBuffer, uploadBuffer, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
-import { byteSize, createTensor, type Tensor } from "../gpu/tensor.ts";
+import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { expectShape } from "../ops/shape.ts";
 import { kernels } from "../shaders.ts";
 import { Random } from "../util/random.ts";
@@ -25,7 +25,7 @@ const IMAGE_WORDS = IMAGE_BYTES / 4;
 const MAX_CHUNKS = 2;
 /** RandomCrop(32, padding=4): offsets 0..8 into the padded 40x40 image. */
 const CROP_CHOICES = 2 * 4 + 1;
-/** One invocation per output pixel; lavapipe gains nothing from larger groups here. */
+/** One invocation per output pixel; 32 to 256 measured alike on lavapipe (bench/input_batch.ts). */
 const WORKGROUP_SIZE = 64;
 
 export interface GpuDatasetOptions {
@@ -184,7 +184,10 @@ export class BatchSource {
         `${dataset.label}: batch size must be an integer in 1..${dataset.count}, got ${batchSize}`,
       );
     }
-    if (std.some((value) => !(value > 0)) || mean.some((value) => !Number.isFinite(value))) {
+    if (
+      std.some((value) => !(value > 0 && Number.isFinite(value))) ||
+      mean.some((value) => !Number.isFinite(value))
+    ) {
       throw new RangeError(
         `${dataset.label}: normalisation needs finite means and positive standard deviations, ` +
           `got mean [${mean}] and std [${std}]`,
@@ -239,7 +242,7 @@ export class BatchSource {
   }
 
   /** Uploads the epoch's order of data set indices (`epochOrder`, or the identity to evaluate). */
-  setOrder(order: Uint32Array): void {
+  setOrder(order: Uint32Array<ArrayBuffer>): void {
     const count = this.#dataset.count;
     if (order.length !== count) {
       throw new RangeError(
@@ -272,7 +275,11 @@ export class BatchSource {
           `(${this.#dataset.count} images in batches of ${this.batchSize})`,
       );
     }
-    this.#paramValues.set([batch * this.batchSize, checkU32("seed", seed), checkU32("epoch", epoch)]);
+    this.#paramValues.set([
+      batch * this.batchSize,
+      checkU32("seed", seed),
+      checkU32("epoch", epoch),
+    ]);
     writeBuffer(this.#gpu, this.#params.buffer, this.#paramValues, this.#params.offset);
   }
 
@@ -304,7 +311,7 @@ export function augmentationDraw(seed: number, epoch: number, index: number): Au
 }
 
 /** A permutation of 0..count-1 (Fisher–Yates), the same for the same (seed, epoch). */
-export function epochOrder(seed: number, epoch: number, count: number): Uint32Array {
+export function epochOrder(seed: number, epoch: number, count: number): Uint32Array<ArrayBuffer> {
   const order = new Uint32Array(count);
   for (let index = 0; index < count; index++) order[index] = index;
   const random = new Random(seedEpochHash(seed, epoch));

@@ -70,10 +70,11 @@ export function uploadBuffer(
 export function writeBuffer(
   gpu: Gpu,
   buffer: GPUBuffer,
-  data: ArrayBufferView<ArrayBuffer>,
+  data: ArrayBufferView,
   offset = 0,
 ): void {
-  gpu.device.queue.writeBuffer(buffer, offset, data);
+  // Typed arrays over a SharedArrayBuffer are not valid here; none of ours are.
+  gpu.device.queue.writeBuffer(buffer, offset, data as ArrayBufferView<ArrayBuffer>);
 }
 
 /**

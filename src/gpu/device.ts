@@ -72,6 +72,10 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
     .filter(Boolean).join(" ") ||
     "unknown adapter";
 
+  // Exiting Deno with a live device lets lavapipe's threads race the process teardown (a heap
+  // corruption abort, exit code 134, about one exit in six): destroy it first.
+  globalThis.addEventListener("unload", () => device.destroy());
+
   let uncaptured: GPUError | undefined;
   device.addEventListener("uncapturederror", (event) => {
     uncaptured ??= (event as GPUUncapturedErrorEvent).error;

@@ -293,6 +293,7 @@ export class Optimizer {
       name,
       buffer: gpu.device.createBuffer({ label: name, size: arena.size, usage: STORAGE_USAGE }),
     }));
+    // Bound at its kind's struct size (Adam's and SGD's step values differ).
     const uniformBytes = rule.stepUniform(1, 0).byteLength;
     const stepValues = view(uniform.label, uniform, 0, uniformBytes);
     const dispatches: Promise<Dispatch>[] = [];
@@ -332,8 +333,8 @@ export class Optimizer {
 
   /**
    * Counts a step and writes its uniforms (learning rate `lr`, Adam's bias corrections). Call
-   * once per step, before the submit that holds `dispatches`: queue writes are
-   * ordered with submits, so the next step's write cannot overtake this step's update.
+   * once per step, before the submit that holds `dispatches`: queue writes are ordered with
+   * submits, so the next step's write cannot overtake this step's update.
    */
   prepareStep(lr: number): void {
     if (!Number.isFinite(lr) || lr < 0) {

@@ -60,6 +60,8 @@ function convConfig(unit: ConvBn): Conv2dConfig {
 
 export class NetworkProgram {
   readonly program = new Program();
+  /** Steps of the forward pass and loss; the backward's follow. */
+  forwardSteps = 0;
   readonly #gpu: Gpu;
   readonly #weights: ModelWeights;
   readonly #mode: Mode;
@@ -154,9 +156,11 @@ export class NetworkProgram {
           confusion: r(confusion),
         }),
       ]);
+      this.forwardSteps = p.steps.length;
       return;
     }
     const dlogits = p.tensor("dlogits", logits.shape);
+    this.forwardSteps = p.steps.length + 1;
     this.#step("cross entropy", [logits], [dlogits], async (r) => [
       await crossEntropyTrain(this.#gpu, {
         logits: r(logits),

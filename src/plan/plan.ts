@@ -22,18 +22,23 @@ export interface PlanMemory {
 
 export class StepPlan {
   readonly mode: Mode;
+  /** The whole step: forward, loss and (training) backward. */
   readonly dispatches: readonly Dispatch[];
+  /** How many of `dispatches` are the forward pass and loss (for timing them apart). */
+  readonly forwardDispatches: number;
   readonly memory: PlanMemory;
   readonly #buffers: GPUBuffer[];
 
   private constructor(
     mode: Mode,
     dispatches: Dispatch[],
+    forwardDispatches: number,
     memory: PlanMemory,
     buffers: GPUBuffer[],
   ) {
     this.mode = mode;
     this.dispatches = dispatches;
+    this.forwardDispatches = forwardDispatches;
     this.memory = memory;
     this.#buffers = buffers;
   }
@@ -54,12 +59,15 @@ export class StepPlan {
       return { label, buffer, offset: 0, shape: [buffer.size / 4] };
     });
     const dispatches: Dispatch[] = [];
-    for (const step of network.program.steps) {
+    let forwardDispatches = 0;
+    for (const [index, step] of network.program.steps.entries()) {
       dispatches.push(...await step.build(allocation.resolve));
+      if (index + 1 === network.forwardSteps) forwardDispatches = dispatches.length;
     }
     return new StepPlan(
       mode,
       dispatches,
+      forwardDispatches,
       {
         activations: allocation.bytes,
         activationsWithoutReuse: allocation.bytesWithoutReuse,

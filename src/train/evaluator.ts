@@ -84,7 +84,11 @@ export class Evaluator {
         input,
         labels,
       });
-      source.setOrder(Uint32Array.from({ length: batches * batch }, (_, i) => first + i));
+      // Batch b reads order[b * batch ...]: the identity, rotated so that batch 0 starts at
+      // this plan's first image (the remainder plan's is the tail of the split).
+      source.setOrder(
+        Uint32Array.from({ length: split.count }, (_, i) => (first + i) % split.count),
+      );
       const plan = await StepPlan.build(gpu, weights, "eval", {
         input,
         labels,
@@ -98,7 +102,7 @@ export class Evaluator {
 
   /** Bytes of GPU memory the evaluation holds beyond the model's weights. */
   get memoryBytes(): number {
-    return this.#dataset.bytes + this.#plans.reduce(
+    return this.#dataset.gpuBytes + this.#plans.reduce(
       (sum, { plan, tensors }) =>
         sum + plan.memory.activations + plan.memory.workspaces +
         tensors.reduce((s, t) => s + t.buffer.size, 0),

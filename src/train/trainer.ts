@@ -141,7 +141,7 @@ export class Trainer {
       "optimizer state": this.optimizer.stateBytes(),
       activations: this.plan.memory.activations,
       workspaces: this.plan.memory.workspaces,
-      "training images": this.#dataset.bytes,
+      "training images": this.#dataset.gpuBytes,
       "input batch": this.#tensors.reduce((sum, t) => sum + t.buffer.size, 0),
     };
   }

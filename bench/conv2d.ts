@@ -1,0 +1,247 @@
+/**
+ * Microbenchmark of conv2d (src/ops/conv2d.ts) on ResNet-18's convolution shapes: GFLOP/s of
+ * the forward, the input gradient and the weight gradient, each counted as
+ * 2·N·OH·OW·Cout·K·K·Cin FLOPs (padding taps included, as PyTorch counts), beside a register-
+ * blocked WGSL matrix product of the same FLOPs (shaders/matmul.wgsl) as the yardstick: the
+ * speed this adapter gives a GEMM with no image indexing.
+ *
+ * Timing: R repetitions of a pass's dispatches encoded in one submit and waited for once
+ * (every wait costs ~10 ms in Deno), after one untimed warm-up submit; the per-repetition mean
+ * is reported with nothing subtracted. R is chosen from the warm-up so a measurement lasts
+ * about `seconds`.
+ *
+ *   deno run --allow-read --allow-write --allow-env bench/conv2d.ts [--quick] [--variant=tiled]
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import { createDispatch, type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
+import { createTensor } from "../src/gpu/tensor.ts";
+import {
+  chooseConv2dVariant,
+  conv2dBackward,
+  type Conv2dConfig,
+  conv2dForward,
+  conv2dOutputShape,
+  type Conv2dVariant,
+  conv2dWorkspaceSize,
+} from "../src/ops/conv2d.ts";
+import { kernels } from "../src/shaders.ts";
+import { formatTable } from "./timing.ts";
+
+export interface Conv2dBenchShape {
+  label: string;
+  /** Input height (= width) and channels. */
+  size: number;
+  cin: number;
+  cout: number;
+  config: Conv2dConfig;
+}
+
+const SAME = { kernelSize: 3, stride: 1, padding: 1 } as const;
+const DOWN = { kernelSize: 3, stride: 2, padding: 1 } as const;
+const SHORTCUT = { kernelSize: 1, stride: 2, padding: 0 } as const;
+
+/** Every distinct convolution of the CIFAR ResNet-18. */
+export const RESNET18_CONV_SHAPES: Conv2dBenchShape[] = [
+  { label: "stem 32x32x3->64", size: 32, cin: 3, cout: 64, config: SAME },
+  { label: "32x32x64->64", size: 32, cin: 64, cout: 64, config: SAME },
+  { label: "32x32x64->128 s2", size: 32, cin: 64, cout: 128, config: DOWN },
+  { label: "1x1 32x32x64->128 s2", size: 32, cin: 64, cout: 128, config: SHORTCUT },
+  { label: "16x16x128->128", size: 16, cin: 128, cout: 128, config: SAME },
+  { label: "16x16x128->256 s2", size: 16, cin: 128, cout: 256, config: DOWN },
+  { label: "1x1 16x16x128->256 s2", size: 16, cin: 128, cout: 256, config: SHORTCUT },
+  { label: "8x8x256->256", size: 8, cin: 256, cout: 256, config: SAME },
+  { label: "8x8x256->512 s2", size: 8, cin: 256, cout: 512, config: DOWN },
+  { label: "1x1 8x8x256->512 s2", size: 8, cin: 256, cout: 512, config: SHORTCUT },
+  { label: "4x4x512->512", size: 4, cin: 512, cout: 512, config: SAME },
+];
+
+export interface Conv2dBenchOptions {
+  /** Batch size (default 128). */
+  batch?: number;
+  /** Shapes to time (default all of ResNet-18's). */
+  shapes?: Conv2dBenchShape[];
+  /** Variants to time (default the one chosen for this adapter). */
+  variants?: Conv2dVariant[];
+  /** Target duration of each measurement in seconds (default 1). */
+  seconds?: number;
+}
+
+/**
+ * GFLOP/s of one pass. `wall` is the figure asked for: FLOPs over wall-clock time. `cpu` divides
+ * by the process's CPU time shared out over the cores instead (FLOPs / (CPU seconds / cores)):
+ * what the pass would take with the cores to itself. On a machine shared with other work, wall
+ * time swings by 2x while `cpu` stays within a few percent, so variants are compared on `cpu`.
+ */
+export interface Rate {
+  wall: number;
+  cpu: number;
+}
+
+export interface Conv2dBenchRow {
+  adapter: string;
+  variant: Conv2dVariant;
+  shape: string;
+  batch: number;
+  /** FLOPs of each pass: 2·N·OH·OW·Cout·K·K·Cin. */
+  flops: number;
+  forward: Rate;
+  backwardInput: Rate;
+  backwardWeight: Rate;
+  /** The yardstick: a matrix product [N·OH·OW, K·K·Cin] x [K·K·Cin, Cout]. */
+  matmul: Rate;
+}
+
+/** GFLOP/s of `dispatches` doing `flops`, each repetition encoded into the one submit. */
+async function rate(
+  gpu: Gpu,
+  dispatches: readonly Dispatch[],
+  flops: number,
+  seconds: number,
+): Promise<Rate> {
+  const run = async (reps: number) => {
+    const encoder = gpu.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (let rep = 0; rep < reps; rep++) encodeDispatches(pass, dispatches);
+    pass.end();
+    const start = performance.now();
+    const cpuStart = process.cpuUsage();
+    gpu.device.queue.submit([encoder.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+    const cpu = process.cpuUsage(cpuStart);
+    return { ms: (performance.now() - start) / reps, cpuMs: (cpu.user + cpu.system) / 1000 / reps };
+  };
+  const warmup = await run(1);
+  const { ms, cpuMs } = await run(
+    Math.max(2, Math.min(50, Math.round((seconds * 1000) / warmup.ms))),
+  );
+  return { wall: flops / ms / 1e6, cpu: flops / (cpuMs / navigator.hardwareConcurrency) / 1e6 };
+}
+
+/**
+ * The yardstick: c = a · b with a [m, k], b [k, n], rounded up to the kernel's blocks. Where a
+ * would pass the binding limit (the im2col matrix of a big layer is 288 MiB), the rows are done
+ * in equal chunks, the same dispatch repeated, so the FLOPs stay those of the whole product.
+ */
+async function matmulDispatches(
+  gpu: Gpu,
+  m: number,
+  n: number,
+  k: number,
+): Promise<{ dispatches: Dispatch[]; flops: number }> {
+  const depth = roundUp(k, 4);
+  const columns = roundUp(n, 16);
+  const chunks = Math.ceil((m * depth * 4) / (64 * 2 ** 20));
+  const rows = roundUp(Math.ceil(m / chunks), 8);
+  const dispatch = await createDispatch(gpu, {
+    kernel: kernels.matmul,
+    entryPoint: "multiply",
+    constants: { M: rows, N: columns, K: depth },
+    bindings: [
+      createTensor(gpu, "a", [rows, depth]),
+      createTensor(gpu, "b", [depth, columns]),
+      createTensor(gpu, "c", [rows, columns]),
+    ],
+    workgroups: [Math.ceil(rows / 8 / 8), columns / 16],
+  });
+  return {
+    dispatches: Array.from({ length: chunks }, () => dispatch),
+    flops: 2 * chunks * rows * columns * depth,
+  };
+}
+
+function roundUp(value: number, multiple: number): number {
+  return Math.ceil(value / multiple) * multiple;
+}
+
+export async function benchConv2d(
+  gpu: Gpu,
+  options: Conv2dBenchOptions = {},
+): Promise<Conv2dBenchRow[]> {
+  const batch = options.batch ?? 128;
+  const seconds = options.seconds ?? 1;
+  const variants = options.variants ?? [chooseConv2dVariant(gpu)];
+  const rows: Conv2dBenchRow[] = [];
+  for (const shape of options.shapes ?? RESNET18_CONV_SHAPES) {
+    const { size, cin, cout, config } = shape;
+    const k = config.kernelSize;
+    const xShape = [batch, size, size, cin];
+    const yShape = conv2dOutputShape(xShape, cout, config);
+    const [, oh, ow] = yShape;
+    const flops = 2 * batch * oh * ow * cout * k * k * cin;
+    // Contents do not matter for speed: fresh buffers are zeros.
+    const x = createTensor(gpu, "x", xShape);
+    const weight = createTensor(gpu, "weight", [cout, k, k, cin]);
+    const y = createTensor(gpu, "y", yShape);
+    const dx = createTensor(gpu, "dx", xShape);
+    const dweight = createTensor(gpu, "dweight", weight.shape);
+    const matmul = await matmulDispatches(gpu, batch * oh * ow, cout, k * k * cin);
+    const matmulRate = await rate(gpu, matmul.dispatches, matmul.flops, seconds);
+    for (const variant of variants) {
+      const workspaceBytes = conv2dWorkspaceSize(gpu, xShape, cout, config, variant);
+      const workspace = createTensor(gpu, "workspace", [Math.max(1, workspaceBytes / 4)]);
+      const common = { x, weight, dy: y, dweight, workspace, config, variant };
+      const forward = await conv2dForward(gpu, { x, weight, y, config, variant });
+      const backward = await conv2dBackward(gpu, { ...common, dx });
+      const backwardWeight = await conv2dBackward(gpu, common);
+      const backwardInput = backward.filter((d) => d.label.endsWith(".backward_input"));
+      rows.push({
+        adapter: gpu.adapterName,
+        variant,
+        shape: shape.label,
+        batch,
+        flops,
+        forward: await rate(gpu, forward, flops, seconds),
+        backwardInput: await rate(gpu, backwardInput, flops, seconds),
+        backwardWeight: await rate(gpu, backwardWeight, flops, seconds),
+        matmul: matmulRate,
+      });
+      workspace.buffer.destroy();
+    }
+    for (const tensor of [x, weight, y, dx, dweight]) tensor.buffer.destroy();
+  }
+  return rows;
+}
+
+/** A console table: GFLOP/s per pass, wall-clock (and CPU-time based in parentheses). */
+export function formatConv2dRows(rows: Conv2dBenchRow[]): string {
+  const cell = (r: Rate) => `${r.wall.toFixed(1)} (${r.cpu.toFixed(1)})`;
+  return formatTable(
+    ["shape", "variant", "GFLOP", "forward", "dx", "dweight", "matmul"],
+    rows.map((row) => [
+      row.shape,
+      row.variant,
+      (row.flops / 1e9).toFixed(2),
+      cell(row.forward),
+      cell(row.backwardInput),
+      cell(row.backwardWeight),
+      cell(row.matmul),
+    ]),
+  );
+}
+
+export async function main(args: string[] = Deno.args): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean", default: false },
+      batch: { type: "string" },
+      variant: { type: "string", multiple: true },
+    },
+  });
+  const gpu = await requestGpu();
+  const batch = values.batch ? Number(values.batch) : values.quick ? 8 : 128;
+  const variants = values.variant?.map((name) => {
+    if (name !== "blocked" && name !== "tiled") throw new RangeError(`unknown variant ${name}`);
+    return name as Conv2dVariant;
+  });
+  const rows = await benchConv2d(gpu, { batch, variants, seconds: values.quick ? 0.1 : 1 });
+  console.log(
+    `conv2d, batch ${batch}, GFLOP/s wall-clock (CPU-time based) on ${gpu.adapterName}`,
+  );
+  console.log(formatConv2dRows(rows));
+  gpu.device.destroy();
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,159 @@
+/**
+ * Training-step and evaluation throughput of whole ResNets at batch 128 on synthetic data:
+ * forward, backward and optimizer time apart, images/s, and the plan's GPU memory.
+ *
+ *   deno run --allow-env bench/training_step.ts [--quick]
+ */
+import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import { uploadBuffer } from "../src/gpu/buffer.ts";
+import { createTensor, type Tensor } from "../src/gpu/tensor.ts";
+import { type PresetName, resnetConfig } from "../src/model/config.ts";
+import { ModelWeights } from "../src/model/weights.ts";
+import { Optimizer } from "../src/ops/optimizer.ts";
+import { createMetrics } from "../src/ops/softmax_cross_entropy.ts";
+import { StepPlan } from "../src/plan/plan.ts";
+import { Random } from "../src/util/random.ts";
+import { formatTable, timeSubmits } from "./timing.ts";
+
+export interface TrainingStepBenchOptions {
+  models?: { preset: PresetName; width: number }[];
+  batchSize?: number;
+  reps?: number;
+}
+
+export interface TrainingStepBenchRow {
+  model: string;
+  adapter: string;
+  batchSize: number;
+  forwardMs: number;
+  backwardMs: number;
+  optimizerMs: number;
+  trainImagesPerSecond: number;
+  evalImagesPerSecond: number;
+  /** Bytes: parameters + gradients + Adam state + activations (after reuse) + workspaces. */
+  trainingMemory: number;
+  activations: number;
+  activationsWithoutReuse: number;
+}
+
+function syntheticBatch(gpu: Gpu, batchSize: number): { input: Tensor; labels: Tensor } {
+  const random = new Random(1);
+  const images = Float32Array.from({ length: batchSize * 32 * 32 * 3 }, () => random.normal());
+  const labels = Uint32Array.from({ length: batchSize }, () => random.integer(10));
+  return {
+    input: {
+      label: "input",
+      buffer: uploadBuffer(gpu, "input", images),
+      offset: 0,
+      shape: [batchSize, 32, 32, 3],
+    },
+    labels: {
+      label: "labels",
+      buffer: uploadBuffer(gpu, "labels", labels),
+      offset: 0,
+      shape: [batchSize],
+    },
+  };
+}
+
+export async function benchTrainingStep(
+  gpu: Gpu,
+  options: TrainingStepBenchOptions = {},
+): Promise<TrainingStepBenchRow[]> {
+  const {
+    models = [{ preset: "resnet18", width: 0.25 }, { preset: "resnet18", width: 1 }],
+    batchSize = 128,
+    reps = 3,
+  } = options;
+  const rows: TrainingStepBenchRow[] = [];
+  for (const { preset, width } of models) {
+    const weights = new ModelWeights(gpu, resnetConfig(preset, width));
+    weights.initialize(0);
+    const { input, labels } = syntheticBatch(gpu, batchSize);
+    const metrics = createMetrics(gpu);
+    const confusion = createTensor(gpu, "confusion", [10, 10]);
+    const train = await StepPlan.build(gpu, weights, "train", { input, labels, metrics });
+    const evaluation = await StepPlan.build(gpu, weights, "eval", {
+      input,
+      labels,
+      metrics,
+      confusion,
+    });
+    const optimizer = await Optimizer.create(
+      gpu,
+      { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
+      { kind: "adam", lr: 1e-4 },
+    );
+    const prepare = () => optimizer.prepareStep(1e-4);
+    const forward = train.dispatches.slice(0, train.forwardDispatches);
+    const forwardMs = await timeSubmits(gpu, [forward], { reps });
+    const stepMs = await timeSubmits(gpu, [train.dispatches, optimizer.dispatches], {
+      reps,
+      beforeEach: prepare,
+    });
+    const optimizerMs = await timeSubmits(gpu, [optimizer.dispatches], {
+      reps,
+      beforeEach: prepare,
+    });
+    const evalMs = await timeSubmits(gpu, [evaluation.dispatches], { reps });
+    rows.push({
+      model: `${preset} width ${width}`,
+      adapter: gpu.adapterName,
+      batchSize,
+      forwardMs,
+      backwardMs: stepMs - forwardMs - optimizerMs,
+      optimizerMs,
+      trainImagesPerSecond: batchSize / stepMs * 1000,
+      evalImagesPerSecond: batchSize / evalMs * 1000,
+      trainingMemory: weights.params.size + weights.grads.size + weights.state.size +
+        optimizer.stateBytes() +
+        train.memory.activations + train.memory.workspaces,
+      activations: train.memory.activations,
+      activationsWithoutReuse: train.memory.activationsWithoutReuse,
+    });
+    for (const plan of [train, evaluation]) plan.destroy();
+    optimizer.destroy();
+    weights.destroy();
+    for (const tensor of [input, labels, metrics, confusion]) tensor.buffer.destroy();
+  }
+  return rows;
+}
+
+export function trainingStepTable(rows: TrainingStepBenchRow[]): string {
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+  return formatTable(
+    [
+      "model",
+      "batch",
+      "forward ms",
+      "backward ms",
+      "optimizer ms",
+      "train img/s",
+      "eval img/s",
+      "memory MiB",
+      "activations MiB (no reuse)",
+    ],
+    rows.map((row) => [
+      row.model,
+      row.batchSize,
+      row.forwardMs.toFixed(0),
+      row.backwardMs.toFixed(0),
+      row.optimizerMs.toFixed(1),
+      row.trainImagesPerSecond.toFixed(1),
+      row.evalImagesPerSecond.toFixed(1),
+      mib(row.trainingMemory),
+      `${mib(row.activations)} (${mib(row.activationsWithoutReuse)})`,
+    ]),
+  );
+}
+
+if (import.meta.main) {
+  const gpu = await requestGpu();
+  const quick = Deno.args.includes("--quick");
+  console.log(`adapter: ${gpu.adapterName}`);
+  const rows = await benchTrainingStep(
+    gpu,
+    quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, reps: 1 } : {},
+  );
+  console.log(trainingStepTable(rows));
+}

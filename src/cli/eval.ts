@@ -1,0 +1,64 @@
+/**
+ * `deno task eval --checkpoint FILE`: a checkpoint's test-set loss and accuracy, and the confusion
+ * matrix with each class's accuracy.
+ */
+import { requestGpu } from "../gpu/device.ts";
+import type { EvaluationResult } from "../train/evaluator.ts";
+import { Evaluator } from "../train/evaluator.ts";
+import { loadCheckpointModel } from "./checkpoint.ts";
+import { describeAdapter, describeModel } from "./describe.ts";
+import { loadData } from "./data.ts";
+import { evalCommand, helpText, parseCommandLine } from "./flags.ts";
+import { runCli, UsageError } from "./run.ts";
+
+/** Columns of the confusion matrix are headed by this many letters of each class name. */
+const COLUMN_LETTERS = 5;
+
+export async function runEval(args: string[], log = console.log): Promise<void> {
+  const line = parseCommandLine(evalCommand, args);
+  if (line.help) return log(helpText(evalCommand));
+  const { values, given } = line;
+  if (values.checkpoint === undefined) {
+    throw new UsageError("eval needs --checkpoint FILE: the checkpoint to evaluate (see --help)");
+  }
+  const gpu = await requestGpu();
+  const { weights, config, metadata } = await loadCheckpointModel(gpu, values.checkpoint, {
+    model: values.model,
+    width: values.width,
+    given: given.has("model") || given.has("width"),
+  });
+  const origin = metadata ? `after epoch ${metadata.epoch}` : "a state dict without metadata";
+  log(`checkpoint: ${values.checkpoint} (${describeModel(config)}, ${origin})`);
+  log(`adapter: ${describeAdapter(gpu)}`);
+  const data = await loadData(values.data, { test: values.testLimit });
+  log(`data: ${values.data} (${data.test.count} test images)`);
+  const evaluator = await Evaluator.create(gpu, weights, data.test, values.evalBatchSize);
+  const result = await evaluator.evaluate();
+  evaluator.destroy();
+  weights.destroy();
+  log("");
+  for (const row of resultLines(result, data.classNames)) log(row);
+}
+
+/** The summary line, then the confusion matrix with a last column of per-class accuracy. */
+export function resultLines(result: EvaluationResult, classNames: readonly string[]): string[] {
+  const correct = result.confusion.reduce((sum, row, i) => sum + row[i], 0);
+  const percent = (fraction: number) => `${(fraction * 100).toFixed(2)}%`;
+  const largest = Math.max(...result.confusion.flat());
+  const cell = Math.max(COLUMN_LETTERS, String(largest).length);
+  const nameWidth = Math.max(...classNames.map((name) => name.length));
+  const heading = classNames.map((name) => name.slice(0, COLUMN_LETTERS).padStart(cell));
+  return [
+    `test loss ${result.loss.toFixed(4)}, accuracy ${percent(result.accuracy)} ` +
+    `(${correct} of ${result.count})`,
+    "",
+    "confusion matrix: a row per true class, a column per predicted class",
+    `${"".padEnd(nameWidth)} ${heading.join(" ")}  accuracy`,
+    ...result.confusion.map((row, i) =>
+      `${classNames[i].padEnd(nameWidth)} ${row.map((n) => String(n).padStart(cell)).join(" ")}  ` +
+      percent(result.perClassAccuracy[i]).padStart("accuracy".length)
+    ),
+  ];
+}
+
+if (import.meta.main) await runCli(() => runEval(Deno.args));

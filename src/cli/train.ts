@@ -1,0 +1,261 @@
+/**
+ * `deno task train`: trains a ResNet on CIFAR-10 into a run folder (see src/train/run_dir.ts), or
+ * with --resume continues a run exactly where it stopped.
+ */
+import { resolve } from "node:path";
+import { z } from "zod";
+import { requestGpu } from "../gpu/device.ts";
+import { CheckpointError } from "../io/safetensors.ts";
+import { decodeCheckpoint } from "../model/checkpoint.ts";
+import { resnetConfig } from "../model/config.ts";
+import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
+import { epochRecordSchema, resumeTarget, RunDirectory } from "../train/run_dir.ts";
+import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
+import { describeAdapter, describeModel } from "./describe.ts";
+import { loadData } from "./data.ts";
+import {
+  type CommandLine,
+  flagName,
+  formatFlag,
+  helpText,
+  parseCommandLine,
+  recipeFlags,
+  trainCommand,
+  type TrainRecipe,
+  trainRecipeSchema,
+} from "./flags.ts";
+import { runCli, UsageError } from "./run.ts";
+
+type TrainFlags = typeof trainCommand.flags;
+type ParsedTrainFlags = Extract<CommandLine<TrainFlags>, { help: false }>;
+
+/** What a training checkpoint's `training` metadata holds: all that --resume needs. */
+const trainingStateSchema = z.object({
+  recipe: trainRecipeSchema,
+  data: trainCommand.flags.data.schema,
+  evalBatchSize: trainCommand.flags.evalBatchSize.schema,
+  testLimit: trainCommand.flags.testLimit.schema,
+  history: z.array(epochRecordSchema),
+});
+
+/** A run to start or continue, with every setting decided. */
+interface RunSettings {
+  recipe: TrainRecipe;
+  data: string;
+  evalBatchSize: number;
+  testLimit?: number;
+  runDir: string;
+  stopAfter?: number;
+  resume?: ResumePoint;
+  /** Whether the run goes on in the folder it was started in, rewriting its files. */
+  continuesInPlace: boolean;
+}
+
+export async function runTrain(args: string[], log = console.log): Promise<void> {
+  const line = parseCommandLine(trainCommand, args);
+  if (line.help) return log(helpText(trainCommand));
+  const settings = line.values.resume === undefined
+    ? newRunSettings(line)
+    : await resumedRunSettings(line, line.values.resume);
+  const { recipe } = settings;
+  const stopAfter = lastEpochToRun(settings);
+  const gpu = await requestGpu();
+  log(`adapter: ${describeAdapter(gpu)}`);
+  const data = await loadData(settings.data, { train: recipe.limit, test: settings.testLimit });
+  const trainer = trainerOptions(recipe, data.train.count);
+  const model = resnetConfig(recipe.model, recipe.width);
+  const runDir = await RunDirectory.open(
+    settings.runDir,
+    `${describeModel(model)} on CIFAR-10`,
+    settings.continuesInPlace,
+  );
+  log(`settings: ${describeRecipe(recipe)}`);
+  const history = await runTraining({
+    gpu,
+    model,
+    modelName: describeModel(model),
+    trainSet: data.train,
+    testSet: data.test,
+    dataLocation: settings.data,
+    epochs: recipe.epochs,
+    stopAfter,
+    trainer,
+    evalBatchSize: settings.evalBatchSize,
+    runDir,
+    settings: {
+      recipe,
+      data: settings.data,
+      evalBatchSize: settings.evalBatchSize,
+      testLimit: settings.testLimit,
+    },
+    resume: settings.resume,
+    log,
+  });
+
+  const best = history.reduce((a, b) => b.testAccuracy > a.testAccuracy ? b : a);
+  log(
+    `best test accuracy ${(best.testAccuracy * 100).toFixed(2)}% after epoch ${best.epoch}: ` +
+      runDir.bestCheckpointPath,
+  );
+  log(`chart: ${runDir.chartPath}`);
+  if (stopAfter < recipe.epochs) {
+    log(
+      `stopped after epoch ${stopAfter} of ${recipe.epochs}: continue with ` +
+        `deno task train --resume ${runDir.path}`,
+    );
+  }
+}
+
+/** --stop-after, checked against the epochs done and planned; by default the last epoch. */
+function lastEpochToRun(settings: RunSettings): number {
+  const { epochs } = settings.recipe;
+  const done = settings.resume?.history.length ?? 0;
+  const stopAfter = settings.stopAfter ?? epochs;
+  if (stopAfter <= done || stopAfter > epochs) {
+    throw new UsageError(
+      `--stop-after ${stopAfter} must come after the ${done} epochs done and be at most ` +
+        `--epochs ${epochs}`,
+    );
+  }
+  return stopAfter;
+}
+
+/** The recipe flags with the values of a parsed command line (preset, then flags given). */
+export function newRunSettings(line: ParsedTrainFlags): RunSettings {
+  const { values, given } = line;
+  const recipe = Object.fromEntries(
+    Object.keys(recipeFlags).map((key) => [key, values[key as keyof TrainRecipe]]),
+  ) as TrainRecipe;
+  for (const [key, purpose] of unusedFlags(recipe)) {
+    if (given.has(key)) {
+      throw new UsageError(`${flagName(key)} has no effect here: it is for ${purpose}`);
+    }
+  }
+  if (recipe.optimizer === "sgd" && recipe.nesterov && recipe.momentum === 0) {
+    throw new UsageError("--nesterov needs --momentum above 0: give --no-nesterov for plain SGD");
+  }
+  return {
+    recipe,
+    data: values.data,
+    evalBatchSize: values.evalBatchSize,
+    testLimit: values.testLimit,
+    runDir: values.runDir,
+    stopAfter: values.stopAfter,
+    continuesInPlace: false,
+  };
+}
+
+/** The settings of the run that `resume` names; only flags that leave its numbers alone apply. */
+async function resumedRunSettings(line: ParsedTrainFlags, resume: string): Promise<RunSettings> {
+  const { values, given, preset } = line;
+  const fixed = preset === undefined ? [...given].find((key) => key in recipeFlags) : "preset";
+  if (fixed !== undefined) {
+    throw new UsageError(
+      `${flagName(fixed)} cannot be given with --resume: a resumed run keeps its settings ` +
+        "(start a new run to change them)",
+    );
+  }
+  const target = await resumeTarget(resume);
+  const source = target.checkpointPath;
+  const checkpoint = decodeCheckpoint(await Deno.readFile(source), source);
+  const state = trainingStateSchema.safeParse(checkpoint.metadata?.training);
+  const { optimizer } = checkpoint;
+  if (!state.success || !optimizer) {
+    throw new CheckpointError(
+      source,
+      "holds no training state (it was not written by deno task train), so it cannot be resumed",
+    );
+  }
+  const { recipe, history } = state.data;
+  if (history.length !== checkpoint.metadata?.epoch) {
+    throw new CheckpointError(source, "its epoch and its metric history disagree (corrupt file)");
+  }
+  if (history.length >= recipe.epochs) {
+    throw new UsageError(
+      `${source} has finished all ${recipe.epochs} epochs of its run: nothing to resume`,
+    );
+  }
+  const runDir = given.has("runDir") ? values.runDir : target.runDir;
+  return {
+    recipe,
+    data: given.has("data") ? values.data : state.data.data,
+    evalBatchSize: given.has("evalBatchSize") ? values.evalBatchSize : state.data.evalBatchSize,
+    testLimit: given.has("testLimit") ? values.testLimit : state.data.testLimit,
+    runDir,
+    stopAfter: values.stopAfter,
+    resume: { checkpoint: { ...checkpoint, optimizer }, source, history },
+    continuesInPlace: resolve(runDir) === resolve(target.runDir),
+  };
+}
+
+/** Recipe flags that the chosen optimizer or schedule does not use, and what they are for. */
+function unusedFlags(recipe: TrainRecipe): Map<keyof TrainRecipe, string> {
+  const unused = new Map<keyof TrainRecipe, string>();
+  if (recipe.optimizer === "sgd") {
+    unused.set("betas", "--optimizer adam and adamw");
+  } else {
+    unused.set("momentum", "--optimizer sgd");
+    unused.set("nesterov", "--optimizer sgd");
+  }
+  if (recipe.schedule === "constant") unused.set("warmup", "--schedule one-cycle and cosine");
+  return unused;
+}
+
+/** The recipe as flags, leaving out those it does not use. */
+function describeRecipe(recipe: TrainRecipe): string {
+  const unused = unusedFlags(recipe);
+  return Object.entries(recipe)
+    .filter(([key, value]) => value !== undefined && !unused.has(key as keyof TrainRecipe))
+    .map(([key, value]) => formatFlag(key, value))
+    .join(" ");
+}
+
+/** The Trainer's options for `recipe` over `images` training images, checked. */
+function trainerOptions(recipe: TrainRecipe, images: number): TrainingRunOptions["trainer"] {
+  // As the Trainer counts them: full batches only.
+  const stepsPerEpoch = Math.floor(images / recipe.batchSize);
+  if (stepsPerEpoch === 0) {
+    throw new UsageError(
+      `--batch-size ${recipe.batchSize} is more than the ${images} training images: use a ` +
+        "smaller --batch-size",
+    );
+  }
+  const { optimizer: kind, lr, weightDecay } = recipe;
+  return {
+    batchSize: recipe.batchSize,
+    augment: recipe.augment,
+    optimizer: kind === "sgd"
+      ? { kind, lr, weightDecay, momentum: recipe.momentum, nesterov: recipe.nesterov }
+      : { kind, lr, weightDecay, betas: recipe.betas },
+    schedule: schedule(recipe, stepsPerEpoch),
+    seed: recipe.seed,
+  };
+}
+
+function schedule(recipe: TrainRecipe, stepsPerEpoch: number): Schedule {
+  const { lr, warmup, epochs } = recipe;
+  const totalSteps = epochs * stepsPerEpoch;
+  try {
+    switch (recipe.schedule) {
+      case "constant":
+        return createSchedule({ kind: "constant", lr });
+      case "cosine":
+        return createSchedule({
+          kind: "cosine",
+          lr,
+          totalSteps,
+          warmupSteps: Math.round(warmup * totalSteps),
+        });
+      case "one-cycle":
+        return createSchedule({ kind: "one-cycle", lr, totalSteps, warmupFraction: warmup });
+    }
+  } catch (error) {
+    if (!(error instanceof ScheduleError)) throw error;
+    throw new UsageError(
+      `${error.message} (${epochs} epochs of ${stepsPerEpoch} steps): use more epochs or ` +
+        "images, or a smaller --warmup",
+    );
+  }
+}
+
+if (import.meta.main) await runCli(() => runTrain(Deno.args));
