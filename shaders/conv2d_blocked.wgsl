@@ -6,15 +6,16 @@
 //   backward_input:  dx[q, c]           = sum_{tap, o} dy[p, o] * weight[o, tap, c], over the taps
 //                                         and output pixels p whose tap lands on input pixel q
 //   backward_weight: dweight[o, tap, c] = sum_p dy[p, o] * x[p at tap, c], the sum over output
-//                                         pixels p split into SPLITS ranges: each writes its own
-//                                         partial sum (conv2d_reduce.wgsl adds them) unless
-//                                         SPLITS is 1, when the output is dweight itself.
+//                                         pixels p split into ranges of SPLIT_PIXELS: each writes
+//                                         its own partial sum (conv2d_reduce.wgsl adds them)
+//                                         unless there is one range, written to dweight itself.
 //
 // Why the kernels look like this: on a CPU adapter an invocation is one lane of an 8-wide SIMD
-// vector, and every storage-buffer load is a scalar loop over the lanes (a vec4 costs about as
-// much as 50 fused multiply-adds), while a workgroup-memory tile only adds more such loads and
-// barriers. So each invocation keeps a block of 8 pixels x 16 channels (8 matrices of 4x4) in
-// registers, loads channel vectors as vec4 and does 21 multiply-adds per vec4 loaded. The 4x4
+// vector, and every storage-buffer load is a scalar loop over the lanes (a vec4 load costs
+// about 70 cycles, dozens of 8-wide multiply-adds), while a workgroup-memory tile only adds
+// more such loads and barriers. So each invocation keeps a block of 8 pixels x 16 channels
+// (8 matrices of 4x4) in registers, loads channel vectors as vec4 and does 21 multiply-adds per
+// vec4 loaded. The 4x4
 // blocks are mat4x4f products, written out one statement each: the compiler expands a matrix
 // product without loops, and an accumulator array indexed only by constants stays in
 // registers. The same arithmetic as loops over the blocks is not unrolled, which puts the
@@ -36,8 +37,7 @@ override PADDING: u32;
 // the loads of the unused one; read-only bindings may alias.
 override VECTORIZED: bool;
 override WORKGROUP_SIZE: u32 = 8u;
-// backward_weight: number of pixel ranges and output pixels per range (a multiple of 4).
-override SPLITS: u32 = 1u;
+// backward_weight: output pixels per range (a multiple of 4).
 override SPLIT_PIXELS: u32 = 4u;
 
 override TAPS = KERNEL * KERNEL;
@@ -78,7 +78,16 @@ fn output_pixels(first: u32, end: u32) -> Pixels {
   );
 }
 
-fn rows_of(n: vec4u, y: vec4i, x: vec4i, inside: vec4<bool>, height: u32, width: u32, channels: u32) -> Rows {
+// Rows of pixels (n, y, x) in an NHWC tensor of height x width x channels.
+fn rows_of(
+  n: vec4u,
+  y: vec4i,
+  x: vec4i,
+  inside: vec4<bool>,
+  height: u32,
+  width: u32,
+  channels: u32,
+) -> Rows {
   let within = inside & (y >= vec4i(0)) & (y < vec4i(i32(height))) & (x >= vec4i(0)) &
     (x < vec4i(i32(width)));
   let base = ((n * height + bitcast<vec4u>(y)) * width + bitcast<vec4u>(x)) * channels;
@@ -203,7 +212,12 @@ fn forward(@builtin(global_invocation_id) gid: vec3u) {
 fn load_input_dy(base: u32, o: u32) -> vec4f {
   let i = base + o;
   if (VECTORIZED) { return input_dy_vec[i / 4u]; }
-  let v = vec4f(input_dy_flat[i], input_dy_flat[i + 1u], input_dy_flat[i + 2u], input_dy_flat[i + 3u]);
+  let v = vec4f(
+    input_dy_flat[i],
+    input_dy_flat[i + 1u],
+    input_dy_flat[i + 2u],
+    input_dy_flat[i + 3u],
+  );
   return select(vec4f(), v, channel_mask(o, OUT_C));
 }
 
@@ -293,14 +307,19 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3u) {
 // ---- backward_weight: x (two views), dy (two views) -> dweight or partial sums ----
 @group(0) @binding(2) var<storage, read> weight_dy_vec: array<vec4f>;
 @group(0) @binding(3) var<storage, read> weight_dy_flat: array<f32>;
-// [SPLITS, OUT_C, KERNEL, KERNEL, IN_C]
+// [ranges, OUT_C, KERNEL, KERNEL, IN_C]
 @group(0) @binding(4) var<storage, read_write> weight_partial: array<f32>;
 
 // Output channels o..o+3 of output pixel p's dy row (past OUT_C: ignored by the caller).
 fn load_weight_dy(p: u32, o: u32) -> vec4f {
   let i = p * OUT_C + o;
   if (VECTORIZED) { return weight_dy_vec[i / 4u]; }
-  return vec4f(weight_dy_flat[i], weight_dy_flat[i + 1u], weight_dy_flat[i + 2u], weight_dy_flat[i + 3u]);
+  return vec4f(
+    weight_dy_flat[i],
+    weight_dy_flat[i + 1u],
+    weight_dy_flat[i + 2u],
+    weight_dy_flat[i + 3u],
+  );
 }
 
 // Column i: dy channels o..o+3 of output pixel first + i, zero for pixels outside the range.

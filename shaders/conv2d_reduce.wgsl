@@ -11,7 +11,10 @@ override WEIGHT_SIZE: u32;
 @group(0) @binding(1) var<storage, read_write> dweight: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn reduce_splits(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+fn reduce_splits(
+  @builtin(global_invocation_id) gid: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+) {
   let i = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
   if (i >= WEIGHT_SIZE) { return; }
   var sum = 0.0;

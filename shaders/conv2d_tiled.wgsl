@@ -6,8 +6,8 @@
 //   backward_input:  dx[q, c]           rows: input pixels of one parity class, columns: input
 //                                       channels, reduction: (tap, output channel)
 //   backward_weight: dweight[o, tap, c] rows: output channels, columns: (tap, input channel),
-//                                       reduction: one range of output pixels (SPLITS of them;
-//                                       conv2d_reduce.wgsl adds the partial sums)
+//                                       reduction: one range of output pixels (conv2d_reduce.wgsl
+//                                       adds the ranges' partial sums)
 // A workgroup of 16x16 invocations computes a 64x64 output tile, each invocation 4x4 of it. Per
 // step it stages 16 reduction elements of both operands in workgroup memory (2 x 16 x 68 f32 =
 // 8.5 KiB), each invocation loading 4 + 4 elements with neighbouring invocations on neighbouring
@@ -25,7 +25,7 @@ override OUT_C: u32;
 override KERNEL: u32;
 override STRIDE: u32;
 override PADDING: u32;
-// backward_weight: output pixels per partial sum.
+// backward_weight: output pixels per partial sum (a multiple of DEPTH).
 override SPLIT_PIXELS: u32 = 64u;
 
 override TAPS = KERNEL * KERNEL;
@@ -76,7 +76,8 @@ struct Pixel {
 
 fn output_pixel(p: u32, end: u32) -> Pixel {
   let clamped = min(p, OUT_PIXELS - 1u);
-  return Pixel(clamped / (OUT_H * OUT_W), i32((clamped / OUT_W) % OUT_H), i32(clamped % OUT_W), p < end);
+  let y = i32((clamped / OUT_W) % OUT_H);
+  return Pixel(clamped / (OUT_H * OUT_W), y, i32(clamped % OUT_W), p < end);
 }
 
 // Element index of channel 0 of (n, y, x) in an NHWC tensor, or -1 where that is outside it.
@@ -107,7 +108,9 @@ fn forward(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid:
   // (channels) t / 16 + 16 j.
   let kk = t % DEPTH;
   var pixels: array<Pixel, 4>;
-  for (var j = 0u; j < 4u; j++) { pixels[j] = output_pixel(first + t / DEPTH + 16u * j, OUT_PIXELS); }
+  for (var j = 0u; j < 4u; j++) {
+    pixels[j] = output_pixel(first + t / DEPTH + 16u * j, OUT_PIXELS);
+  }
   var acc = mat4x4f();
   for (var k0 = 0u; k0 < WEIGHT_ROW; k0 += DEPTH) {
     let k = k0 + kk;
@@ -144,7 +147,8 @@ fn class_pixel(q: u32, class_y: u32, class_x: u32) -> Pixel {
   let clamped = min(q, CLASS_PIXELS - 1u);
   let y = ((clamped / CLASS_W) % CLASS_H) * STRIDE + class_y;
   let x = (clamped % CLASS_W) * STRIDE + class_x;
-  return Pixel(clamped / (CLASS_H * CLASS_W), i32(y), i32(x), q < CLASS_PIXELS && y < IN_H && x < IN_W);
+  let live = q < CLASS_PIXELS && y < IN_H && x < IN_W;
+  return Pixel(clamped / (CLASS_H * CLASS_W), i32(y), i32(x), live);
 }
 
 // Workgroup (x, y, z): input pixels 64 x .. +64 of parity class z, input channels 64 y .. +64.
@@ -201,7 +205,7 @@ fn backward_input(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_i
   }
 }
 
-// ---- backward_weight: x, dy -> partial sums [SPLITS, OUT_C, KERNEL, KERNEL, IN_C] ----
+// ---- backward_weight: x, dy -> partial sums [ranges, OUT_C, KERNEL, KERNEL, IN_C] ----
 @group(0) @binding(0) var<storage, read> weight_x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight_dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> weight_partial: array<f32>;

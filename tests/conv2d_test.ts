@@ -57,7 +57,7 @@ function randomInputs(c: Conv2dCase) {
 async function runGpu(
   gpu: Gpu,
   c: Conv2dCase,
-  variant: Conv2dVariant,
+  variant: Conv2dVariant | undefined,
   inputs: { x: Float64Array; weight: Float64Array },
   dy: Float64Array,
 ) {
@@ -156,6 +156,26 @@ for (const c of RESNET_CASES) {
     }
   });
 }
+
+gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu) => {
+  const c: Conv2dCase = {
+    n: 1,
+    h: 1,
+    w: 1,
+    cin: 3,
+    cout: 1,
+    config: { kernelSize: 1, stride: 1, padding: 0 },
+  };
+  const shape = referenceShape(c);
+  const inputs = randomInputs(c);
+  const dy = Float64Array.of(0.5);
+  const actual = await runGpu(gpu, c, undefined, inputs, dy);
+  const expected = referenceBackward(inputs.x, inputs.weight, dy, shape);
+  assertAllClose(actual.y, referenceForward(inputs.x, inputs.weight, shape), REDUCTION, "y");
+  assertAllClose(actual.grads.x, expected.dx, REDUCTION, "dx");
+  assertAllClose(actual.grads.weight, expected.dweight, REDUCTION, "dweight");
+  await rejects(runGpu(gpu, c, "blocked", inputs, dy), RangeError);
+});
 
 gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
   const c: Conv2dCase = {

@@ -18,8 +18,6 @@ import { UsageError } from "./run.ts";
 export interface ModelFlags {
   model: PresetName;
   width: number;
-  /** Whether --model or --width was given, rather than left at its default. */
-  given: boolean;
 }
 
 export interface LoadedModel {
@@ -28,11 +26,15 @@ export interface LoadedModel {
   metadata?: CheckpointMetadata;
 }
 
-/** Reads `path` into a new ModelWeights; `flags` describe a checkpoint without metadata. */
+/**
+ * Reads `path` into a new ModelWeights. `flags` describe a checkpoint without metadata; `given`
+ * (the flags on the command line) tells whether they were chosen or left at their defaults.
+ */
 export async function loadCheckpointModel(
   gpu: Gpu,
   path: string,
   flags: ModelFlags,
+  given: ReadonlySet<string>,
 ): Promise<LoadedModel> {
   let bytes: Uint8Array;
   try {
@@ -43,7 +45,8 @@ export async function loadCheckpointModel(
   }
   const { tensors, metadata } = decodeCheckpoint(bytes, path);
   const fromFlags = resnetConfig(flags.model, flags.width);
-  if (metadata && flags.given && describeModel(metadata.model) !== describeModel(fromFlags)) {
+  const chosen = given.has("model") || given.has("width");
+  if (metadata && chosen && describeModel(metadata.model) !== describeModel(fromFlags)) {
     throw new UsageError(
       `${path} holds a ${describeModel(metadata.model)} (its metadata says so), not a ` +
         `${describeModel(fromFlags)}: leave out --model and --width`,

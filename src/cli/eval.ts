@@ -22,11 +22,12 @@ export async function runEval(args: string[], log = console.log): Promise<void> 
     throw new UsageError("eval needs --checkpoint FILE: the checkpoint to evaluate (see --help)");
   }
   const gpu = await requestGpu();
-  const { weights, config, metadata } = await loadCheckpointModel(gpu, values.checkpoint, {
-    model: values.model,
-    width: values.width,
-    given: given.has("model") || given.has("width"),
-  });
+  const { weights, config, metadata } = await loadCheckpointModel(
+    gpu,
+    values.checkpoint,
+    values,
+    given,
+  );
   const origin = metadata ? `after epoch ${metadata.epoch}` : "a state dict without metadata";
   log(`checkpoint: ${values.checkpoint} (${describeModel(config)}, ${origin})`);
   log(`adapter: ${describeAdapter(gpu)}`);

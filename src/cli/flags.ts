@@ -155,7 +155,7 @@ const testLimitFlag = optionalFlag(
 const checkpointFlag = optionalFlag(
   path,
   "the checkpoint to load: a .safetensors file from train, or a PyTorch state dict",
-  "required",
+  "none, it is required",
 );
 
 /**
@@ -183,7 +183,7 @@ export const recipeFlags = {
   betas: valueFlag<[number, number]>(betaPair, "Adam's betas (adam and adamw only)", [0.9, 0.999]),
   schedule: valueFlag(
     choice(["constant", "cosine", "one-cycle"]),
-    "learning rate per step: constant; cosine decay to 0; or one-cycle, linear up then down to 0",
+    "the learning rate's course: one-cycle is linear up, then down to 0; cosine decays to 0",
     "one-cycle",
   ),
   warmup: valueFlag(

@@ -25,11 +25,7 @@ export async function runPredict(args: string[], log = console.log): Promise<voi
   // Every image is read before the GPU work starts, so that a bad file fails fast.
   const images = await Promise.all(paths.map(readImage));
   const gpu = await requestGpu();
-  const { weights } = await loadCheckpointModel(gpu, values.checkpoint, {
-    model: values.model,
-    width: values.width,
-    given: given.has("model") || given.has("width"),
-  });
+  const { weights } = await loadCheckpointModel(gpu, values.checkpoint, values, given);
   const predictor = await Predictor.create(gpu, weights, images);
   const logits = await predictor.logits();
   predictor.destroy();

@@ -19,6 +19,9 @@ const USER_FACING = new Set([
   "CheckpointError",
   "UsageError",
   "TrainingDivergedError",
+  "ImageError",
+  "ScheduleError",
+  "OptimizerConfigError",
 ]);
 
 /** Bad command-line usage; the message says which flag and what is accepted. */

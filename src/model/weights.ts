@@ -165,11 +165,11 @@ export class ModelWeights {
     writeBuffer(this.#gpu, buffer, arena);
   }
 
-  async downloadParameters(): Promise<Map<string, Float32Array>> {
+  downloadParameters(): Promise<Map<string, Float32Array>> {
     return this.#download(this.params, this.parameterLayout);
   }
 
-  async downloadGradients(): Promise<Map<string, Float32Array>> {
+  downloadGradients(): Promise<Map<string, Float32Array>> {
     return this.#download(this.grads, this.parameterLayout);
   }
 

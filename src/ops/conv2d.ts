@@ -14,7 +14,7 @@
 import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { byteSize, elementCount, type Tensor } from "../gpu/tensor.ts";
-import type { OverrideConstants } from "../gpu/pipeline.ts";
+import type { Kernel, OverrideConstants } from "../gpu/pipeline.ts";
 import { kernels } from "../shaders.ts";
 import { expectShape, nhwc, ShapeError } from "./shape.ts";
 
@@ -62,7 +62,12 @@ function isCount(value: number): boolean {
   return Number.isInteger(value) && value > 0;
 }
 
-function geometry(op: string, input: readonly number[], cout: number, config: Conv2dConfig) {
+function geometry(
+  op: string,
+  input: readonly number[],
+  cout: number,
+  config: Conv2dConfig,
+): Geometry {
   checkConfig(op, config);
   if (input.length !== 4 || !input.every(isCount)) {
     throw new ShapeError(`${op}: input shape [${input}] is not NHWC with positive sizes`);
@@ -78,7 +83,7 @@ function geometry(op: string, input: readonly number[], cout: number, config: Co
         `${padding}`,
     );
   }
-  return { batch, inH, inW, inC, outH, outW, outC: cout, kernel, stride, padding } as Geometry;
+  return { batch, inH, inW, inC, outH, outW, outC: cout, kernel, stride, padding };
 }
 
 /** [N, OH, OW, Cout] for an input [N, H, W, Cin]: OH = floor((H + 2·padding − K) / stride) + 1. */
@@ -123,65 +128,121 @@ function checkedGeometry(
   return g;
 }
 
-const blocked = {
-  /** Invocations per workgroup: on lavapipe one or two SIMD vectors of 8 lanes. */
-  workgroupSize: 8,
-  /** Output pixels and channels per invocation (forward; backward_input likewise on its input
-   * pixels and channels). */
-  pixels: 8,
-  channels: 16,
-  /** backward_weight: input and output channels per invocation. */
-  weightInChannels: 16,
-  weightOutChannels: 8,
-  /** backward_weight: bytes of dy and x rows per pixel range (about half a Zen 4 core's L2). */
-  splitBytes: 2 ** 19,
-  minSplitPixels: 256,
+type Workgroups = [number, number, number];
+
+/** What differs between the variants: kernel file, constants, bindings, grids and split. */
+interface VariantKernels {
+  kernel: Kernel;
+  constants(g: Geometry): OverrideConstants;
+  /** The bindings of one read-only input: blocked binds each twice (vec4 and scalar views). */
+  views(tensor: Tensor): Tensor[];
+  forwardGrid(g: Geometry): Workgroups;
+  inputGrid(g: Geometry): Workgroups;
+  weightGrid(g: Geometry, splits: number): Workgroups;
+  /** Output pixels per weight-gradient range, before rounding to whole steps. */
+  splitPixels(g: Geometry): number;
+  /** backward_weight's output pixels per step. */
+  weightStep: number;
+}
+
+const outputPixels = (g: Geometry) => g.batch * g.outH * g.outW;
+/** backward_input runs over STRIDE² parity classes of input pixels, each at most this many. */
+const classPixels = (g: Geometry) =>
+  g.batch * Math.ceil(g.inH / g.stride) * Math.ceil(g.inW / g.stride);
+
+/**
+ * shaders/conv2d_blocked.wgsl: per invocation 8 pixels x 16 channels (forward and
+ * backward_input) or 8 output x 16 input channels at one tap (backward_weight); workgroups of
+ * 8 invocations, one SIMD vector on lavapipe (16 to 64 measured the same).
+ */
+const BLOCKED: VariantKernels = {
+  kernel: kernels.conv2dBlocked,
+  constants: (g) => ({
+    ...shapeConstants(g),
+    VECTORIZED: g.inC % 4 === 0 && g.outC % 4 === 0 ? 1 : 0,
+    WORKGROUP_SIZE: 8,
+  }),
+  views: (tensor) => [tensor, tensor],
+  forwardGrid: (g) => [Math.ceil(outputPixels(g) / 8 / 8), Math.ceil(g.outC / 16), 1],
+  inputGrid: (g) => [Math.ceil(classPixels(g) / 8 / 8), Math.ceil(g.inC / 16), g.stride ** 2],
+  weightGrid: (g, splits) => [
+    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / 16)) / 8),
+    Math.ceil(g.outC / 8),
+    splits,
+  ],
+  // Every workgroup streams dy and x over its pixel range, and lavapipe runs the workgroups in
+  // order, those of one range back to back: ranges whose dy and x rows fill about half a
+  // core's L2 (512 KiB) are read from memory once, not once per workgroup (2.4x faster on the
+  // 64-channel layers, bench/README.md).
+  splitPixels: (g) => Math.max(256, 2 ** 19 / ((g.inC + g.outC) * 4)),
+  weightStep: 4,
 };
 
-const tiled = {
-  /** Output tile edge and reduction elements per step. */
-  tile: 64,
-  depth: 16,
-  /** backward_weight: workgroups wanted, and the fewest pixels worth a workgroup. */
-  workgroups: 1024,
-  minSplitPixels: 256,
+/**
+ * shaders/conv2d_tiled.wgsl: 64x64 output tiles, 16x16 invocations of 4x4 outputs each,
+ * 16 reduction elements per step. (128x64 tiles of 8x4 per invocation measured 10-40% slower
+ * on an H100, bench/README.md.)
+ */
+const TILED: VariantKernels = {
+  kernel: kernels.conv2dTiled,
+  constants: shapeConstants,
+  views: (tensor) => [tensor],
+  forwardGrid: (g) => [Math.ceil(outputPixels(g) / 64), Math.ceil(g.outC / 64), 1],
+  inputGrid: (g) => [Math.ceil(classPixels(g) / 64), Math.ceil(g.inC / 64), g.stride ** 2],
+  weightGrid: (g, splits) => [
+    Math.ceil((g.kernel * g.kernel * g.inC) / 64),
+    Math.ceil(g.outC / 64),
+    splits,
+  ],
+  // About 1024 workgroups, a few per multiprocessor of a large GPU (132 on an H100), with at
+  // least 256 pixels each.
+  splitPixels: (g) => {
+    const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / 64) * Math.ceil(g.outC / 64);
+    return Math.max(256, (outputPixels(g) * tiles) / 1024);
+  },
+  weightStep: 16,
 };
+
+const VARIANTS: Record<Conv2dVariant, VariantKernels> = { blocked: BLOCKED, tiled: TILED };
 
 /** Largest scratch for weight-gradient partial sums, whatever the layer. */
 const MAX_WORKSPACE_BYTES = 32 * 2 ** 20;
 
-/** The weight gradient's split of its sum over output pixels. */
-interface WeightSplit {
-  splits: number;
-  /** Output pixels per split; a multiple of 4 (blocked) or of 16 (tiled), so steps align. */
-  splitPixels: number;
-}
-
-function weightSplit(g: Geometry, variant: Conv2dVariant): WeightSplit {
-  const pixels = g.batch * g.outH * g.outW;
+/** The weight gradient's split of its sum over output pixels into ranges. */
+function weightSplit(g: Geometry, variant: VariantKernels): { splits: number; pixels: number } {
+  const pixels = outputPixels(g);
   const weightBytes = g.outC * g.kernel * g.kernel * g.inC * 4;
-  let splitPixels: number;
-  if (variant === "blocked") {
-    // Every workgroup streams dy and x over its pixel range, and lavapipe runs the workgroups
-    // in order, those of one range back to back: a range whose dy and x rows fit in a core's
-    // L2 is read from memory once instead of once per workgroup (2.4x faster on 64 channels).
-    const bytesPerPixel = (g.inC + g.outC) * 4;
-    splitPixels = Math.max(blocked.minSplitPixels, blocked.splitBytes / bytesPerPixel);
-  } else {
-    // Enough workgroups for a few per multiprocessor of a large GPU (132 on an H100).
-    const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / tiled.tile) *
-      Math.ceil(g.outC / tiled.tile);
-    splitPixels = Math.max(tiled.minSplitPixels, (pixels * tiles) / tiled.workgroups);
-  }
   // The partial sums are bounded, which only limits the split of the deepest layers.
   const splits = Math.max(
     1,
-    Math.min(Math.ceil(pixels / splitPixels), Math.floor(MAX_WORKSPACE_BYTES / weightBytes)),
+    Math.min(
+      Math.ceil(pixels / variant.splitPixels(g)),
+      Math.floor(MAX_WORKSPACE_BYTES / weightBytes),
+    ),
   );
-  // Whole steps (4 pixels blocked, 16 tiled) per range.
-  const step = variant === "blocked" ? 4 : tiled.depth;
-  const aligned = Math.ceil(pixels / splits / step) * step;
-  return { splits: Math.ceil(pixels / aligned), splitPixels: aligned };
+  const step = variant.weightStep;
+  const rangePixels = Math.ceil(pixels / splits / step) * step;
+  return { splits: Math.ceil(pixels / rangePixels), pixels: rangePixels };
+}
+
+/**
+ * The variant to run: the one asked for, else the adapter's. The blocked kernels read every
+ * input through a vec4 view too, which WebGPU refuses for a tensor under 16 bytes; such toy
+ * shapes get the tiled kernels.
+ */
+function resolveVariant(gpu: Gpu, g: Geometry, requested?: Conv2dVariant): VariantKernels {
+  const smallest = Math.min(
+    g.batch * g.inH * g.inW * g.inC,
+    g.outC * g.kernel * g.kernel * g.inC,
+    outputPixels(g) * g.outC,
+  );
+  const variant = requested ?? (smallest < 4 ? "tiled" : chooseConv2dVariant(gpu));
+  if (variant === "blocked" && smallest < 4) {
+    throw new RangeError(
+      `conv2d: the blocked variant needs tensors of at least 4 elements; use "tiled"`,
+    );
+  }
+  return VARIANTS[variant];
 }
 
 /**
@@ -194,10 +255,10 @@ export function conv2dWorkspaceSize(
   xShape: readonly number[],
   cout: number,
   config: Conv2dConfig,
-  variant: Conv2dVariant = chooseConv2dVariant(gpu),
+  variant?: Conv2dVariant,
 ): number {
   const g = geometry("conv2d workspace", xShape, cout, config);
-  const { splits } = weightSplit(g, variant);
+  const { splits } = weightSplit(g, resolveVariant(gpu, g, variant));
   return splits > 1 ? splits * g.outC * g.kernel * g.kernel * g.inC * 4 : 0;
 }
 
@@ -209,45 +270,23 @@ export async function conv2dForward(
   const op = "conv2d";
   const g = checkedGeometry(op, t);
   expectShape(op, t.y, [g.batch, g.outH, g.outW, g.outC]);
-  const variant = t.variant ?? chooseConv2dVariant(gpu);
-  const pixels = g.batch * g.outH * g.outW;
-  if (variant === "blocked") {
-    return [
-      await createDispatch(gpu, {
-        kernel: kernels.conv2dBlocked,
-        entryPoint: "forward",
-        constants: blockedConstants(g),
-        bindings: [t.x, t.x, t.weight, t.weight, t.y],
-        workgroups: [
-          Math.ceil(pixels / blocked.pixels / blocked.workgroupSize),
-          Math.ceil(g.outC / blocked.channels),
-        ],
-      }),
-    ];
-  }
+  const variant = resolveVariant(gpu, g, t.variant);
   return [
     await createDispatch(gpu, {
-      kernel: kernels.conv2dTiled,
+      kernel: variant.kernel,
       entryPoint: "forward",
-      constants: shapeConstants(g),
-      bindings: [t.x, t.weight, t.y],
-      workgroups: [Math.ceil(pixels / tiled.tile), Math.ceil(g.outC / tiled.tile)],
+      constants: variant.constants(g),
+      bindings: [...variant.views(t.x), ...variant.views(t.weight), t.y],
+      workgroups: variant.forwardGrid(g),
     }),
   ];
-}
-
-function blockedConstants(g: Geometry): OverrideConstants {
-  return {
-    ...shapeConstants(g),
-    VECTORIZED: g.inC % 4 === 0 && g.outC % 4 === 0 ? 1 : 0,
-    WORKGROUP_SIZE: blocked.workgroupSize,
-  };
 }
 
 /**
  * dx (if given; the stem's input needs none) and dweight for the upstream gradient dy. Both are
  * overwritten, not accumulated. `workspace` holds at least conv2dWorkspaceSize bytes (any tensor
- * when that is 0).
+ * when that is 0). The dispatches are backward_input (if dx), backward_weight, and the reduce
+ * pass where the weight gradient is split.
  */
 export async function conv2dBackward(
   gpu: Gpu,
@@ -267,80 +306,41 @@ export async function conv2dBackward(
   expectShape(op, t.dy, [g.batch, g.outH, g.outW, g.outC]);
   expectShape(op, t.dweight, t.weight.shape);
   if (t.dx) expectShape(op, t.dx, t.x.shape);
-  const variant = t.variant ?? chooseConv2dVariant(gpu);
-  const { splits, splitPixels } = weightSplit(g, variant);
-  const weightSize = elementCount(t.weight.shape);
-  const partial = splits > 1
-    ? workspaceView(op, t.workspace, [splits, ...t.weight.shape])
+  const variant = resolveVariant(gpu, g, t.variant);
+  const constants = variant.constants(g);
+  const split = weightSplit(g, variant);
+  const partial = split.splits > 1
+    ? workspaceView(op, t.workspace, [split.splits, ...t.weight.shape])
     : t.dweight;
-  const classes = g.stride * g.stride;
-  const classPixels = g.batch * Math.ceil(g.inH / g.stride) * Math.ceil(g.inW / g.stride);
 
   const dispatches: Dispatch[] = [];
-  if (variant === "blocked") {
-    const constants = blockedConstants(g);
-    if (t.dx) {
-      dispatches.push(
-        await createDispatch(gpu, {
-          kernel: kernels.conv2dBlocked,
-          entryPoint: "backward_input",
-          constants,
-          bindings: [t.dy, t.dy, t.weight, t.weight, t.dx],
-          workgroups: [
-            Math.ceil(classPixels / blocked.pixels / blocked.workgroupSize),
-            Math.ceil(g.inC / blocked.channels),
-            classes,
-          ],
-        }),
-      );
-    }
-    const columnBlocks = g.kernel * g.kernel * Math.ceil(g.inC / blocked.weightInChannels);
+  if (t.dx) {
     dispatches.push(
       await createDispatch(gpu, {
-        kernel: kernels.conv2dBlocked,
-        entryPoint: "backward_weight",
-        constants: { ...constants, SPLITS: splits, SPLIT_PIXELS: splitPixels },
-        bindings: [t.x, t.x, t.dy, t.dy, partial],
-        workgroups: [
-          Math.ceil(columnBlocks / blocked.workgroupSize),
-          Math.ceil(g.outC / blocked.weightOutChannels),
-          splits,
-        ],
-      }),
-    );
-  } else {
-    const constants = shapeConstants(g);
-    if (t.dx) {
-      dispatches.push(
-        await createDispatch(gpu, {
-          kernel: kernels.conv2dTiled,
-          entryPoint: "backward_input",
-          constants,
-          bindings: [t.dy, t.weight, t.dx],
-          workgroups: [Math.ceil(classPixels / tiled.tile), Math.ceil(g.inC / tiled.tile), classes],
-        }),
-      );
-    }
-    dispatches.push(
-      await createDispatch(gpu, {
-        kernel: kernels.conv2dTiled,
-        entryPoint: "backward_weight",
-        constants: { ...constants, SPLIT_PIXELS: splitPixels },
-        bindings: [t.x, t.dy, partial],
-        workgroups: [
-          Math.ceil((g.kernel * g.kernel * g.inC) / tiled.tile),
-          Math.ceil(g.outC / tiled.tile),
-          splits,
-        ],
+        kernel: variant.kernel,
+        entryPoint: "backward_input",
+        constants,
+        bindings: [...variant.views(t.dy), ...variant.views(t.weight), t.dx],
+        workgroups: variant.inputGrid(g),
       }),
     );
   }
-  if (splits > 1) {
+  dispatches.push(
+    await createDispatch(gpu, {
+      kernel: variant.kernel,
+      entryPoint: "backward_weight",
+      constants: { ...constants, SPLIT_PIXELS: split.pixels },
+      bindings: [...variant.views(t.x), ...variant.views(t.dy), partial],
+      workgroups: variant.weightGrid(g, split.splits),
+    }),
+  );
+  if (split.splits > 1) {
+    const weightSize = elementCount(t.weight.shape);
     dispatches.push(
       await createDispatch(gpu, {
         kernel: kernels.conv2dReduce,
         entryPoint: "reduce_splits",
-        constants: { SPLITS: splits, WEIGHT_SIZE: weightSize },
+        constants: { SPLITS: split.splits, WEIGHT_SIZE: weightSize },
         bindings: [partial, t.dweight],
         workgroups: linearGrid(weightSize, 64),
       }),

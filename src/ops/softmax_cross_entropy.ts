@@ -10,8 +10,6 @@ import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
 import { expectShape, ShapeError } from "./shape.ts";
 
-const WORKGROUP_SIZE = 64;
-
 /** Sums over every sample since the metrics were last reset. */
 export interface Metrics {
   lossSum: number;

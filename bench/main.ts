@@ -1,0 +1,92 @@
+/**
+ * `deno task bench`: every microbenchmark and the whole-network throughput on this machine's
+ * adapter, printed as tables (GFLOP/s for convolutions, GB/s for memory-bound kernels, images/s
+ * and GPU memory for training). `--quick` runs small sizes as a smoke test; `--only NAME` runs
+ * one section (conv2d, batchnorm, optimizer, input, training); `--json FILE` also writes the rows.
+ */
+import { parseArgs } from "node:util";
+import { requestGpu } from "../src/gpu/device.ts";
+import { writeFileAtomic } from "../src/io/atomic.ts";
+import { runCli, UsageError } from "../src/cli/run.ts";
+import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
+import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
+import { benchInputBatch } from "./input_batch.ts";
+import { benchOptimizer } from "./optimizer.ts";
+import { formatTable } from "./timing.ts";
+import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
+
+const SECTIONS = ["conv2d", "batchnorm", "optimizer", "input", "training"] as const;
+
+await runCli(async () => {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string", multiple: true },
+      json: { type: "string" },
+    },
+  });
+  const only = values.only ?? [...SECTIONS];
+  for (const name of only) {
+    if (!(SECTIONS as readonly string[]).includes(name)) {
+      throw new UsageError(`--only ${name}: not a section; use one of ${SECTIONS.join(", ")}`);
+    }
+  }
+  const quick = values.quick;
+  const gpu = await requestGpu();
+  console.log(`adapter: ${gpu.adapterName}${gpu.isFallbackAdapter ? " (software)" : ""}`);
+  const results: Record<string, unknown> = { adapter: gpu.adapterName, quick };
+
+  if (only.includes("conv2d")) {
+    const batch = quick ? 4 : 128;
+    const rows = await benchConv2d(gpu, { batch, seconds: quick ? 0.05 : 1 });
+    console.log(
+      `\nconv2d, batch ${batch}, GFLOP/s (matmul: a tuned WGSL matrix product of the same FLOPs)`,
+    );
+    console.log(formatConv2dRows(rows));
+    results.conv2d = rows;
+  }
+  if (only.includes("batchnorm")) {
+    const rows = await benchBatchNorm(gpu, { quick });
+    console.log("\nbatch norm, batch 128, GB/s beside a plain copy of the same bytes");
+    console.log(formatBatchNormRows(rows));
+    results.batchnorm = rows;
+  }
+  if (only.includes("optimizer")) {
+    const rows = await benchOptimizer(gpu, {
+      minSeconds: quick ? 0.1 : 1,
+      configs: [{ kind: "adam", lr: 1e-3 }, {
+        kind: "sgd",
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+        weightDecay: 5e-4,
+      }],
+    });
+    console.log("\noptimizer step over ResNet-18's 11,173,962 parameters");
+    console.log(formatTable(
+      ["optimizer", "ms", "GB/s"],
+      rows.map((row) => [row.optimizer, row.ms.toFixed(2), row.gbPerSecond.toFixed(1)]),
+    ));
+    results.optimizer = rows;
+  }
+  if (only.includes("input")) {
+    const rows = await benchInputBatch(gpu, { batches: quick ? 5 : 50 });
+    console.log("\ninput pipeline: gather + normalise (+ augment) a batch of 128 on the GPU");
+    console.log(formatTable(
+      ["batch", "ms", "images/s"],
+      rows.map((row) => [row.name, row.msPerBatch.toFixed(2), Math.round(row.imagesPerSecond)]),
+    ));
+    results.input = rows;
+  }
+  if (only.includes("training")) {
+    const rows = await benchTrainingStep(
+      gpu,
+      quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, reps: 1 } : {},
+    );
+    console.log("\nwhole ResNet training step (Adam) and evaluation, synthetic data");
+    console.log(trainingStepTable(rows));
+    results.training = rows;
+  }
+  if (values.json) await writeFileAtomic(values.json, JSON.stringify(results, null, 2));
+});
