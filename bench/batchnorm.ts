@@ -13,7 +13,8 @@
  * divided by R, after a warm-up; R doubles until one submit lasts long enough that the ~11 ms
  * Deno spends noticing the GPU is done stays a few percent.
  *
- *   deno run --allow-read --allow-write --allow-env bench/batchnorm.ts [--quick] [--variant serial|tree]
+ *   deno run --allow-read --allow-write --allow-env bench/batchnorm.ts [--quick]
+ *     [--variant serial|tree|all]   (default: the variant this adapter gets)
  */
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { createDispatch, type Dispatch, linearGrid } from "../src/gpu/dispatch.ts";
@@ -48,7 +49,7 @@ const PASSES: BatchNormPass[] = ["forward", "backward", "forward+backward"];
 export interface BatchNormBenchOptions {
   /** Fewer repetitions and trials: a smoke run of a few seconds. */
   quick?: boolean;
-  /** Variants to time (default: every variant). */
+  /** Variants to time (default: the one the op picks on this adapter). */
   variants?: readonly BatchNormVariant[];
   shapes?: readonly (readonly number[])[];
 }
@@ -302,10 +303,11 @@ export async function benchBatchNorm(
   gpu: Gpu,
   options: BatchNormBenchOptions = {},
 ): Promise<BatchNormBenchRow[]> {
-  const timing = options.quick ? { minTrialMs: 100, trials: 2 } : { minTrialMs: 300, trials: 5 };
+  const timing = options.quick ? { minTrialMs: 100, trials: 2 } : { minTrialMs: 200, trials: 4 };
   const rows: BatchNormBenchRow[] = [];
   for (const shape of options.shapes ?? RESNET18_BATCH_NORM_SHAPES) {
-    rows.push(...await benchShape(gpu, shape, options.variants ?? BATCH_NORM_VARIANTS, timing));
+    const variants = options.variants ?? [defaultBatchNormVariant(gpu)];
+    rows.push(...await benchShape(gpu, shape, variants, timing));
   }
   return rows;
 }
@@ -329,11 +331,14 @@ export function formatBatchNormRows(rows: readonly BatchNormBenchRow[]): string 
 
 if (import.meta.main) {
   const variantFlag = Deno.args.indexOf("--variant");
-  const variants = variantFlag >= 0
-    ? [Deno.args[variantFlag + 1] as BatchNormVariant]
-    : BATCH_NORM_VARIANTS;
-  if (!variants.every((variant) => BATCH_NORM_VARIANTS.includes(variant))) {
-    throw new Error(`--variant takes one of ${BATCH_NORM_VARIANTS.join(", ")}`);
+  const chosen = variantFlag >= 0 ? Deno.args[variantFlag + 1] : undefined;
+  const variants = chosen === "all"
+    ? BATCH_NORM_VARIANTS
+    : chosen === undefined
+    ? undefined
+    : [chosen as BatchNormVariant];
+  if (variants && !variants.every((variant) => BATCH_NORM_VARIANTS.includes(variant))) {
+    throw new Error(`--variant takes all or one of ${BATCH_NORM_VARIANTS.join(", ")}`);
   }
   const gpu = await requestGpu();
   const rows = await benchBatchNorm(gpu, { quick: Deno.args.includes("--quick"), variants });

@@ -10,13 +10,14 @@
  * is reported with nothing subtracted. R is chosen from the warm-up so a measurement lasts
  * about `seconds`.
  *
- *   deno run --allow-read --allow-write --allow-env bench/conv2d.ts [--quick] [--variant=tiled]
+ *   deno run --allow-read --allow-write --allow-env bench/conv2d.ts [--quick] [--batch N]
+ *     [--variant blocked|tiled ...]   (default: the adapter's variant)
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { createDispatch, type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
-import { createTensor } from "../src/gpu/tensor.ts";
+import { createTensor, type Tensor } from "../src/gpu/tensor.ts";
 import {
   chooseConv2dVariant,
   conv2dBackward,
@@ -132,25 +133,27 @@ async function matmulDispatches(
   m: number,
   n: number,
   k: number,
-): Promise<{ dispatches: Dispatch[]; flops: number }> {
+): Promise<{ dispatches: Dispatch[]; flops: number; tensors: Tensor[] }> {
   const depth = roundUp(k, 4);
   const columns = roundUp(n, 16);
   const chunks = Math.ceil((m * depth * 4) / (64 * 2 ** 20));
   const rows = roundUp(Math.ceil(m / chunks), 8);
+  const tensors = [
+    createTensor(gpu, "a", [rows, depth]),
+    createTensor(gpu, "b", [depth, columns]),
+    createTensor(gpu, "c", [rows, columns]),
+  ];
   const dispatch = await createDispatch(gpu, {
     kernel: kernels.matmul,
     entryPoint: "multiply",
     constants: { M: rows, N: columns, K: depth },
-    bindings: [
-      createTensor(gpu, "a", [rows, depth]),
-      createTensor(gpu, "b", [depth, columns]),
-      createTensor(gpu, "c", [rows, columns]),
-    ],
+    bindings: tensors,
     workgroups: [Math.ceil(rows / 8 / 8), columns / 16],
   });
   return {
     dispatches: Array.from({ length: chunks }, () => dispatch),
     flops: 2 * chunks * rows * columns * depth,
+    tensors,
   };
 }
 
@@ -181,6 +184,7 @@ export async function benchConv2d(
     const dweight = createTensor(gpu, "dweight", weight.shape);
     const matmul = await matmulDispatches(gpu, batch * oh * ow, cout, k * k * cin);
     const matmulRate = await rate(gpu, matmul.dispatches, matmul.flops, seconds);
+    for (const tensor of matmul.tensors) tensor.buffer.destroy();
     for (const variant of variants) {
       const workspaceBytes = conv2dWorkspaceSize(gpu, xShape, cout, config, variant);
       const workspace = createTensor(gpu, "workspace", [Math.max(1, workspaceBytes / 4)]);
@@ -234,12 +238,13 @@ export async function main(args: string[] = Deno.args): Promise<void> {
       variant: { type: "string", multiple: true },
     },
   });
-  const gpu = await requestGpu();
   const batch = values.batch ? Number(values.batch) : values.quick ? 4 : 128;
+  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`--batch ${values.batch}`);
   const variants = values.variant?.map((name) => {
     if (name !== "blocked" && name !== "tiled") throw new RangeError(`unknown variant ${name}`);
     return name as Conv2dVariant;
   });
+  const gpu = await requestGpu();
   const rows = await benchConv2d(gpu, { batch, variants, seconds: values.quick ? 0.05 : 1 });
   const cpuNote = gpu.isFallbackAdapter ? " (in parentheses: CPU-time based)" : "";
   console.log(`conv2d, batch ${batch}, GFLOP/s wall-clock${cpuNote} on ${gpu.adapterName}`);

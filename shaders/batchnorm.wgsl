@@ -12,11 +12,11 @@
 //
 // Lanes. One invocation of a data pass, a lane, covers VECTORS_PER_LANE consecutive channel
 // vectors of ROWS_PER_LANE consecutive rows: lane i has vector group i % LANES_PER_ROW and row
-// block i / LANES_PER_ROW. Per-channel values load once per lane. CPU adapters run 4 vectors
-// (64 contiguous bytes of each row) over hundreds of rows per lane: llvmpipe gathers each SIMD
-// lane's loads one lane at a time, which runs about four times as fast as with 1 vector a lane
-// when every lane streams through whole cache lines of its own. GPUs run one vector over a few
-// rows per lane, so that neighbouring invocations read neighbouring addresses.
+// block i / LANES_PER_ROW. Per-channel values load once per lane. CPU adapters run 4 or 8 vectors
+// (64 or 128 contiguous bytes of each row) over tens to hundreds of rows per lane: llvmpipe
+// gathers each SIMD lane's loads one lane at a time, which runs about four times as fast as with
+// 1 vector a lane when every lane reads whole cache lines of its own. GPUs run one vector over a
+// few rows per lane, so that neighbouring invocations read neighbouring addresses.
 //
 // Training forward:
 //   statistics_partials          Welford's (mean, M2) of each channel over a lane's rows

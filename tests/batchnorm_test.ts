@@ -323,6 +323,7 @@ async function compareWithReference(
 const RESNET_CASES: [Shape, Form][] = [
   [[2, 32, 32, 64], "bn+relu"],
   [[2, 4, 4, 512], "bn+add+relu"],
+  [[2, 8, 8, 256], "bn+relu"],
   // 1875 rows: the last row block of both variants is a partial one.
   [[3, 25, 25, 4], "bn"],
 ];
@@ -343,7 +344,7 @@ Deno.test("batch norm: the test shapes cover every lane layout", () => {
   const serial = plans.filter((plan) => plan.variant === "serial");
   assert.deepEqual(
     new Set(serial.map((plan) => plan.reduction.vectorsPerLane)),
-    new Set([1, 2, 4]),
+    new Set([1, 2, 4, 8]),
   );
   assert.deepEqual(new Set(plans.map((plan) => plan.vectorized)), new Set([true, false]));
   for (const variant of BATCH_NORM_VARIANTS) {

@@ -3,11 +3,13 @@
  * progress line, checked against its published MD5, written atomically, then unpacked.
  */
 import { createHash } from "node:crypto";
-import { basename, dirname, join, posix } from "node:path";
+import { basename, join, posix } from "node:path";
 import { DataError } from "./cifar.ts";
 import { BINARY_LAYOUT } from "./cifar_binary.ts";
 import { gunzip } from "./gzip.ts";
 import { readTar } from "./tar.ts";
+import { writeAtomically, writeFileAtomic } from "../io/atomic.ts";
+import { formatDuration } from "../util/format.ts";
 
 export interface ArchiveSource {
   url: string;
@@ -104,30 +106,9 @@ async function unpackBinaryArchive(archivePath: string, dir: string): Promise<st
   for (const [member, bytes] of members) {
     // Only direct children of the expected folder: member names cannot point elsewhere.
     if (posix.dirname(member) !== BINARY_LAYOUT.folder) continue;
-    await writeAtomically(
-      join(folder, posix.basename(member)),
-      (partialPath) => Deno.writeFile(partialPath, bytes),
-    );
+    await writeFileAtomic(join(folder, posix.basename(member)), bytes);
   }
   return folder;
-}
-
-/**
- * Runs `write` on a temporary name in the same folder, then renames it into place, so that a
- * crash or a failed check never leaves a half-written file under the final name.
- */
-export async function writeAtomically(
-  path: string,
-  write: (partialPath: string) => Promise<void>,
-): Promise<void> {
-  const partialPath = join(dirname(path), `${basename(path)}.partial-${crypto.randomUUID()}`);
-  try {
-    await write(partialPath);
-    await Deno.rename(partialPath, path);
-  } catch (error) {
-    await Deno.remove(partialPath).catch(() => {}); // it may never have been created
-    throw error;
-  }
 }
 
 function writeLine(out: ProgressOutput, text: string): void {
@@ -194,12 +175,4 @@ export function formatProgress(
 
 function megabytes(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
-}
-
-/** m:ss, or h:mm:ss from an hour up. */
-function formatDuration(seconds: number): string {
-  const whole = Math.max(0, Math.round(seconds));
-  const [h, m, s] = [Math.floor(whole / 3600), Math.floor(whole / 60) % 60, whole % 60];
-  const mmss = `${String(m).padStart(h > 0 ? 2 : 1, "0")}:${String(s).padStart(2, "0")}`;
-  return h > 0 ? `${h}:${mmss}` : mmss;
 }

@@ -5,28 +5,36 @@
 import { basename, dirname, join } from "node:path";
 
 /**
- * Replaces `path` with `contents` so that readers (and a crash at any moment) see either the old
- * file or the complete new one: the bytes go to a uniquely named temporary file in the same folder
- * (a rename is only atomic within one file system), are flushed to disk, then renamed over `path`.
- * On failure the temporary file is removed and `path` is left as it was.
+ * Runs `write` on a uniquely named temporary file in the same folder as `path` (a rename is only
+ * atomic within one file system), then renames it over `path`, so that readers (and a crash at
+ * any moment) see either the old file or the complete new one. On failure the temporary file is
+ * removed and `path` is left as it was.
  */
-export async function writeFileAtomic(path: string, contents: Uint8Array | string): Promise<void> {
-  const bytes = typeof contents === "string" ? new TextEncoder().encode(contents) : contents;
+export async function writeAtomically(
+  path: string,
+  write: (tempPath: string) => Promise<void>,
+): Promise<void> {
   // The .tmp suffix is git-ignored, so a leftover from a killed process never shows up as a change.
   const tempPath = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   try {
-    {
-      using file = await Deno.open(tempPath, { write: true, createNew: true });
-      await writeAll(file, bytes);
-      // Without the sync, a power loss soon after the rename can leave `path` empty on file systems
-      // that delay allocating the data (ext4, XFS).
-      await file.sync();
-    }
+    await write(tempPath);
     await Deno.rename(tempPath, path);
   } catch (error) {
-    await Deno.remove(tempPath).catch(() => {});
+    await Deno.remove(tempPath).catch(() => {}); // it may never have been created
     throw error;
   }
+}
+
+/** Replaces `path` with `contents` atomically (see writeAtomically), flushed to disk first. */
+export function writeFileAtomic(path: string, contents: Uint8Array | string): Promise<void> {
+  const bytes = typeof contents === "string" ? new TextEncoder().encode(contents) : contents;
+  return writeAtomically(path, async (tempPath) => {
+    using file = await Deno.open(tempPath, { write: true, createNew: true });
+    await writeAll(file, bytes);
+    // Without the sync, a power loss soon after the rename can leave `path` empty on file systems
+    // that delay allocating the data (ext4, XFS).
+    await file.sync();
+  });
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

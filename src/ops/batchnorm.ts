@@ -6,9 +6,9 @@
  * Statistics and parameter gradients come from a reduction split in two passes: per-lane partials
  * into a workspace, then one combine per channel vector. How the work is split is a variant,
  * chosen per adapter (or forced, for tests and benchmarks):
- *   "serial": few large invocations, 4 channel vectors by hundreds of rows each, and a combine
- *             that merges every row block in one invocation; no workgroup memory, no barrier.
- *             llvmpipe and other CPU adapters run this fastest.
+ *   "serial": few large invocations, 4 or 8 channel vectors by tens to hundreds of rows each,
+ *             and a combine that merges every row block in one invocation; no workgroup memory,
+ *             no barrier. llvmpipe and other CPU adapters run this fastest.
  *   "tree":   one channel vector by a few rows per invocation, so that neighbours read
  *             neighbouring addresses, and a combine whose workgroup merges the row blocks through a
  *             workgroup-memory tree; the shape real GPUs favour.
@@ -85,8 +85,15 @@ export interface BatchNormPlan {
   workspaceBytes: number;
 }
 
-/** The 4 (or fewer) vectors a CPU lane covers: 64 contiguous bytes of each row. */
-const SERIAL_MAX_VECTORS_PER_LANE = 4;
+/**
+ * Channel vectors a CPU lane covers, the largest of these dividing the row: 4 (64 contiguous bytes
+ * of each row) ran fastest on llvmpipe for 64, 128 and 512 channels, 8 for 256 channels (1 KB
+ * rows), where 4 ran at half the speed (bench/README.md, "batchnorm"). 16 spills registers.
+ */
+function serialVectorsPerLane(vectorsPerRow: number): number {
+  const preferred = vectorsPerRow === 64 ? 8 : 4;
+  return [8, 4, 2, 1].find((k) => k <= preferred && vectorsPerRow % k === 0)!;
+}
 /** llvmpipe's SIMD width on 256-bit vectors: one workgroup fills its lanes exactly. */
 const SERIAL_WORKGROUP_SIZE = 8;
 /** Enough lanes to keep every CPU thread busy with several workgroups, few enough to stay long. */
@@ -114,9 +121,7 @@ export function planBatchNorm(
   const vectorsPerRow = Math.ceil(channels / 4);
   let reduction: LaneTiling, elementwise: LaneTiling, combineWorkgroupSize: number;
   if (variant === "serial") {
-    const vectorsPerLane = [SERIAL_MAX_VECTORS_PER_LANE, 2, 1].find((k) =>
-      vectorsPerRow % k === 0
-    )!;
+    const vectorsPerLane = serialVectorsPerLane(vectorsPerRow);
     const lanesPerRow = vectorsPerRow / vectorsPerLane;
     const rowsPerLane = Math.max(1, Math.ceil(rows * lanesPerRow / SERIAL_TARGET_LANES));
     reduction = elementwise = {

@@ -7,9 +7,11 @@
  *     access is a scalar loop over the SIMD lanes.
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
  *     by 256 invocations, 4x4 each: the recipe for real GPUs.
- * The weight gradient sums over batch x height x width; that sum is split into ranges computed
- * by separate workgroups into a workspace of partial sums, then added by a reduce pass
- * (shaders/conv2d_reduce.wgsl), so small layers still fill the device.
+ * On lavapipe blocked is 3.4x tiled, on an H100 tiled is 2-4x blocked (bench/README.md).
+ * The weight gradient sums over batch x height x width; that sum is split into ranges, each
+ * computed by its own workgroups into a workspace of partial sums, then added by a reduce pass
+ * (shaders/conv2d_reduce.wgsl): on a GPU so that small layers still fill the device, on a CPU
+ * so that a range's activations stay in cache while all its workgroups read them.
  */
 import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
 import type { Gpu } from "../gpu/device.ts";
