@@ -82,7 +82,7 @@ await runCli(async () => {
   if (only.includes("training")) {
     const rows = await benchTrainingStep(
       gpu,
-      quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, reps: 1 } : {},
+      quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200 } : {},
     );
     console.log("\nwhole ResNet training step (Adam) and evaluation, synthetic data");
     console.log(trainingStepTable(rows));

@@ -18,7 +18,8 @@ import { formatTable, timeSubmits } from "./timing.ts";
 export interface TrainingStepBenchOptions {
   models?: { preset: PresetName; width: number }[];
   batchSize?: number;
-  reps?: number;
+  /** Shortest timed trial per measurement, in milliseconds. */
+  minMs?: number;
 }
 
 export interface TrainingStepBenchRow {
@@ -63,7 +64,7 @@ export async function benchTrainingStep(
   const {
     models = [{ preset: "resnet18", width: 0.25 }, { preset: "resnet18", width: 1 }],
     batchSize = 128,
-    reps = 3,
+    minMs = 2000,
   } = options;
   const rows: TrainingStepBenchRow[] = [];
   for (const { preset, width } of models) {
@@ -86,16 +87,16 @@ export async function benchTrainingStep(
     );
     const prepare = () => optimizer.prepareStep(1e-4);
     const forward = train.dispatches.slice(0, train.forwardDispatches);
-    const forwardMs = await timeSubmits(gpu, [forward], { reps });
+    const forwardMs = await timeSubmits(gpu, [forward], { minMs });
     const stepMs = await timeSubmits(gpu, [train.dispatches, optimizer.dispatches], {
-      reps,
+      minMs,
       beforeEach: prepare,
     });
     const optimizerMs = await timeSubmits(gpu, [optimizer.dispatches], {
-      reps,
+      minMs,
       beforeEach: prepare,
     });
-    const evalMs = await timeSubmits(gpu, [evaluation.dispatches], { reps });
+    const evalMs = await timeSubmits(gpu, [evaluation.dispatches], { minMs });
     rows.push({
       model: `${preset} width ${width}`,
       adapter: gpu.adapterName,
@@ -153,7 +154,7 @@ if (import.meta.main) {
   console.log(`adapter: ${gpu.adapterName}`);
   const rows = await benchTrainingStep(
     gpu,
-    quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, reps: 1 } : {},
+    quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200 } : {},
   );
   console.log(trainingStepTable(rows));
 }

@@ -10,13 +10,15 @@
  * magnitude in each tensor; 1e-4 is far above that rounding yet far below any real mistake
  * (a wrong stride, layout, statistic or missing term gives errors of order 1e-2 to 1).
  *
- * Reading the fixture needs read permission: Deno 2.9 supports `with { type: "bytes" }` imports
- * only behind --unstable-raw-imports, which deno.json does not enable. Under bare `deno test`
- * these tests are reported as ignored.
+ * The fixtures are imported as bytes (deno.json enables raw imports), so these tests need no
+ * permission and run under bare `deno test`.
  */
 import assert from "node:assert/strict";
 import { decodeSafetensors, type Tensor } from "../src/io/safetensors.ts";
-import { needs } from "./permissions.ts";
+import basic from "./fixtures/pytorch_resnet_tiny.safetensors" with { type: "bytes" };
+import bottleneck from "./fixtures/pytorch_resnet_bottleneck_tiny.safetensors" with {
+  type: "bytes",
+};
 import { assertAllClose } from "./reference/compare.ts";
 import { nchwToNhwc, oihwToOhwi } from "./reference/layout.ts";
 import {
@@ -28,7 +30,10 @@ import {
 import type { NhwcShape } from "./reference/shape.ts";
 
 const PYTORCH_TOLERANCE = 1e-4;
-const FIXTURES = ["pytorch_resnet_tiny", "pytorch_resnet_bottleneck_tiny"];
+const FIXTURES: Record<string, Uint8Array> = {
+  pytorch_resnet_tiny: basic,
+  pytorch_resnet_bottleneck_tiny: bottleneck,
+};
 
 interface Fixture {
   architecture: ResNetArchitecture;
@@ -36,9 +41,8 @@ interface Fixture {
   tensors: Map<string, Tensor>;
 }
 
-async function loadFixture(name: string): Promise<Fixture> {
-  const url = new URL(`./fixtures/${name}.safetensors`, import.meta.url);
-  const { tensors, metadata } = decodeSafetensors(await Deno.readFile(url), url.pathname);
+function loadFixture(name: string): Fixture {
+  const { tensors, metadata } = decodeSafetensors(FIXTURES[name], `${name}.safetensors`);
   const architecture = JSON.parse(metadata.architecture) as ResNetArchitecture;
   assert.ok(["basic", "bottleneck"].includes(architecture.block), metadata.architecture);
   return { architecture, metadata, tensors };
@@ -90,12 +94,11 @@ function inputOf(fixture: Fixture): { input: Float64Array; shape: NhwcShape } {
   return { input: nchwToNhwc(Float64Array.from(images.data, Number), shape), shape };
 }
 
-for (const fixtureName of FIXTURES) {
+for (const fixtureName of Object.keys(FIXTURES)) {
   Deno.test({
     name: `resnet reference matches PyTorch: ${fixtureName} state dict`,
-    ...needs("read"),
-    fn: async () => {
-      const fixture = await loadFixture(fixtureName);
+    fn: () => {
+      const fixture = loadFixture(fixtureName);
       const expected = resnetStateDictShapes(fixture.architecture);
       assert.deepEqual(namesUnder(fixture, "weights"), [...expected.keys()]);
       for (const [name, { shape, trainable }] of expected) {
@@ -107,9 +110,8 @@ for (const fixtureName of FIXTURES) {
 
   Deno.test({
     name: `resnet reference matches PyTorch: ${fixtureName} train step`,
-    ...needs("read"),
-    fn: async () => {
-      const fixture = await loadFixture(fixtureName);
+    fn: () => {
+      const fixture = loadFixture(fixtureName);
       const { input, shape } = inputOf(fixture);
       const labels = Array.from(tensor(fixture, "labels").data, Number);
       const step = resnetTrainStep(fixture.architecture, weightsOf(fixture), input, shape, labels);
@@ -148,9 +150,8 @@ for (const fixtureName of FIXTURES) {
 
   Deno.test({
     name: `resnet reference matches PyTorch: ${fixtureName} eval forward`,
-    ...needs("read"),
-    fn: async () => {
-      const fixture = await loadFixture(fixtureName);
+    fn: () => {
+      const fixture = loadFixture(fixtureName);
       const { input, shape } = inputOf(fixture);
       const { logits } = resnetForward(
         fixture.architecture,
@@ -166,12 +167,11 @@ for (const fixtureName of FIXTURES) {
 
   Deno.test({
     name: `PyTorch fixture ${fixtureName}: adam/ holds the first Adam step`,
-    ...needs("read"),
-    fn: async () => {
+    fn: () => {
       // Adam's first step with bias correction reduces to p − lr · g / (|g| + eps), whatever the
       // betas; checking it here documents exactly what the adam/ entries are for the optimizer's
       // own tests. The update is about lr, and f32 rounding of p is ~1e-7 · |p|, hence 1e-3.
-      const fixture = await loadFixture(fixtureName);
+      const fixture = loadFixture(fixtureName);
       const lr = Number(fixture.metadata.lr);
       const eps = Number(fixture.metadata.eps);
       assert.equal(fixture.metadata.weight_decay, "0");

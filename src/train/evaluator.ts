@@ -5,13 +5,12 @@
  */
 import { readBuffer, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { encodeDispatches } from "../gpu/dispatch.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import type { CifarSplit } from "../data/cifar.ts";
-import { BatchSource, CIFAR10_MEAN, CIFAR10_STD, GpuDataset } from "../data/gpu_dataset.ts";
+import { GpuDataset } from "../data/gpu_dataset.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
-import { StepPlan } from "../plan/plan.ts";
+import { EvalPipeline } from "./eval_pipeline.ts";
 
 export interface EvaluationResult {
   /** Mean cross-entropy over the split. */
@@ -25,12 +24,9 @@ export interface EvaluationResult {
   perClassAccuracy: number[];
 }
 
-/** One batch size's plan and the input kernel that feeds it. */
-interface EvalBatchPlan {
-  plan: StepPlan;
-  source: BatchSource;
+interface BatchedPipeline {
+  pipeline: EvalPipeline;
   batches: number;
-  tensors: Tensor[];
 }
 
 export class Evaluator {
@@ -38,7 +34,7 @@ export class Evaluator {
   readonly #dataset: GpuDataset;
   readonly #metrics: Tensor;
   readonly #confusion: Tensor;
-  readonly #plans: EvalBatchPlan[];
+  readonly #pipelines: BatchedPipeline[];
   readonly #classes: number;
 
   private constructor(
@@ -46,15 +42,14 @@ export class Evaluator {
     dataset: GpuDataset,
     metrics: Tensor,
     confusion: Tensor,
-    plans: EvalBatchPlan[],
-    classes: number,
+    pipelines: BatchedPipeline[],
   ) {
     this.#gpu = gpu;
     this.#dataset = dataset;
     this.#metrics = metrics;
     this.#confusion = confusion;
-    this.#plans = plans;
-    this.#classes = classes;
+    this.#pipelines = pipelines;
+    this.#classes = confusion.shape[0];
   }
 
   static async create(
@@ -70,59 +65,33 @@ export class Evaluator {
     const size = Math.min(batchSize, split.count);
     const full = Math.floor(split.count / size);
     const remainder = split.count - full * size;
-    const plans: EvalBatchPlan[] = [];
+    const pipelines: BatchedPipeline[] = [];
     // The test set is covered exactly: full batches, then one smaller plan for what is left.
     for (const [batch, batches, first] of [[size, full, 0], [remainder, 1, full * size]]) {
       if (batch === 0) continue;
-      const input = createTensor(gpu, `evaluation input (batch ${batch})`, [batch, 32, 32, 3]);
-      const labels = createTensor(gpu, `evaluation labels (batch ${batch})`, [batch]);
-      const source = await BatchSource.create(gpu, dataset, {
+      const pipeline = await EvalPipeline.create(gpu, weights, dataset, {
         batchSize: batch,
-        augment: false,
-        mean: CIFAR10_MEAN,
-        std: CIFAR10_STD,
-        input,
-        labels,
-      });
-      // Batch b reads order[b * batch ...]: the identity, rotated so that batch 0 starts at
-      // this plan's first image (the remainder plan's is the tail of the split).
-      source.setOrder(
-        Uint32Array.from({ length: split.count }, (_, i) => (first + i) % split.count),
-      );
-      const plan = await StepPlan.build(gpu, weights, "eval", {
-        input,
-        labels,
+        first,
         metrics,
         confusion,
       });
-      plans.push({ plan, source, batches, tensors: [input, labels] });
+      pipelines.push({ pipeline, batches });
     }
-    return new Evaluator(gpu, dataset, metrics, confusion, plans, classes);
+    return new Evaluator(gpu, dataset, metrics, confusion, pipelines);
   }
 
   /** Bytes of GPU memory the evaluation holds beyond the model's weights. */
   get memoryBytes(): number {
-    return this.#dataset.gpuBytes + this.#plans.reduce(
-      (sum, { plan, tensors }) =>
-        sum + plan.memory.activations + plan.memory.workspaces +
-        tensors.reduce((s, t) => s + t.buffer.size, 0),
-      0,
-    );
+    return this.#dataset.gpuBytes +
+      this.#pipelines.reduce((sum, { pipeline }) => sum + pipeline.memoryBytes, 0);
   }
 
   async evaluate(): Promise<EvaluationResult> {
     resetMetrics(this.#gpu, this.#metrics);
     writeBuffer(this.#gpu, this.#confusion.buffer, new Uint32Array(this.#classes ** 2));
-    for (const { plan, source, batches } of this.#plans) {
+    for (const { pipeline, batches } of this.#pipelines) {
       for (let batch = 0; batch < batches; batch++) {
-        // The uniform write is ordered before this submit, so each batch reads its own offset.
-        source.prepareBatch(batch, 0, 0);
-        const encoder = this.#gpu.device.createCommandEncoder();
-        const pass = encoder.beginComputePass();
-        encodeDispatches(pass, source.dispatches);
-        encodeDispatches(pass, plan.dispatches);
-        pass.end();
-        this.#gpu.device.queue.submit([encoder.finish()]);
+        this.#gpu.device.queue.submit([pipeline.encode(batch).finish()]);
       }
     }
     const metrics = await readMetrics(this.#gpu, this.#metrics);
@@ -143,10 +112,7 @@ export class Evaluator {
   }
 
   destroy(): void {
-    for (const { plan, tensors } of this.#plans) {
-      plan.destroy();
-      for (const tensor of tensors) tensor.buffer.destroy();
-    }
+    for (const { pipeline } of this.#pipelines) pipeline.destroy();
     this.#dataset.destroy();
     this.#metrics.buffer.destroy();
     this.#confusion.buffer.destroy();

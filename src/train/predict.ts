@@ -5,13 +5,12 @@
  */
 import { readFloat32 } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { encodeDispatches } from "../gpu/dispatch.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { IMAGE_BYTES } from "../data/cifar.ts";
-import { BatchSource, CIFAR10_MEAN, CIFAR10_STD, GpuDataset } from "../data/gpu_dataset.ts";
+import { GpuDataset } from "../data/gpu_dataset.ts";
 import { createMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
-import { StepPlan } from "../plan/plan.ts";
+import { EvalPipeline } from "./eval_pipeline.ts";
 
 /** Images per step: enough to amortise the dispatches, few enough to keep activations small. */
 const DEFAULT_MAX_BATCH = 64;
@@ -31,12 +30,11 @@ export class Predictor {
   readonly #count: number;
   readonly #classes: number;
   readonly #dataset: GpuDataset;
-  readonly #source: BatchSource;
-  readonly #plan: StepPlan;
+  readonly #pipeline: EvalPipeline;
   readonly #logits: Tensor;
   /** Every batch's logits, copied out after each step: [padded count, classes]. */
   readonly #allLogits: Tensor;
-  /** The plan's other outputs (labels, metrics, confusion), which prediction does not read. */
+  /** The plan's other outputs (metrics, confusion), which prediction does not read. */
   readonly #unread: Tensor[];
 
   private constructor(
@@ -45,8 +43,7 @@ export class Predictor {
     classes: number,
     parts: {
       dataset: GpuDataset;
-      source: BatchSource;
-      plan: StepPlan;
+      pipeline: EvalPipeline;
       logits: Tensor;
       allLogits: Tensor;
       unread: Tensor[];
@@ -56,8 +53,7 @@ export class Predictor {
     this.#count = count;
     this.#classes = classes;
     this.#dataset = parts.dataset;
-    this.#source = parts.source;
-    this.#plan = parts.plan;
+    this.#pipeline = parts.pipeline;
     this.#logits = parts.logits;
     this.#allLogits = parts.allLogits;
     this.#unread = parts.unread;
@@ -84,49 +80,31 @@ export class Predictor {
       { images: pixels, labels: new Uint8Array(padded), count: padded },
       "prediction images",
     );
-    const input = createTensor(gpu, "prediction input", [batch, 32, 32, 3]);
-    const labels = createTensor(gpu, "prediction labels", [batch]);
     const logits = createTensor(gpu, "prediction logits", [batch, classes]);
     const metrics = createMetrics(gpu, "prediction metrics");
     const confusion = createTensor(gpu, "prediction confusion", [classes, classes]);
-    const source = await BatchSource.create(gpu, dataset, {
+    const pipeline = await EvalPipeline.create(gpu, weights, dataset, {
       batchSize: batch,
-      augment: false,
-      mean: CIFAR10_MEAN,
-      std: CIFAR10_STD,
-      input,
-      labels,
-    });
-    source.setOrder(Uint32Array.from({ length: padded }, (_, i) => i));
-    const plan = await StepPlan.build(gpu, weights, "eval", {
-      input,
-      labels,
+      first: 0,
       metrics,
       confusion,
       logits,
     });
     return new Predictor(gpu, count, classes, {
       dataset,
-      source,
-      plan,
+      pipeline,
       logits,
       allLogits: createTensor(gpu, "prediction logits, all batches", [padded, classes]),
-      unread: [input, labels, metrics, confusion],
+      unread: [metrics, confusion],
     });
   }
 
   /** The logits of each image, in the order given. */
   async logits(): Promise<Float32Array[]> {
     const rowBytes = this.#classes * 4;
-    const batchBytes = this.#source.batchSize * rowBytes;
-    for (let batch = 0; batch < this.#source.batchesPerEpoch; batch++) {
-      // The uniform write is ordered before this submit, so each batch reads its own offset.
-      this.#source.prepareBatch(batch, 0, 0);
-      const encoder = this.#gpu.device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      encodeDispatches(pass, this.#source.dispatches);
-      encodeDispatches(pass, this.#plan.dispatches);
-      pass.end();
+    const batchBytes = this.#pipeline.source.batchSize * rowBytes;
+    for (let batch = 0; batch < this.#pipeline.source.batchesPerEpoch; batch++) {
+      const encoder = this.#pipeline.encode(batch);
       encoder.copyBufferToBuffer(
         this.#logits.buffer,
         this.#logits.offset,
@@ -149,8 +127,7 @@ export class Predictor {
   }
 
   destroy(): void {
-    this.#plan.destroy();
-    this.#source.destroy();
+    this.#pipeline.destroy();
     this.#dataset.destroy();
     for (const tensor of [this.#logits, this.#allLogits, ...this.#unread]) tensor.buffer.destroy();
   }
