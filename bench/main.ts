@@ -2,7 +2,7 @@
  * `deno task bench`: every microbenchmark and the whole-network throughput on this machine's
  * adapter, printed as tables (GFLOP/s for convolutions, GB/s for memory-bound kernels, images/s
  * and GPU memory for training). `--quick` runs small sizes as a smoke test; `--only NAME` runs
- * one section (conv2d, batchnorm, optimizer, input, training); `--json FILE` also writes the rows.
+ * one section (conv2d, batchnorm, small, optimizer, input, training); `--json FILE` also writes the rows.
  */
 import { parseArgs } from "node:util";
 import { requestGpu } from "../src/gpu/device.ts";
@@ -12,10 +12,11 @@ import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
 import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
 import { benchInputBatch } from "./input_batch.ts";
 import { benchOptimizer } from "./optimizer.ts";
+import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
 import { formatTable } from "./timing.ts";
 import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
 
-const SECTIONS = ["conv2d", "batchnorm", "optimizer", "input", "training"] as const;
+const SECTIONS = ["conv2d", "batchnorm", "small", "optimizer", "input", "training"] as const;
 
 await runCli(async () => {
   const { values } = parseArgs({
@@ -51,6 +52,14 @@ await runCli(async () => {
     console.log("\nbatch norm, batch 128, GB/s beside a plain copy of the same bytes");
     console.log(formatBatchNormRows(rows));
     results.batchnorm = rows;
+  }
+  if (only.includes("small")) {
+    const rows = await benchSmallOps(gpu, { minMs: quick ? 100 : 500 });
+    console.log(
+      "\nsmall ops at ResNet-18's shapes, batch 128, GB/s of the bytes each reads and writes",
+    );
+    console.log(formatSmallOpRows(rows));
+    results.small = rows;
   }
   if (only.includes("optimizer")) {
     const rows = await benchOptimizer(gpu, {

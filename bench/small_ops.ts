@@ -1,0 +1,140 @@
+/**
+ * Microbenchmarks of the small kernels at ResNet-18's shapes, batch 128: ReLU, residual add,
+ * global average pooling, the linear classifier and the fused softmax cross-entropy, forward
+ * and backward, in GB/s of the bytes each must read and write (they are memory-bound).
+ *
+ *   deno run --allow-env bench/small_ops.ts [--quick]
+ */
+import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Dispatch } from "../src/gpu/dispatch.ts";
+import { createTensor, elementCount, type Tensor } from "../src/gpu/tensor.ts";
+import { addForward } from "../src/ops/add.ts";
+import { globalAvgPoolBackward, globalAvgPoolForward } from "../src/ops/global_avg_pool.ts";
+import { linearBackward, linearForward } from "../src/ops/linear.ts";
+import { reluBackward, reluForward } from "../src/ops/relu.ts";
+import { createMetrics, crossEntropyTrain } from "../src/ops/softmax_cross_entropy.ts";
+import { formatTable, timeSubmits } from "./timing.ts";
+
+export interface SmallOpRow {
+  adapter: string;
+  op: string;
+  shape: string;
+  bytes: number;
+  ms: number;
+  gbPerSecond: number;
+}
+
+const bytesOf = (...tensors: Tensor[]) =>
+  tensors.reduce((sum, t) => sum + elementCount(t.shape) * 4, 0);
+
+export async function benchSmallOps(
+  gpu: Gpu,
+  { batch = 128, minMs = 500 } = {},
+): Promise<SmallOpRow[]> {
+  const tensors: Tensor[] = [];
+  const tensor = (label: string, shape: number[]) => {
+    const t = createTensor(gpu, label, shape);
+    tensors.push(t);
+    return t;
+  };
+  const activation = [batch, 32, 32, 64];
+  const [x, y, dy, dx] = ["x", "y", "dy", "dx"].map((label) => tensor(label, activation));
+  const last = [batch, 4, 4, 512];
+  const [features, dFeatures] = ["features", "d features"].map((label) => tensor(label, last));
+  const [pooled, dPooled] = ["pooled", "d pooled"].map((label) => tensor(label, [batch, 512]));
+  const weight = tensor("fc weight", [10, 512]);
+  const bias = tensor("fc bias", [10]);
+  const [logits, dLogits] = ["logits", "d logits"].map((label) => tensor(label, [batch, 10]));
+  const dWeight = tensor("d fc weight", [10, 512]);
+  const dBias = tensor("d fc bias", [10]);
+  const labels = tensor("labels", [batch]);
+  const metrics = createMetrics(gpu);
+  tensors.push(metrics);
+
+  const cases: [string, number[], Dispatch[], number][] = [
+    ["relu forward", activation, [await reluForward(gpu, x, y)], bytesOf(x, y)],
+    ["relu backward", activation, [await reluBackward(gpu, y, dy, dx)], bytesOf(y, dy, dx)],
+    [
+      "add (residual, gradient sum)",
+      activation,
+      [await addForward(gpu, x, dy, dx)],
+      bytesOf(x, dy, dx),
+    ],
+    [
+      "global avg pool forward",
+      last,
+      [await globalAvgPoolForward(gpu, features, pooled)],
+      bytesOf(features, pooled),
+    ],
+    [
+      "global avg pool backward",
+      last,
+      [await globalAvgPoolBackward(gpu, dPooled, dFeatures)],
+      bytesOf(dPooled, dFeatures),
+    ],
+    [
+      "linear forward",
+      [batch, 512, 10],
+      [await linearForward(gpu, { x: pooled, weight, bias, y: logits })],
+      bytesOf(pooled, weight, bias, logits),
+    ],
+    [
+      "linear backward",
+      [batch, 512, 10],
+      await linearBackward(gpu, {
+        x: pooled,
+        weight,
+        bias,
+        dy: dLogits,
+        dx: dPooled,
+        dweight: dWeight,
+        dbias: dBias,
+      }),
+      bytesOf(pooled, weight, dLogits, dPooled, dWeight, dBias),
+    ],
+    [
+      "softmax cross-entropy",
+      [batch, 10],
+      [await crossEntropyTrain(gpu, { logits, labels, metrics, dlogits: dLogits })],
+      bytesOf(logits, labels, dLogits),
+    ],
+  ];
+  const rows: SmallOpRow[] = [];
+  for (const [op, shape, dispatches, bytes] of cases) {
+    const ms = await timeSubmits(gpu, [dispatches], { minMs });
+    rows.push({
+      adapter: gpu.adapterName,
+      op,
+      shape: `[${shape}]`,
+      bytes,
+      ms,
+      gbPerSecond: bytes / ms / 1e6,
+    });
+  }
+  for (const t of tensors) t.buffer.destroy();
+  return rows;
+}
+
+export function formatSmallOpRows(rows: SmallOpRow[]): string {
+  return formatTable(
+    ["op", "shape", "MB", "ms", "GB/s"],
+    rows.map((
+      row,
+    ) => [
+      row.op,
+      row.shape,
+      (row.bytes / 1e6).toFixed(2),
+      row.ms.toFixed(3),
+      row.gbPerSecond.toFixed(2),
+    ]),
+  );
+}
+
+if (import.meta.main) {
+  const gpu = await requestGpu();
+  const quick = Deno.args.includes("--quick");
+  console.log(
+    `small ops, batch 128, on ${gpu.adapterName} (one submit per repetition: the time includes its overhead)`,
+  );
+  console.log(formatSmallOpRows(await benchSmallOps(gpu, { minMs: quick ? 100 : 500 })));
+}
