@@ -3,7 +3,7 @@
  * the bundle carries the shaders unchanged. WGSL files load as text, exactly as Deno's
  * `with { type: "text" }` imports read them.
  */
-import * as esbuild from "esbuild";
+import type * as esbuild from "esbuild";
 
 export function bundleOptions(entryPoint: string): esbuild.BuildOptions {
   return {
@@ -17,8 +17,12 @@ export function bundleOptions(entryPoint: string): esbuild.BuildOptions {
   };
 }
 
-/** Bundles `entryPoint` in memory and returns the JavaScript. */
+/**
+ * Bundles `entryPoint` in memory and returns the JavaScript. esbuild is loaded here, not at
+ * import: loading it reads the environment, which bare `deno test` does not allow.
+ */
 export async function bundleToString(entryPoint: string): Promise<string> {
+  const esbuild = await import("esbuild");
   const result = await esbuild.build({ ...bundleOptions(entryPoint), write: false });
   await esbuild.stop();
   return result.outputFiles![0].text;
