@@ -15,6 +15,9 @@ import { resNetConfigSchema } from "./config.ts";
 import { ohwiToOihw, oihwToOhwi } from "./layout.ts";
 import { elementCount, type ParameterSpec, type StateSpec } from "./parameters.ts";
 import type { ModelWeights } from "./weights.ts";
+import type { OptimizerState } from "../ops/optimizer.ts";
+
+export type { OptimizerState };
 
 export const CHECKPOINT_FORMAT = "webgpu-resnet-checkpoint/1";
 
@@ -30,12 +33,6 @@ export const checkpointMetadataSchema = z.object({
   training: z.record(z.string(), z.unknown()).optional(),
 });
 export type CheckpointMetadata = z.infer<typeof checkpointMetadataSchema>;
-
-export interface OptimizerState {
-  step: number;
-  /** Flat arenas in the parameter arena's layout (m, v, momentum, ...). */
-  buffers: Record<string, Float32Array>;
-}
 
 const OPTIMIZER_PREFIX = "optimizer.";
 

@@ -198,7 +198,7 @@ export interface OptimizerState {
   /** Steps taken: torch's state["step"]. */
   step: number;
   /** Each state buffer under its torch.optim state key, in the arena's layout. */
-  buffers: Record<string, Float32Array<ArrayBuffer>>;
+  buffers: Record<string, Float32Array>;
 }
 
 function largestChunk(gpu: Gpu): number {
@@ -351,7 +351,7 @@ export class Optimizer {
 
   /** Reads the state back after the steps submitted so far. */
   async exportState(): Promise<OptimizerState> {
-    const buffers: Record<string, Float32Array<ArrayBuffer>> = {};
+    const buffers: Record<string, Float32Array> = {};
     for (const { name, buffer } of this.stateBuffers) {
       buffers[name] = await readFloat32(this.#gpu, buffer, 0, this.arena.size / 4);
     }

@@ -11,12 +11,11 @@ import {
   CHECKPOINT_FORMAT,
   encodeCheckpoint,
   loadModelStateDict,
-  type OptimizerState as CheckpointOptimizerState,
+  type OptimizerState,
 } from "../model/checkpoint.ts";
 import type { ResNetConfig } from "../model/config.ts";
 import { countParameters } from "../model/parameters.ts";
 import { ModelWeights } from "../model/weights.ts";
-import type { OptimizerState } from "../ops/optimizer.ts";
 import { Evaluator } from "./evaluator.ts";
 import {
   formatBytes,
@@ -30,7 +29,7 @@ import { Trainer, type TrainerOptions, TrainingDivergedError } from "./trainer.t
 
 /** Where a resumed run picks up: a checkpoint of it, with its optimizer state. */
 export interface ResumePoint {
-  checkpoint: Checkpoint & { optimizer: CheckpointOptimizerState };
+  checkpoint: Checkpoint & { optimizer: OptimizerState };
   /** The checkpoint's path, for messages. */
   source: string;
   /** Its epochs so far, from its metadata. */
@@ -71,7 +70,7 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
     evaluator = await Evaluator.create(gpu, weights, options.testSet, options.evalBatchSize);
     if (resume) {
       loadModelStateDict(weights, resume.checkpoint.tensors, resume.source);
-      trainer.optimizer.importState(optimizerState(resume.checkpoint.optimizer));
+      trainer.optimizer.importState(resume.checkpoint.optimizer);
       await runDir.restart(resume.history);
     } else {
       weights.initialize(trainerOptions.seed);
@@ -86,14 +85,6 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
 }
 
 /** A decoded checkpoint's optimizer state, its arrays copied into buffers of their own. */
-function optimizerState(state: CheckpointOptimizerState): OptimizerState {
-  const buffers = Object.entries(state.buffers).map(([name, values]) => [
-    name,
-    new Float32Array(values),
-  ]);
-  return { step: state.step, buffers: Object.fromEntries(buffers) };
-}
-
 function printHeader(options: TrainingRunOptions, trainer: Trainer, evaluator: Evaluator): void {
   const { log, resume } = options;
   const memory = { ...trainer.memory(), evaluation: evaluator.memoryBytes };
