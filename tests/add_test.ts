@@ -9,7 +9,8 @@ import {
 } from "./reference/add.ts";
 import { f32Array, Random } from "./reference/random.ts";
 
-for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17]]) {
+// [3, 7, 7, 17] has an odd element count (the scalar entry point), [2, 5, 5, 8] a multiple of 4.
+for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 5, 5, 8]]) {
   gpuTest(`add: gradient check on [${shape}]`, async (gpu) => {
     const random = new Random(7);
     const count = shape.reduce((a, b) => a * b);

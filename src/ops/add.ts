@@ -15,10 +15,12 @@ const WORKGROUP_SIZE = 256;
 export function addForward(gpu: Gpu, a: Tensor, b: Tensor, y: Tensor): Promise<Dispatch> {
   expectShape("add", b, a.shape);
   expectShape("add", y, a.shape);
+  const count = elementCount(a.shape);
+  const vec4 = count % 4 === 0;
   return createDispatch(gpu, {
     kernel: kernels.add,
-    entryPoint: "forward",
+    entryPoint: vec4 ? "forward_vec4" : "forward",
     bindings: [a, b, y],
-    workgroups: linearGrid(elementCount(a.shape), WORKGROUP_SIZE),
+    workgroups: linearGrid(vec4 ? count / 4 : count, WORKGROUP_SIZE),
   });
 }
