@@ -4,6 +4,9 @@
  * parts that use Deno's file system (data loading from disk, checkpoint files, the CLIs).
  */
 export { requestGpu } from "./gpu/device.ts";
+export { readBuffer, uploadBuffer } from "./gpu/buffer.ts";
+export { createTensor } from "./gpu/tensor.ts";
+export { submitDispatches } from "./gpu/dispatch.ts";
 export { kernels } from "./shaders.ts";
 export * from "./ops/index.ts";
 export { buildArchitecture } from "./model/architecture.ts";
