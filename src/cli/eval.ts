@@ -3,8 +3,8 @@
  * matrix with each class's accuracy.
  */
 import { requestGpu } from "../gpu/device.ts";
-import type { EvaluationResult } from "../train/evaluator.ts";
-import { Evaluator } from "../train/evaluator.ts";
+import { type EvaluationResult, Evaluator } from "../train/evaluator.ts";
+import { ProgressBar } from "../train/progress.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
@@ -34,7 +34,9 @@ export async function runEval(args: string[], log = console.log): Promise<void> 
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
   const evaluator = await Evaluator.create(gpu, weights, data.test, values.evalBatchSize);
-  const result = await evaluator.evaluate();
+  const bar = new ProgressBar("test", evaluator.batches, { unit: "batch" });
+  const result = await evaluator.evaluate((done) => bar.update(done, done));
+  bar.clear();
   evaluator.destroy();
   weights.destroy();
   log("");

@@ -86,12 +86,27 @@ export class Evaluator {
       this.#pipelines.reduce((sum, { pipeline }) => sum + pipeline.memoryBytes, 0);
   }
 
-  async evaluate(): Promise<EvaluationResult> {
+  /** Batches in one evaluation of the split. */
+  get batches(): number {
+    return this.#pipelines.reduce((sum, { batches }) => sum + batches, 0);
+  }
+
+  /**
+   * Evaluates the split. With `onProgress`, the GPU is waited for about every tenth of the
+   * batches (each wait costs milliseconds) and the batches done so far are reported.
+   */
+  async evaluate(onProgress?: (batchesDone: number) => void): Promise<EvaluationResult> {
     resetMetrics(this.#gpu, this.#metrics);
     writeBuffer(this.#gpu, this.#confusion.buffer, new Uint32Array(this.#classes ** 2));
+    const reportEvery = Math.max(1, Math.ceil(this.batches / 10));
+    let done = 0;
     for (const { pipeline, batches } of this.#pipelines) {
       for (let batch = 0; batch < batches; batch++) {
         this.#gpu.device.queue.submit([pipeline.encode(batch).finish()]);
+        if (onProgress && ++done % reportEvery === 0) {
+          await this.#gpu.device.queue.onSubmittedWorkDone();
+          onProgress(done);
+        }
       }
     }
     const metrics = await readMetrics(this.#gpu, this.#metrics);

@@ -133,7 +133,12 @@ async function runEpochs(
     }
     bar.clear();
     const trainSeconds = performance.now() / 1000 - trainStart;
-    const test = await evaluator.evaluate();
+    const testBar = new ProgressBar(`${label} test`, evaluator.batches, {
+      unit: "batch",
+      output: options.progressOutput,
+    });
+    const test = await evaluator.evaluate((done) => testBar.update(done, done));
+    testBar.clear();
     // The last step's update is not in the training loss: it may still have broken the weights.
     if (!Number.isFinite(test.loss)) {
       throw diverged(
