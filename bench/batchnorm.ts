@@ -114,7 +114,7 @@ function copyTilings(gpu: Gpu): { WORKGROUP_SIZE: number; VECTORS_PER_INVOCATION
     : [1, 4].map((vectors) => ({ WORKGROUP_SIZE: 256, VECTORS_PER_INVOCATION: vectors }));
 }
 
-function copyDispatch(
+export function copyDispatch(
   gpu: Gpu,
   source: Tensor,
   destination: Tensor,

@@ -128,7 +128,7 @@ async function rate(
  * would pass the binding limit (the im2col matrix of a big layer is 288 MiB), the rows are done
  * in equal chunks, the same dispatch repeated, so the FLOPs stay those of the whole product.
  */
-async function matmulDispatches(
+export async function matmulDispatches(
   gpu: Gpu,
   m: number,
   n: number,
