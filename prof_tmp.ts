@@ -2,9 +2,9 @@ import { requestGpu } from "./src/gpu/device.ts";
 import { ModelWeights } from "./src/model/weights.ts";
 import { createMetrics } from "./src/ops/softmax_cross_entropy.ts";
 import { StepPlan } from "./src/plan/plan.ts";
-import { f32Tensor, u32Tensor } from "./tests/harness/gpu.ts";
-import { f32Array, Random } from "./tests/reference/random.ts";
-import { randomResnetWeights, resnetTrainStep } from "./tests/reference/resnet.ts";
+import { f32Tensor, u32Tensor } from "./tests/support/gpu.ts";
+import { f32Array, Random } from "./tests/support/reference/random.ts";
+import { randomResnetWeights, resnetTrainStep } from "./tests/support/reference/resnet.ts";
 const config = {
   block: "basic" as const,
   blocksPerStage: [1, 1, 1, 1] as [number, number, number, number],

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch parity fixtures for the CPU reference ResNet (tests/reference_pytorch_test.ts).
+"""PyTorch parity fixtures for the CPU reference ResNet (tests/support/reference_pytorch_test.ts).
 
 Run by hand, not in CI, from the repository root; the output is committed:
 
@@ -12,7 +12,7 @@ deterministic: rerunning it with the same torch version rewrites the same bytes.
 
 It builds the book's model (weiaicunzai/pytorch-cifar100 models/resnet.py, stem named `conv`)
 with every width scaled by a multiplier, runs one train-mode forward and backward on a random
-batch, then one Adam step, and writes tests/fixtures/<name>.safetensors with these tensors:
+batch, then one Adam step, and writes tests/support/fixtures/<name>.safetensors with these tensors:
 
     weights/<name>   the initial state dict, PyTorch layout (conv weights OIHW [Cout, Cin, K, K])
     input            the images, NCHW [N, 3, H, W] as PyTorch takes them
@@ -37,11 +37,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-FIXTURE_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+FIXTURE_DIR = Path(__file__).resolve().parent.parent / "tests" / "support" / "fixtures"
 
 
 def scaled_width(base_width, width_multiplier):
-    """Rounded half up and at least 1, the same formula as tests/reference/resnet.ts."""
+    """Rounded half up and at least 1, the same formula as tests/support/reference/resnet.ts."""
     return max(1, int(math.floor(base_width * width_multiplier + 0.5)))
 
 

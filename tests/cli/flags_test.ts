@@ -1,0 +1,266 @@
+/**
+ * The command-line flags, parsed in process: values, defaults, presets, the one-line errors and
+ * the generated --help.
+ */
+import assert from "node:assert/strict";
+import {
+  type Command,
+  evalCommand,
+  flagName,
+  type FlagTable,
+  helpText,
+  parseCommandLine,
+  predictCommand,
+  trainCommand,
+  trainRecipeSchema,
+} from "../../src/cli/flags.ts";
+import { UsageError } from "../../src/cli/run.ts";
+import { newRunSettings } from "../../src/cli/train.ts";
+
+function parse<F extends FlagTable>(command: Command<F>, args: string[]) {
+  const line = parseCommandLine(command, args);
+  assert.ok(!line.help, "not a help request");
+  return line;
+}
+
+function assertUsageError(fn: () => unknown, message: string): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof UsageError, `a UsageError, got ${error}`);
+    assert.equal(error.message, message);
+    return true;
+  });
+}
+
+Deno.test("the defaults are the notes' CPU recipe (cpu-adapter.md, 'What real training should reach')", () => {
+  const { values, given } = parse(trainCommand, []);
+  assert.equal(given.size, 0);
+  assert.deepEqual(
+    {
+      model: values.model,
+      width: values.width,
+      batchSize: values.batchSize,
+      optimizer: values.optimizer,
+      momentum: values.momentum,
+      nesterov: values.nesterov,
+      weightDecay: values.weightDecay,
+      schedule: values.schedule,
+      lr: values.lr,
+      warmup: values.warmup,
+      epochs: values.epochs,
+      augment: values.augment,
+      limit: values.limit,
+      data: values.data,
+    },
+    {
+      model: "resnet18",
+      width: 0.25,
+      batchSize: 128,
+      optimizer: "sgd",
+      momentum: 0.9,
+      nesterov: true,
+      weightDecay: 5e-4,
+      schedule: "one-cycle",
+      lr: 0.1,
+      warmup: 0.2,
+      epochs: 4,
+      augment: true,
+      limit: undefined,
+      data: "./data",
+    },
+  );
+  assert.match(values.runDir, /^runs\/\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d$/);
+});
+
+Deno.test("flags are parsed into typed values; switches turn on and off", () => {
+  const { values, given } = parse(trainCommand, [
+    "--model=resnet50",
+    "--width",
+    "0.5",
+    "--epochs",
+    "7",
+    "--lr",
+    "3e-4",
+    "--optimizer",
+    "adamw",
+    "--betas",
+    "0.8,0.99",
+    "--no-augment",
+    "--limit",
+    "64",
+    "--run-dir",
+    "runs/x",
+  ]);
+  assert.equal(values.model, "resnet50");
+  assert.equal(values.width, 0.5);
+  assert.equal(values.epochs, 7);
+  assert.equal(values.lr, 3e-4);
+  assert.equal(values.optimizer, "adamw");
+  assert.deepEqual(values.betas, [0.8, 0.99]);
+  assert.equal(values.augment, false);
+  assert.equal(values.limit, 64);
+  assert.equal(values.runDir, "runs/x");
+  assert.deepEqual(
+    [...given].sort(),
+    ["augment", "betas", "epochs", "limit", "lr", "model", "optimizer", "runDir", "width"],
+  );
+  assert.equal(parse(trainCommand, ["--no-augment", "--augment"]).values.augment, true);
+});
+
+Deno.test("--preset book sets the book's settings, and explicit flags override them", () => {
+  const book = parse(trainCommand, ["--preset", "book"]);
+  assert.equal(book.preset, "book");
+  assert.deepEqual(
+    {
+      model: book.values.model,
+      width: book.values.width,
+      batchSize: book.values.batchSize,
+      optimizer: book.values.optimizer,
+      lr: book.values.lr,
+      epochs: book.values.epochs,
+      augment: book.values.augment,
+      schedule: book.values.schedule,
+    },
+    {
+      model: "resnet18",
+      width: 1,
+      batchSize: 128,
+      optimizer: "adam",
+      lr: 2e-5,
+      epochs: 63,
+      augment: false,
+      schedule: "constant",
+    },
+  );
+  // Order does not matter: a flag given before the preset still wins.
+  const overridden = parse(trainCommand, ["--epochs", "2", "--preset", "book", "--augment"]);
+  assert.equal(overridden.values.epochs, 2);
+  assert.equal(overridden.values.augment, true);
+  assert.equal(overridden.values.lr, 2e-5);
+  assert.deepEqual([...overridden.given].sort(), ["augment", "epochs"]);
+});
+
+Deno.test("bad values are refused with one line naming the flag, what it takes and the value", () => {
+  const cases: [string[], string][] = [
+    [["--epochs", "x"], '--epochs must be a positive integer, got "x"'],
+    [["--epochs", "0"], '--epochs must be a positive integer, got "0"'],
+    [["--epochs", "2.5"], '--epochs must be a positive integer, got "2.5"'],
+    [["--batch-size", ""], '--batch-size must be a positive integer, got ""'],
+    [["--lr", "-1"], '--lr must be a number > 0, got "-1"'],
+    [["--lr", "fast"], '--lr must be a number > 0, got "fast"'],
+    [["--lr", "Infinity"], '--lr must be a number > 0, got "Infinity"'],
+    [["--width", "0"], '--width must be a number in (0, 16], got "0"'],
+    [["--width", "17"], '--width must be a number in (0, 16], got "17"'],
+    [["--warmup", "1"], '--warmup must be a fraction in [0, 1), got "1"'],
+    [["--momentum", "-0.1"], '--momentum must be a number >= 0, got "-0.1"'],
+    [["--seed", "-1"], '--seed must be an integer in 0..4294967295, got "-1"'],
+    [["--seed", "4294967296"], '--seed must be an integer in 0..4294967295, got "4294967296"'],
+    [["--betas", "0.9"], '--betas must be two numbers in [0, 1) written B1,B2, got "0.9"'],
+    [["--betas", "0.9,1"], '--betas must be two numbers in [0, 1) written B1,B2, got "0.9,1"'],
+    [
+      ["--model", "resnet19"],
+      '--model must be one of resnet18, resnet34, resnet50, resnet101, resnet152, got "resnet19"',
+    ],
+    [
+      ["--schedule", "step"],
+      '--schedule must be one of constant, cosine, one-cycle, got "step"',
+    ],
+    [["--preset", "paper"], '--preset must be one of book, got "paper"'],
+    [["--lr"], "--lr needs a value (see --help)"],
+    [["--lr", "--epochs", "3"], "--lr needs a value (see --help)"],
+    [["--augment=yes"], "--augment takes no value: give --augment or --no-augment"],
+  ];
+  for (const [args, message] of cases) {
+    assertUsageError(() => parseCommandLine(trainCommand, args), message);
+  }
+});
+
+Deno.test("unknown flags and stray arguments are refused, naming them", () => {
+  assertUsageError(
+    () => parseCommandLine(trainCommand, ["--epoch", "3"]),
+    "unknown flag --epoch: did you mean --epochs?",
+  );
+  assertUsageError(
+    () => parseCommandLine(trainCommand, ["--learning-rate", "3"]),
+    "unknown flag --learning-rate: see --help",
+  );
+  assertUsageError(
+    () => parseCommandLine(trainCommand, ["--no-lr"]),
+    "unknown flag --no-lr: see --help",
+  );
+  assertUsageError(
+    () => parseCommandLine(evalCommand, ["--checkpoint", "a.safetensors", "extra"]),
+    'unexpected argument "extra": eval takes flags only (see --help)',
+  );
+  assertUsageError(
+    () => parseCommandLine(evalCommand, ["--preset", "book"]),
+    "unknown flag --preset: see --help",
+  );
+  assert.deepEqual(
+    parse(predictCommand, ["--checkpoint", "m.safetensors", "a.png", "b.png"]).positionals,
+    ["a.png", "b.png"],
+  );
+});
+
+Deno.test("flags that the chosen optimizer or schedule ignores are refused", () => {
+  const settings = (args: string[]) => newRunSettings(parse(trainCommand, args));
+  assertUsageError(
+    () => settings(["--optimizer", "adam", "--momentum", "0.8"]),
+    "--momentum has no effect here: it is for --optimizer sgd",
+  );
+  assertUsageError(
+    () => settings(["--preset", "book", "--no-nesterov"]),
+    "--nesterov has no effect here: it is for --optimizer sgd",
+  );
+  assertUsageError(
+    () => settings(["--betas", "0.8,0.9"]),
+    "--betas has no effect here: it is for --optimizer adam and adamw",
+  );
+  assertUsageError(
+    () => settings(["--schedule", "constant", "--warmup", "0.1"]),
+    "--warmup has no effect here: it is for --schedule one-cycle and cosine",
+  );
+  assertUsageError(
+    () => settings(["--momentum", "0"]),
+    "--nesterov needs --momentum above 0: give --no-nesterov for plain SGD",
+  );
+  assert.equal(settings(["--momentum", "0", "--no-nesterov"]).recipe.momentum, 0);
+});
+
+Deno.test("a recipe survives the trip through a checkpoint's JSON metadata", () => {
+  for (const args of [[], ["--limit", "64", "--optimizer", "adam", "--betas", "0.8,0.9"]]) {
+    const stored = JSON.parse(JSON.stringify(newRunSettings(parse(trainCommand, args)).recipe));
+    assert.deepEqual(trainRecipeSchema.parse(stored), stored);
+  }
+  assert.throws(() => trainRecipeSchema.parse({ ...parse(trainCommand, []).values, lr: "0.1x" }));
+});
+
+Deno.test("--help lists every flag with a line of explanation and its default", () => {
+  for (const command of [trainCommand, evalCommand, predictCommand] as Command<FlagTable>[]) {
+    const help = parseCommandLine(command, ["--epochs", "x", "--help"]);
+    assert.deepEqual(help, { help: true }, "--help wins over everything else");
+    assert.deepEqual(parseCommandLine(command, ["-h"]), { help: true });
+    const text = helpText(command);
+    assert.match(text, new RegExp(`^usage: deno task ${command.name} \\[flags\\]`));
+    const lines = text.split("\n");
+    for (const key of Object.keys(command.flags)) {
+      const line = lines.find((line) =>
+        line.trimStart().startsWith(flagName(key) + " ") ||
+        line.trimStart().startsWith(flagName(key) + ",")
+      );
+      assert.ok(line, `${flagName(key)} is listed`);
+      assert.match(
+        line,
+        /\S+ {2,}\w.*\(default: [^)]+\)$/,
+        `${flagName(key)} has help and a default`,
+      );
+    }
+  }
+  const train = helpText(trainCommand);
+  assert.match(train, /--augment, --no-augment .*\(default: on\)/);
+  assert.match(train, /--width X .*\(default: 0\.25\)/);
+  assert.match(train, /--model NAME .*\(resnet18, resnet34, resnet50, resnet101, resnet152\)/);
+  assert.match(train, /--run-dir PATH .*\(default: runs\/<UTC date and time>\)/);
+  assert.match(train, /--preset NAME/);
+  assert.match(train, /book +--model resnet18 --width 1 .*--optimizer adam --lr 0\.00002/);
+  assert.match(helpText(predictCommand), /^usage: deno task predict \[flags\] IMAGE\.png\.\.\./);
+});

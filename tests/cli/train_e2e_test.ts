@@ -1,0 +1,289 @@
+/**
+ * The train, eval and predict commands end to end, run as a user runs them (`deno run` in a
+ * subprocess), on a generated CIFAR-10 in the official binary layout: a tiny model (ResNet-18 at
+ * width 1/16), 64 training images in batches of 16, and the first 256 test images. On a CPU
+ * adapter the first command compiles the kernels (tens of seconds; Mesa caches them on disk) and
+ * the others take seconds each.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { encode } from "fast-png";
+import { decodeCheckpoint } from "../../src/model/checkpoint.ts";
+import { type EpochRecord, epochRecordSchema } from "../../src/train/run_dir.ts";
+import { binaryFiles, writeFiles } from "../support/data_fixtures.ts";
+import { needs } from "../support/permissions.ts";
+
+const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+/** The loader takes only full-size batch files, as the official ones are. */
+const RECORDS_PER_FILE = 10000;
+const TINY_RUN = [
+  "--width",
+  "0.0625",
+  "--limit",
+  "64",
+  "--batch-size",
+  "16",
+  "--eval-batch-size",
+  "32",
+  "--test-limit",
+  "256",
+];
+
+interface Output {
+  code: number;
+  stdout: string[];
+  stderr: string[];
+}
+
+/** Runs `deno run src/cli/<command>.ts args...` with the permissions the deno.json tasks grant. */
+async function run(command: string, args: string[], tempDir: string): Promise<Output> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      `src/cli/${command}.ts`,
+      ...args,
+    ],
+    cwd: REPOSITORY,
+    // Mesa warns on stderr without a runtime folder.
+    env: { XDG_RUNTIME_DIR: tempDir },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const lines = (bytes: Uint8Array) =>
+    new TextDecoder().decode(bytes).split("\n").filter((line) => line.length > 0);
+  return { code: output.code, stdout: lines(output.stdout), stderr: lines(output.stderr) };
+}
+
+function assertSucceeded(output: Output): void {
+  assert.equal(output.code, 0, [...output.stdout, ...output.stderr].join("\n"));
+}
+
+async function readMetrics(runDir: string): Promise<EpochRecord[]> {
+  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
+  return text.trimEnd().split("\n").map((line) => epochRecordSchema.parse(JSON.parse(line)));
+}
+
+async function readCheckpoint(path: string) {
+  return decodeCheckpoint(await Deno.readFile(path), path);
+}
+
+/** The numbers an epoch computes, without its timings. */
+function computed({ imagesPerSecond: _, elapsedSeconds: __, ...numbers }: EpochRecord) {
+  return numbers;
+}
+
+Deno.test({
+  name: "train, resume, diverge, eval and predict as commands on a tiny generated data set",
+  ...needs("read", "write", "run", "env"),
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "train_e2e_test_" });
+    const data = join(dir, "cifar-10-batches-bin");
+    await writeFiles(data, binaryFiles(RECORDS_PER_FILE));
+    const tiny = [...TINY_RUN, "--data", data];
+    const full = join(dir, "full");
+    try {
+      await t.step("two epochs: epoch lines, metrics, checkpoints and the chart", async () => {
+        const output = await run("train", [...tiny, "--epochs", "2", "--run-dir", full], dir);
+        assertSucceeded(output);
+        const stdout = output.stdout.join("\n");
+        assert.match(stdout, /^adapter: .+$/m);
+        assert.match(stdout, /^model: resnet18 width 0\.0625, [\d,]+ parameters$/m);
+        assert.match(stdout, /^GPU memory: [\d.]+ \wiB planned \(parameters /m);
+        assert.match(stdout, /^data: .* \(64 training images, 256 test images\)$/m);
+        for (const epoch of [1, 2]) {
+          assert.match(
+            stdout,
+            new RegExp(
+              `^epoch ${epoch}/2  train loss \\d+\\.\\d{4} acc [\\d.]+%  ` +
+                `test loss \\d+\\.\\d{4} acc [\\d.]+%  [\\d.]+ img/s  elapsed \\d+:\\d\\d$`,
+              "m",
+            ),
+          );
+        }
+
+        const metrics = await readMetrics(full);
+        assert.deepEqual(metrics.map((record) => record.epoch), [1, 2]);
+        assert.deepEqual(metrics.map((record) => record.step), [4, 8]);
+        for (const record of metrics) {
+          for (const [key, value] of Object.entries(record)) {
+            assert.ok(Number.isFinite(value), `${key} is finite: ${value}`);
+          }
+        }
+
+        const last = await readCheckpoint(join(full, "last.safetensors"));
+        assert.equal(last.metadata?.epoch, 2);
+        assert.equal(last.metadata?.step, 8);
+        assert.equal(last.optimizer?.step, 8);
+        assert.deepEqual(last.metadata?.training?.history, metrics);
+        const best = await readCheckpoint(join(full, "best.safetensors"));
+        const bestEpoch = metrics.reduce((a, b) => b.testAccuracy > a.testAccuracy ? b : a);
+        assert.equal(best.metadata?.epoch, bestEpoch.epoch);
+        assert.match(await Deno.readTextFile(join(full, "chart.svg")), /^<svg /);
+      });
+
+      await t.step(
+        "--stop-after 1, then --resume: epoch 2 as in the uninterrupted run",
+        async () => {
+          const resumed = join(dir, "resumed");
+          assertSucceeded(
+            await run("train", [
+              ...tiny,
+              "--epochs",
+              "2",
+              "--stop-after",
+              "1",
+              "--run-dir",
+              resumed,
+            ], dir),
+          );
+          assert.equal((await readMetrics(resumed)).length, 1);
+          const output = await run("train", ["--resume", resumed], dir);
+          assertSucceeded(output);
+          assert.match(output.stdout.join("\n"), /resuming after epoch 1 from .*last\.safetensors/);
+          // Equal, not just close: the data order and augmentation are functions of (seed, epoch),
+          // the schedule of the step, the weights, BN statistics and optimizer state come back bit
+          // for bit, and the kernels are deterministic (variants picked by adapter and shape, not
+          // by timing; every float sum in a fixed order, atomics only on u32 counts).
+          const [expected, actual] = [await readMetrics(full), await readMetrics(resumed)];
+          assert.deepEqual(actual.map(computed), expected.map(computed));
+          const [a, b] = [
+            await readCheckpoint(join(full, "last.safetensors")),
+            await readCheckpoint(join(resumed, "last.safetensors")),
+          ];
+          assert.deepEqual(b.tensors, a.tensors, "weights, statistics and optimizer state");
+        },
+      );
+
+      await t.step("a run folder that holds a run is not overwritten", async () => {
+        const output = await run("train", [...tiny, "--run-dir", full], dir);
+        assert.equal(output.code, 1);
+        assert.deepEqual(output.stderr, [
+          `error: ${full} already holds a run (${join(full, "last.safetensors")}): continue ` +
+          `it with --resume ${full}, or choose another --run-dir`,
+        ]);
+      });
+
+      await t.step("a bad flag: one line on stderr, exit code 1", async () => {
+        const output = await run("train", ["--epochs", "x"], dir);
+        assert.equal(output.code, 1);
+        assert.deepEqual(output.stdout, []);
+        assert.deepEqual(output.stderr, ['error: --epochs must be a positive integer, got "x"']);
+      });
+
+      await t.step("divergence stops the run and keeps the last good checkpoint", async () => {
+        // One step per epoch. One-cycle's first step has learning rate 0, so epoch 1 ends well;
+        // epoch 2's step at 1e38 sends Adam's weights to about 1e38, and the logits overflow.
+        const diverged = join(dir, "diverged");
+        const output = await run("train", [
+          ...tiny,
+          "--limit",
+          "16",
+          "--epochs",
+          "3",
+          "--optimizer",
+          "adam",
+          "--lr",
+          "1e38",
+          "--warmup",
+          "0.34",
+          "--run-dir",
+          diverged,
+        ], dir);
+        assert.equal(output.code, 1);
+        assert.equal(output.stderr.length, 1, output.stderr.join("\n"));
+        assert.match(
+          output.stderr[0],
+          new RegExp(
+            "^error: the (training|test) loss became (NaN|-?Infinity) .* lower the learning " +
+              `rate \\(--lr\\).*; the last good checkpoint is ${diverged}/last\\.safetensors ` +
+              "\\(epoch 1\\), left as it was$",
+          ),
+        );
+        const last = await readCheckpoint(join(diverged, "last.safetensors"));
+        assert.equal(last.metadata?.epoch, 1);
+        assert.equal((await readMetrics(diverged)).length, 1);
+      });
+
+      await t.step("eval: the best checkpoint's accuracy, per class and as a matrix", async () => {
+        const checkpoint = join(full, "best.safetensors");
+        const output = await run("eval", [
+          "--checkpoint",
+          checkpoint,
+          "--data",
+          data,
+          "--eval-batch-size",
+          "32",
+          "--test-limit",
+          "256",
+        ], dir);
+        assertSucceeded(output);
+        const best = (await readCheckpoint(checkpoint)).metadata!;
+        const record = (await readMetrics(full))[best.epoch - 1];
+        const accuracy = `${(record.testAccuracy * 100).toFixed(2)}%`;
+        // The same weights on the same images in the same batches: the training run's numbers.
+        assert.ok(
+          output.stdout.includes(
+            `test loss ${record.testLoss.toFixed(4)}, accuracy ${accuracy} ` +
+              `(${Math.round(record.testAccuracy * 256)} of 256)`,
+          ),
+          output.stdout.join("\n"),
+        );
+        const rows = output.stdout.filter((line) => /^[a-z]+ +(\d+ +){10}\d+\.\d\d%$/.test(line));
+        assert.deepEqual(rows.map((row) => row.split(" ")[0]), [
+          "airplane",
+          "automobile",
+          "bird",
+          "cat",
+          "deer",
+          "dog",
+          "frog",
+          "horse",
+          "ship",
+          "truck",
+        ]);
+        const counted = rows.flatMap((row) => row.split(/ +/).slice(1, 11).map(Number));
+        assert.equal(counted.reduce((a, b) => a + b, 0), 256);
+      });
+
+      await t.step("predict: the three likeliest classes of PNGs of any size", async () => {
+        const pictures = [
+          { name: "rgb.png", width: 32, height: 32, channels: 3 },
+          { name: "large-rgba.png", width: 50, height: 40, channels: 4 },
+          { name: "small-gray.png", width: 7, height: 9, channels: 1 },
+        ];
+        const paths: string[] = [];
+        for (const { name, width, height, channels } of pictures) {
+          const pixels = Uint8Array.from({ length: width * height * channels }, (_, i) => i * 37);
+          const path = join(dir, name);
+          await Deno.writeFile(path, encode({ width, height, channels, depth: 8, data: pixels }));
+          paths.push(path);
+        }
+        const output = await run(
+          "predict",
+          ["--checkpoint", join(full, "best.safetensors"), ...paths],
+          dir,
+        );
+        assertSucceeded(output);
+        assert.equal(output.stdout.length, paths.length, output.stdout.join("\n"));
+        output.stdout.forEach((line, i) => {
+          const match = line.match(
+            /^(.+): ([a-z]+) ([\d.]+)%, ([a-z]+) ([\d.]+)%, ([a-z]+) ([\d.]+)%$/,
+          );
+          assert.ok(match, line);
+          assert.equal(match[1], paths[i]);
+          const percents = [match[3], match[5], match[7]].map(Number);
+          assert.deepEqual(percents, percents.toSorted((a, b) => b - a), "likeliest first");
+          assert.ok(percents.reduce((a, b) => a + b) <= 100.1);
+          assert.equal(new Set([match[2], match[4], match[6]]).size, 3);
+        });
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
