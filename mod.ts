@@ -13,28 +13,46 @@
  * @module
  */
 
-// The GPU runtime: device, buffers, tensors, pipelines, dispatches.
+// The GPU runtime: device, buffers, tensors, pipelines, kernel calls and their dispatches.
 export { type Gpu, type GpuOptions, GpuUnavailableError, requestGpu } from "./src/gpu/device.ts";
 export {
   BufferLimitError,
   createBuffer,
   readBuffer,
   readFloat32,
+  STORAGE_ALIGNMENT,
   uploadBuffer,
   writeBuffer,
 } from "./src/gpu/buffer.ts";
-export { bindingOf, createTensor, type Tensor } from "./src/gpu/tensor.ts";
+export {
+  bindingOf,
+  byteSize,
+  createTensor,
+  type DType,
+  type Tensor,
+  type TensorDesc,
+  tensorDesc,
+  tensorFromData,
+  workspaceDesc,
+} from "./src/gpu/tensor.ts";
 export { type Kernel, KernelError, PipelineCache } from "./src/gpu/pipeline.ts";
 export {
-  createDispatch,
-  type Dispatch,
-  encodeDispatches,
+  type Access,
+  type Binding,
+  type KernelCall,
+  kernelCall,
   linearGrid,
-  submitDispatches,
-} from "./src/gpu/dispatch.ts";
+  read,
+  readWrite,
+  uniform,
+  write,
+} from "./src/gpu/kernel_call.ts";
+export { type Dispatch, encodeDispatches, submitDispatches } from "./src/gpu/dispatch.ts";
 export { kernels } from "./src/shaders.ts";
+export { UsageError, UserError } from "./src/errors.ts";
+export { elementCount } from "./src/util/shape.ts";
 
-// Ops: each builds the dispatches of one kernel's forward and backward.
+// Ops: each plans the kernel calls of one kernel's forward and backward; the kernel policy.
 export * from "./src/ops/index.ts";
 
 // The model.
@@ -47,7 +65,7 @@ export {
   resnetConfig,
 } from "./src/model/config.ts";
 export { countParameters, parameterSpecs } from "./src/model/parameters.ts";
-export { ModelWeights } from "./src/model/weights.ts";
+export { ModelWeights, type WeightTensors } from "./src/model/weights.ts";
 export {
   type Checkpoint,
   type CheckpointMetadata,
@@ -55,9 +73,14 @@ export {
   encodeCheckpoint,
   loadModelStateDict,
   modelStateDict,
+  type OptimizerState,
 } from "./src/model/checkpoint.ts";
 
-// The static plan of a training or evaluation step.
+// Programs of kernel calls: allocation (no GPU needed), materialisation, the static step plan.
+export { Program } from "./src/plan/program.ts";
+export { allocate, type Allocation, checkPlacement, PlanError } from "./src/plan/allocator.ts";
+export { materialize, type Materialized, submitCalls } from "./src/plan/materialize.ts";
+export { buildNetworkProgram, type NetworkIo } from "./src/plan/network.ts";
 export { StepPlan } from "./src/plan/plan.ts";
 
 // Training and evaluation.
@@ -69,9 +92,17 @@ export {
 } from "./src/train/trainer.ts";
 export { type EvaluationResult, Evaluator } from "./src/train/evaluator.ts";
 export { createSchedule, type Schedule, type ScheduleConfig } from "./src/train/schedule.ts";
+export {
+  Optimizer,
+  type OptimizerConfig,
+  OptimizerConfigError,
+  resolveOptimizerConfig,
+} from "./src/train/optimizer.ts";
+export { BatchSource } from "./src/train/batch_source.ts";
 
 // Data.
 export { type CifarDataset, type CifarSplit, DataError } from "./src/data/cifar.ts";
+export { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "./src/data/gpu_dataset.ts";
 export { loadCifar10 } from "./src/data/load.ts";
 export { decodePngToCifar } from "./src/data/image.ts";
 

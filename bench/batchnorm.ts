@@ -1,15 +1,16 @@
 /**
  * Microbenchmark of the batch-norm kernels on ResNet-18's BN shapes at batch 128: the training
  * forward (BN, BN + ReLU, BN + add + ReLU), its backward, and both together, in GB/s beside a
- * plain copy of the same activation (shaders/copy.wgsl) on the same device.
+ * plain copy of the same activation (bench/shaders/copy.wgsl) on the same device.
  *
  * Bytes are what the kernels read and write, each access counted once (bytesMoved below):
  * forward = statistics (x read) + combine (partials, per-channel vectors) + normalize (x
  * [, residual] read, y written); backward = partials (x, dy [, y] read) + combine + input gradient
  * (x, dy [, y] read, dx [, dresidual] written). The per-lane loads of per-channel values and the
- * partials are counted too, though they are a few percent at most. The copy moves 2 bytes per
- * byte of x (read, write), and is the fastest of a few tilings, timed in turns with each row's
- * op. Every figure is the best of several trials, each R repetitions in one submit with one wait,
+ * partials are counted too, though they are a few percent at most. The copy (`yardsticks.copy`,
+ * bench/shaders/copy.wgsl) moves 2 bytes per byte of x (read, write), and is the fastest of a few
+ * tilings, timed in turns with each row's op. The ops' calls and the copy's are materialized as
+ * in training (src/plan/materialize.ts), which gives the ops' workspaces their buffers. Every figure is the best of several trials, each R repetitions in one submit with one wait,
  * divided by R, after a warm-up; R doubles until one submit lasts long enough that the ~11 ms
  * Deno spends noticing the GPU is done stays a few percent.
  *
@@ -17,8 +18,15 @@
  *     [--variant serial|tree|all]   (default: the variant this adapter gets)
  */
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
-import { createDispatch, type Dispatch, linearGrid } from "../src/gpu/dispatch.ts";
-import { createTensor, elementCount, type Tensor } from "../src/gpu/tensor.ts";
+import type { Dispatch } from "../src/gpu/dispatch.ts";
+import { type KernelCall, kernelCall, linearGrid, read, write } from "../src/gpu/kernel_call.ts";
+import {
+  createTensor,
+  type Tensor,
+  type TensorDesc,
+  tensorDesc,
+  tensorFromData,
+} from "../src/gpu/tensor.ts";
 import {
   BATCH_NORM_VARIANTS,
   type BatchNormActivation,
@@ -26,11 +34,13 @@ import {
   type BatchNormPlan,
   batchNormTrainForward,
   type BatchNormVariant,
-  batchNormWorkspaceSize,
-  defaultBatchNormVariant,
+  chooseBatchNormVariant,
   planBatchNorm,
 } from "../src/ops/batchnorm.ts";
-import { kernels } from "../src/shaders.ts";
+import { KernelPolicy } from "../src/ops/policy.ts";
+import { materialize, type Materialized } from "../src/plan/materialize.ts";
+import { elementCount } from "../src/util/shape.ts";
+import { yardsticks } from "./kernels.ts";
 import { formatTable, timeSubmits } from "./timing.ts";
 
 /** The input shapes of ResNet-18's batch norms at batch 128, NHWC. */
@@ -108,43 +118,65 @@ export function bytesMoved(plan: BatchNormPlan, form: BatchNormForm, pass: Batch
  * streams its own run of vectors, long ones for large tensors. GPUs: one or a few vectors per
  * invocation.
  */
-function copyTilings(gpu: Gpu): { WORKGROUP_SIZE: number; VECTORS_PER_INVOCATION: number }[] {
+function copyTilings(gpu: Gpu): CopyTiling[] {
   return gpu.isFallbackAdapter
     ? [64, 256, 1024].map((vectors) => ({ WORKGROUP_SIZE: 8, VECTORS_PER_INVOCATION: vectors }))
     : [1, 4].map((vectors) => ({ WORKGROUP_SIZE: 256, VECTORS_PER_INVOCATION: vectors }));
 }
 
-export function copyDispatch(
+/**
+ * A copy tiling: the workgroup size (given to kernelCall as `workgroupSize`, never as a constant)
+ * and the vec4s each invocation copies (the kernel's VECTORS_PER_INVOCATION).
+ */
+export interface CopyTiling {
+  WORKGROUP_SIZE: number;
+  VECTORS_PER_INVOCATION: number;
+}
+
+/** The yardstick copy, destination = source, as a kernel call. */
+export function copyCall(
+  source: TensorDesc,
+  destination: TensorDesc,
+  tiling: CopyTiling,
+): KernelCall {
+  const invocations = Math.ceil(elementCount(source.shape) / 4 / tiling.VECTORS_PER_INVOCATION);
+  return kernelCall({
+    kernel: yardsticks.copy,
+    entryPoint: "copy",
+    workgroupSize: tiling.WORKGROUP_SIZE,
+    constants: { VECTORS_PER_INVOCATION: tiling.VECTORS_PER_INVOCATION },
+    grid: linearGrid(invocations, tiling.WORKGROUP_SIZE),
+    bindings: [read(source), write(destination)],
+  });
+}
+
+/** The copy's dispatch, between two tensors with storage (nothing is allocated, nothing to free). */
+export async function copyDispatch(
   gpu: Gpu,
   source: Tensor,
   destination: Tensor,
-  constants: { WORKGROUP_SIZE: number; VECTORS_PER_INVOCATION: number },
+  tiling: CopyTiling,
 ): Promise<Dispatch> {
-  const invocations = Math.ceil(
-    elementCount(source.shape) / 4 / constants.VECTORS_PER_INVOCATION,
-  );
-  return createDispatch(gpu, {
-    kernel: kernels.copy,
-    entryPoint: "copy",
-    constants,
-    bindings: [source, destination],
-    workgroups: linearGrid(invocations, constants.WORKGROUP_SIZE),
+  const { dispatches } = await materialize(gpu, [copyCall(source, destination, tiling)], {
+    label: "copy",
   });
+  return dispatches[0];
+}
+
+/** The variant the adapter's own policy gives the batch norms of an x of this shape. */
+function adapterVariant(gpu: Gpu, shape: readonly number[]): BatchNormVariant {
+  return chooseBatchNormVariant(tensorDesc("x", shape), KernelPolicy.forAdapter(gpu));
 }
 
 /** Random activations: a CPU adapter may run faster on zeros. */
 function randomTensor(gpu: Gpu, label: string, shape: readonly number[]): Tensor {
-  const tensor = createTensor(gpu, label, shape);
   const values = new Float32Array(elementCount(shape));
   for (let i = 0; i < values.length; i++) values[i] = Math.random() * 2 - 1;
-  gpu.device.queue.writeBuffer(tensor.buffer, 0, values);
-  return tensor;
+  return tensorFromData(gpu, label, shape, values);
 }
 
 function channelTensor(gpu: Gpu, label: string, channels: number, value: number): Tensor {
-  const tensor = createTensor(gpu, label, [channels]);
-  gpu.device.queue.writeBuffer(tensor.buffer, 0, new Float32Array(channels).fill(value));
-  return tensor;
+  return tensorFromData(gpu, label, [channels], new Float32Array(channels).fill(value));
 }
 
 interface Timing {
@@ -218,7 +250,7 @@ async function benchShape(
     beta: channelTensor(gpu, "beta", channels, 0),
     runningMean: channelTensor(gpu, "running_mean", channels, 0),
     runningVar: channelTensor(gpu, "running_var", channels, 1),
-    numBatchesTracked: createTensor(gpu, "num_batches_tracked", [1]),
+    numBatchesTracked: createTensor(gpu, "num_batches_tracked", [1], "u32"),
   };
   const saved = {
     mean: createTensor(gpu, "mean", [channels]),
@@ -235,52 +267,52 @@ async function benchShape(
     );
   }
   const rows: BatchNormBenchRow[] = [];
+  const defaultVariant = adapterVariant(gpu, shape);
   for (const variant of variants) {
     const plan = planBatchNorm(shape, variant);
-    const workspace = createTensor(gpu, "workspace", [
-      batchNormWorkspaceSize(gpu, shape, variant) / 4,
-    ]);
+    const policy = KernelPolicy.forcing("batchnorm", variant);
     for (const form of FORMS) {
       const activation: BatchNormActivation = form === "bn" ? "none" : "relu";
       const withResidual = form === "bn+add+relu";
-      const forward = await batchNormTrainForward(gpu, {
-        x,
-        y,
-        params,
-        saved,
-        workspace,
-        residual: withResidual ? residual : undefined,
-        activation,
-        variant,
-      });
-      const backward = await batchNormBackward(gpu, {
-        x,
-        y,
-        dy,
-        dx,
-        dgamma,
-        dbeta,
-        params,
-        saved,
-        workspace,
-        activation,
-        dResidual: withResidual ? dResidual : undefined,
-        variant,
-      });
-      const passes: Record<BatchNormPass, Dispatch[]> = {
+      const forward = batchNormTrainForward(
+        { x, y, params, saved, residual: withResidual ? residual : undefined },
+        { activation },
+        policy,
+      );
+      const backward = batchNormBackward(
+        {
+          x,
+          y,
+          dy,
+          dx,
+          dgamma,
+          dbeta,
+          params,
+          saved,
+          dResidual: withResidual ? dResidual : undefined,
+        },
+        { activation },
+        policy,
+      );
+      const passes: Record<BatchNormPass, KernelCall[]> = {
         forward,
         backward,
         "forward+backward": [...forward, ...backward],
       };
       for (const pass of PASSES) {
-        const op = await calibrate(gpu, passes[pass], timing);
+        // The workspaces get buffers here, freed once the pass is timed.
+        const materialized: Materialized = await materialize(gpu, passes[pass], {
+          label: `bench batch norm ${pass}`,
+        });
+        const op = await calibrate(gpu, materialized.dispatches, timing);
         const [ms, ...copyMs] = await timeInTurns(gpu, [op, ...copies], timing);
+        materialized.destroy();
         const copyGbPerSecond = 2 * elementCount(shape) * 4 / Math.min(...copyMs) / 1e6;
         const bytes = bytesMoved(plan, form, pass);
         rows.push({
           adapter: gpu.adapterName,
           variant,
-          isDefault: variant === defaultBatchNormVariant(gpu),
+          isDefault: variant === defaultVariant,
           shape,
           form,
           pass,
@@ -291,9 +323,9 @@ async function benchShape(
         });
       }
     }
-    workspace.buffer.destroy();
   }
-  for (const tensor of [x, residual, dy, y, dx, dResidual, copyDestination]) {
+  const perChannel = [...Object.values(params), ...Object.values(saved), dgamma, dbeta];
+  for (const tensor of [x, residual, dy, y, dx, dResidual, copyDestination, ...perChannel]) {
     tensor.buffer.destroy();
   }
   return rows;
@@ -306,7 +338,7 @@ export async function benchBatchNorm(
   const timing = options.quick ? { minTrialMs: 100, trials: 2 } : { minTrialMs: 200, trials: 4 };
   const rows: BatchNormBenchRow[] = [];
   for (const shape of options.shapes ?? RESNET18_BATCH_NORM_SHAPES) {
-    const variants = options.variants ?? [defaultBatchNormVariant(gpu)];
+    const variants = options.variants ?? [adapterVariant(gpu, shape)];
     rows.push(...await benchShape(gpu, shape, variants, timing));
   }
   return rows;

@@ -2,8 +2,9 @@
  * Microbenchmark of conv2d (src/ops/conv2d.ts) on ResNet-18's convolution shapes: GFLOP/s of
  * the forward, the input gradient and the weight gradient, each counted as
  * 2·N·OH·OW·Cout·K·K·Cin FLOPs (padding taps included, as PyTorch counts), beside a register-
- * blocked WGSL matrix product of the same FLOPs (shaders/matmul.wgsl) as the yardstick: the
- * speed this adapter gives a GEMM with no image indexing.
+ * blocked WGSL matrix product of the same FLOPs (`yardsticks.matmul`, bench/shaders/matmul.wgsl)
+ * as the yardstick: the speed this adapter gives a GEMM with no image indexing. The variants are
+ * chosen through the kernel policy: forced one by one with `--variant`, else the adapter's own.
  *
  * Timing: R repetitions of a pass's dispatches encoded in one submit and waited for once
  * (every wait costs ~10 ms in Deno), after one untimed warm-up submit; the per-repetition mean
@@ -11,23 +12,25 @@
  * about `seconds`.
  *
  *   deno run --allow-read --allow-write --allow-env bench/conv2d.ts [--quick] [--batch N]
- *     [--variant blocked|tiled ...]   (default: the adapter's variant)
+ *     [--variant blocked|tiled ...]   (default: the adapter's policy, per shape)
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
-import { createDispatch, type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
+import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
+import { type KernelCall, kernelCall, read, write } from "../src/gpu/kernel_call.ts";
 import { createTensor, type Tensor } from "../src/gpu/tensor.ts";
 import {
-  chooseConv2dVariant,
+  CONV2D_VARIANTS,
   conv2dBackward,
   type Conv2dConfig,
   conv2dForward,
   conv2dOutputShape,
   type Conv2dVariant,
-  conv2dWorkspaceSize,
 } from "../src/ops/conv2d.ts";
-import { kernels } from "../src/shaders.ts";
+import { KernelPolicy } from "../src/ops/policy.ts";
+import { materialize } from "../src/plan/materialize.ts";
+import { yardsticks } from "./kernels.ts";
 import { formatTable } from "./timing.ts";
 
 export interface Conv2dBenchShape {
@@ -63,7 +66,7 @@ export interface Conv2dBenchOptions {
   batch?: number;
   /** Shapes to time (default all of ResNet-18's). */
   shapes?: Conv2dBenchShape[];
-  /** Variants to time (default the one chosen for this adapter). */
+  /** Variants to time, each forced (default the one the adapter's policy picks per shape). */
   variants?: Conv2dVariant[];
   /** Target duration of each measurement in seconds (default 1). */
   seconds?: number;
@@ -95,8 +98,23 @@ export interface Conv2dBenchRow {
   matmul: Rate;
 }
 
-/** GFLOP/s of `dispatches` doing `flops`, each repetition encoded into the one submit. */
+/** GFLOP/s of `calls` doing `flops`, each repetition encoded into the one submit. */
 async function rate(
+  gpu: Gpu,
+  calls: readonly KernelCall[],
+  flops: number,
+  seconds: number,
+): Promise<Rate> {
+  // Any scratch (the split weight gradient's partial sums) lives as long as the measurement.
+  const materialized = await materialize(gpu, calls, { label: "bench conv2d" });
+  try {
+    return await rateDispatches(gpu, materialized.dispatches, flops, seconds);
+  } finally {
+    materialized.destroy();
+  }
+}
+
+async function rateDispatches(
   gpu: Gpu,
   dispatches: readonly Dispatch[],
   flops: number,
@@ -123,37 +141,41 @@ async function rate(
   return { wall, cpu: flops / (cpuMs / navigator.hardwareConcurrency) / 1e6 };
 }
 
+/** Invocations per workgroup of the matrix product: one SIMD vector on lavapipe. */
+const MATMUL_WORKGROUP = 8;
+
 /**
  * The yardstick: c = a · b with a [m, k], b [k, n], rounded up to the kernel's blocks. Where a
  * would pass the binding limit (the im2col matrix of a big layer is 288 MiB), the rows are done
- * in equal chunks, the same dispatch repeated, so the FLOPs stay those of the whole product.
+ * in equal chunks, the same call repeated, so the FLOPs stay those of the whole product. The
+ * tensors have buffers of their own (contents do not matter for speed: fresh buffers are zeros);
+ * the caller destroys them.
  */
-export async function matmulDispatches(
+export function matmulCalls(
   gpu: Gpu,
   m: number,
   n: number,
   k: number,
-): Promise<{ dispatches: Dispatch[]; flops: number; tensors: Tensor[] }> {
+): { calls: KernelCall[]; flops: number; tensors: Tensor[] } {
   const depth = roundUp(k, 4);
   const columns = roundUp(n, 16);
   const chunks = Math.ceil((m * depth * 4) / (64 * 2 ** 20));
   const rows = roundUp(Math.ceil(m / chunks), 8);
-  const tensors = [
-    createTensor(gpu, "a", [rows, depth]),
-    createTensor(gpu, "b", [depth, columns]),
-    createTensor(gpu, "c", [rows, columns]),
-  ];
-  const dispatch = await createDispatch(gpu, {
-    kernel: kernels.matmul,
+  const a = createTensor(gpu, "a", [rows, depth]);
+  const b = createTensor(gpu, "b", [depth, columns]);
+  const c = createTensor(gpu, "c", [rows, columns]);
+  const call = kernelCall({
+    kernel: yardsticks.matmul,
     entryPoint: "multiply",
+    workgroupSize: MATMUL_WORKGROUP,
     constants: { M: rows, N: columns, K: depth },
-    bindings: tensors,
-    workgroups: [Math.ceil(rows / 8 / 8), columns / 16],
+    grid: [Math.ceil(rows / 8 / MATMUL_WORKGROUP), columns / 16],
+    bindings: [read(a), read(b), write(c)],
   });
   return {
-    dispatches: Array.from({ length: chunks }, () => dispatch),
+    calls: Array.from({ length: chunks }, () => call),
     flops: 2 * chunks * rows * columns * depth,
-    tensors,
+    tensors: [a, b, c],
   };
 }
 
@@ -167,7 +189,8 @@ export async function benchConv2d(
 ): Promise<Conv2dBenchRow[]> {
   const batch = options.batch ?? 128;
   const seconds = options.seconds ?? 1;
-  const variants = options.variants ?? [chooseConv2dVariant(gpu)];
+  // undefined: the adapter's policy, which may pick differently per shape.
+  const variants: (Conv2dVariant | undefined)[] = options.variants ?? [undefined];
   const rows: Conv2dBenchRow[] = [];
   for (const shape of options.shapes ?? RESNET18_CONV_SHAPES) {
     const { size, cin, cout, config } = shape;
@@ -182,20 +205,21 @@ export async function benchConv2d(
     const y = createTensor(gpu, "y", yShape);
     const dx = createTensor(gpu, "dx", xShape);
     const dweight = createTensor(gpu, "dweight", weight.shape);
-    const matmul = await matmulDispatches(gpu, batch * oh * ow, cout, k * k * cin);
-    const matmulRate = await rate(gpu, matmul.dispatches, matmul.flops, seconds);
+    const matmul = matmulCalls(gpu, batch * oh * ow, cout, k * k * cin);
+    const matmulRate = await rate(gpu, matmul.calls, matmul.flops, seconds);
     for (const tensor of matmul.tensors) tensor.buffer.destroy();
-    for (const variant of variants) {
-      const workspaceBytes = conv2dWorkspaceSize(gpu, xShape, cout, config, variant);
-      const workspace = createTensor(gpu, "workspace", [Math.max(1, workspaceBytes / 4)]);
-      const common = { x, weight, dy: y, dweight, workspace, config, variant };
-      const forward = await conv2dForward(gpu, { x, weight, y, config, variant });
-      const backward = await conv2dBackward(gpu, { ...common, dx });
-      const backwardWeight = await conv2dBackward(gpu, common);
-      const backwardInput = backward.filter((d) => d.label.endsWith(".backward_input"));
+    for (const forced of variants) {
+      const policy = forced === undefined
+        ? KernelPolicy.forAdapter(gpu)
+        : KernelPolicy.forcing("conv2d", forced);
+      const common = { x, weight, dy: y, dweight };
+      const forward = conv2dForward({ x, weight, y }, config, policy);
+      const backward = conv2dBackward({ ...common, dx }, config, policy);
+      const backwardWeight = conv2dBackward(common, config, policy);
+      const backwardInput = backward.filter((call) => call.entryPoint === "backward_input");
       rows.push({
         adapter: gpu.adapterName,
-        variant,
+        variant: chosenVariant(policy),
         shape: shape.label,
         batch,
         flops,
@@ -204,11 +228,20 @@ export async function benchConv2d(
         backwardWeight: await rate(gpu, backwardWeight, flops, seconds),
         matmul: matmulRate,
       });
-      workspace.buffer.destroy();
     }
     for (const tensor of [x, weight, y, dx, dweight]) tensor.buffer.destroy();
   }
   return rows;
+}
+
+/** The one variant a policy chose for one layer's calls (forward and backward share it). */
+function chosenVariant(policy: KernelPolicy): Conv2dVariant {
+  const chosen = new Set(Object.values(policy.choices().choices));
+  const [variant] = chosen;
+  if (chosen.size !== 1 || !(CONV2D_VARIANTS as readonly string[]).includes(variant)) {
+    throw new Error(`conv2d bench: the policy chose [${[...chosen]}] for one layer`);
+  }
+  return variant as Conv2dVariant;
 }
 
 /** A console table: GFLOP/s per pass, wall-clock (and CPU-time based in parentheses). */
@@ -241,7 +274,9 @@ export async function main(args: string[] = Deno.args): Promise<void> {
   const batch = values.batch ? Number(values.batch) : values.quick ? 4 : 128;
   if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`--batch ${values.batch}`);
   const variants = values.variant?.map((name) => {
-    if (name !== "blocked" && name !== "tiled") throw new RangeError(`unknown variant ${name}`);
+    if (!(CONV2D_VARIANTS as readonly string[]).includes(name)) {
+      throw new RangeError(`unknown variant ${name}; use one of ${CONV2D_VARIANTS.join(", ")}`);
+    }
     return name as Conv2dVariant;
   });
   const gpu = await requestGpu();

@@ -6,16 +6,11 @@
  *   deno run --allow-env bench/input_batch.ts
  */
 import { IMAGE_BYTES } from "../src/data/cifar.ts";
-import {
-  BatchSource,
-  CIFAR10_MEAN,
-  CIFAR10_STD,
-  epochOrder,
-  GpuDataset,
-} from "../src/data/gpu_dataset.ts";
+import { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "../src/data/gpu_dataset.ts";
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { submitDispatches } from "../src/gpu/dispatch.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
+import { BatchSource } from "../src/train/batch_source.ts";
 import { Random } from "../src/util/random.ts";
 
 export interface InputBatchBenchOptions {
@@ -41,7 +36,7 @@ export async function benchInputBatch(
   const { batchSize = 128, images = 50000, batches = 50 } = options;
   const dataset = GpuDataset.create(gpu, randomSplit(images), "bench split");
   const input = createTensor(gpu, "input", [batchSize, 32, 32, 3]);
-  const labels = createTensor(gpu, "labels", [batchSize]);
+  const labels = createTensor(gpu, "labels", [batchSize], "u32");
   const rows: InputBatchBenchRow[] = [];
   for (const augment of [true, false]) {
     const source = await BatchSource.create(gpu, dataset, {

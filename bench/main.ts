@@ -2,21 +2,35 @@
  * `deno task bench`: every microbenchmark and the whole-network throughput on this machine's
  * adapter, printed as tables (GFLOP/s for convolutions, GB/s for memory-bound kernels, images/s
  * and GPU memory for training). `--quick` runs small sizes as a smoke test; `--only NAME` runs
- * one section (conv2d, batchnorm, small, optimizer, input, training); `--json FILE` also writes the rows.
+ * one section (conv2d, batchnorm, small, optimizer, input, plan, training); `--json FILE` also writes the rows;
+ * `--kernels cpu|gpu` runs the whole-network section with that kernel family (default: the
+ * adapter's; the microbenchmarks time every variant anyway).
  */
 import { parseArgs } from "node:util";
+import { describeAdapter } from "../src/cli/describe.ts";
 import { requestGpu } from "../src/gpu/device.ts";
+import { KernelPolicy } from "../src/ops/policy.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
-import { runCli, UsageError } from "../src/cli/run.ts";
+import { runCli } from "../src/cli/run.ts";
+import { UsageError } from "../src/errors.ts";
 import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
 import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
 import { benchInputBatch } from "./input_batch.ts";
 import { benchOptimizer } from "./optimizer.ts";
+import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
 import { formatTable } from "./timing.ts";
 import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
 
-const SECTIONS = ["conv2d", "batchnorm", "small", "optimizer", "input", "training"] as const;
+const SECTIONS = [
+  "conv2d",
+  "batchnorm",
+  "small",
+  "optimizer",
+  "input",
+  "plan",
+  "training",
+] as const;
 
 await runCli(async () => {
   const { values } = parseArgs({
@@ -25,6 +39,7 @@ await runCli(async () => {
       quick: { type: "boolean", default: false },
       only: { type: "string", multiple: true },
       json: { type: "string" },
+      kernels: { type: "string", default: "auto" },
     },
   });
   const only = values.only ?? [...SECTIONS];
@@ -33,9 +48,14 @@ await runCli(async () => {
       throw new UsageError(`--only ${name}: not a section; use one of ${SECTIONS.join(", ")}`);
     }
   }
+  const kernels = values.kernels;
+  if (kernels !== "auto" && kernels !== "cpu" && kernels !== "gpu") {
+    throw new UsageError(`--kernels ${kernels}: use auto, cpu or gpu`);
+  }
   const quick = values.quick;
   const gpu = await requestGpu();
-  console.log(`adapter: ${gpu.adapterName}${gpu.isFallbackAdapter ? " (software)" : ""}`);
+  console.log(`adapter: ${describeAdapter(gpu)}`);
+  const policy = KernelPolicy.forAdapter(gpu, kernels);
   const results: Record<string, unknown> = { adapter: gpu.adapterName, quick };
 
   if (only.includes("conv2d")) {
@@ -88,12 +108,28 @@ await runCli(async () => {
     ));
     results.input = rows;
   }
+  if (only.includes("plan")) {
+    const rows = await benchPlanBuild(
+      gpu,
+      quick
+        ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, policy }
+        : { policy },
+    );
+    console.log(
+      "\nplan build: kernel calls planned and allocated, then materialised (cold pipelines)",
+    );
+    console.log(planBuildTable(rows));
+    results.plan = rows;
+  }
   if (only.includes("training")) {
     const rows = await benchTrainingStep(
       gpu,
-      quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200 } : {},
+      quick
+        ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200, policy }
+        : { policy },
     );
     console.log("\nwhole ResNet training step (Adam) and evaluation, synthetic data");
+    console.log(`kernels: ${policy.describe()}`);
     console.log(trainingStepTable(rows));
     results.training = rows;
   }

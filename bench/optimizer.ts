@@ -9,10 +9,10 @@
  *
  *   deno run bench/optimizer.ts
  */
-import { STORAGE_USAGE, uploadBuffer } from "../src/gpu/buffer.ts";
+import { STORAGE_ALIGNMENT, STORAGE_USAGE, uploadBuffer } from "../src/gpu/buffer.ts";
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { submitDispatches } from "../src/gpu/dispatch.ts";
-import { ARENA_ALIGNMENT, Optimizer, type OptimizerConfig } from "../src/ops/optimizer.ts";
+import { Optimizer, type OptimizerConfig } from "../src/train/optimizer.ts";
 
 /** Trainable parameters of the CIFAR ResNet-18 (conv weights, BN weights and biases, fc). */
 export const RESNET18_PARAMETERS = 11_173_962;
@@ -67,7 +67,7 @@ export async function benchOptimizer(
   const parameters = options.parameters ?? RESNET18_PARAMETERS;
   const configs = options.configs ?? [{ kind: "adam", lr: 1e-3 }];
   const minSeconds = options.minSeconds ?? 1;
-  const floatsPerBlock = ARENA_ALIGNMENT / 4;
+  const floatsPerBlock = STORAGE_ALIGNMENT / 4;
   const length = Math.ceil(parameters / floatsPerBlock) * floatsPerBlock;
   const params = uploadBuffer(gpu, "bench params", randomValues(length), STORAGE_USAGE);
   const grads = uploadBuffer(gpu, "bench grads", randomValues(length), STORAGE_USAGE);

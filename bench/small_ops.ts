@@ -6,13 +6,14 @@
  *   deno run --allow-env bench/small_ops.ts [--quick]
  */
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
-import type { Dispatch } from "../src/gpu/dispatch.ts";
-import { createTensor, elementCount, type Tensor } from "../src/gpu/tensor.ts";
+import type { KernelCall } from "../src/gpu/kernel_call.ts";
+import { byteSize, createTensor, type DType, type Tensor } from "../src/gpu/tensor.ts";
 import { addForward } from "../src/ops/add.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../src/ops/global_avg_pool.ts";
 import { linearBackward, linearForward } from "../src/ops/linear.ts";
 import { reluBackward, reluForward } from "../src/ops/relu.ts";
 import { createMetrics, crossEntropyTrain } from "../src/ops/softmax_cross_entropy.ts";
+import { materialize } from "../src/plan/materialize.ts";
 import { formatTable, timeSubmits } from "./timing.ts";
 
 export interface SmallOpRow {
@@ -24,16 +25,15 @@ export interface SmallOpRow {
   gbPerSecond: number;
 }
 
-const bytesOf = (...tensors: Tensor[]) =>
-  tensors.reduce((sum, t) => sum + elementCount(t.shape) * 4, 0);
+const bytesOf = (...tensors: Tensor[]) => tensors.reduce((sum, t) => sum + byteSize(t), 0);
 
 export async function benchSmallOps(
   gpu: Gpu,
   { batch = 128, minMs = 500 } = {},
 ): Promise<SmallOpRow[]> {
   const tensors: Tensor[] = [];
-  const tensor = (label: string, shape: number[]) => {
-    const t = createTensor(gpu, label, shape);
+  const tensor = (label: string, shape: number[], dtype: DType = "f32") => {
+    const t = createTensor(gpu, label, shape, dtype);
     tensors.push(t);
     return t;
   };
@@ -47,41 +47,41 @@ export async function benchSmallOps(
   const [logits, dLogits] = ["logits", "d logits"].map((label) => tensor(label, [batch, 10]));
   const dWeight = tensor("d fc weight", [10, 512]);
   const dBias = tensor("d fc bias", [10]);
-  const labels = tensor("labels", [batch]);
+  const labels = tensor("labels", [batch], "u32");
   const metrics = createMetrics(gpu);
   tensors.push(metrics);
 
-  const cases: [string, number[], Dispatch[], number][] = [
-    ["relu forward", activation, [await reluForward(gpu, x, y)], bytesOf(x, y)],
-    ["relu backward", activation, [await reluBackward(gpu, y, dy, dx)], bytesOf(y, dy, dx)],
+  const cases: [string, number[], KernelCall[], number][] = [
+    ["relu forward", activation, reluForward({ x, y }), bytesOf(x, y)],
+    ["relu backward", activation, reluBackward({ y, dy, dx }), bytesOf(y, dy, dx)],
     [
       "add (residual, gradient sum)",
       activation,
-      [await addForward(gpu, x, dy, dx)],
+      addForward({ a: x, b: dy, y: dx }),
       bytesOf(x, dy, dx),
     ],
     [
       "global avg pool forward",
       last,
-      [await globalAvgPoolForward(gpu, features, pooled)],
+      globalAvgPoolForward({ x: features, y: pooled }),
       bytesOf(features, pooled),
     ],
     [
       "global avg pool backward",
       last,
-      [await globalAvgPoolBackward(gpu, dPooled, dFeatures)],
+      globalAvgPoolBackward({ dy: dPooled, dx: dFeatures }),
       bytesOf(dPooled, dFeatures),
     ],
     [
       "linear forward",
       [batch, 512, 10],
-      [await linearForward(gpu, { x: pooled, weight, bias, y: logits })],
+      linearForward({ x: pooled, weight, bias, y: logits }),
       bytesOf(pooled, weight, bias, logits),
     ],
     [
       "linear backward",
       [batch, 512, 10],
-      await linearBackward(gpu, {
+      linearBackward({
         x: pooled,
         weight,
         bias,
@@ -95,13 +95,15 @@ export async function benchSmallOps(
     [
       "softmax cross-entropy",
       [batch, 10],
-      [await crossEntropyTrain(gpu, { logits, labels, metrics, dlogits: dLogits })],
+      crossEntropyTrain({ logits, labels, metrics, dlogits: dLogits }),
       bytesOf(logits, labels, dLogits),
     ],
   ];
   const rows: SmallOpRow[] = [];
-  for (const [op, shape, dispatches, bytes] of cases) {
-    const ms = await timeSubmits(gpu, [dispatches], { minMs });
+  for (const [op, shape, calls, bytes] of cases) {
+    const materialized = await materialize(gpu, calls, { label: `bench ${op}` });
+    const ms = await timeSubmits(gpu, [materialized.dispatches], { minMs });
+    materialized.destroy();
     rows.push({
       adapter: gpu.adapterName,
       op,

@@ -5,11 +5,11 @@
  *   deno run --allow-env bench/training_step.ts [--quick]
  */
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
-import { uploadBuffer } from "../src/gpu/buffer.ts";
-import { createTensor, type Tensor } from "../src/gpu/tensor.ts";
+import { createTensor, type Tensor, tensorFromData } from "../src/gpu/tensor.ts";
 import { type PresetName, resnetConfig } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";
-import { Optimizer } from "../src/ops/optimizer.ts";
+import { Optimizer } from "../src/train/optimizer.ts";
+import { KernelPolicy } from "../src/ops/policy.ts";
 import { createMetrics } from "../src/ops/softmax_cross_entropy.ts";
 import { StepPlan } from "../src/plan/plan.ts";
 import { Random } from "../src/util/random.ts";
@@ -20,6 +20,8 @@ export interface TrainingStepBenchOptions {
   batchSize?: number;
   /** Shortest timed trial per measurement, in milliseconds. */
   minMs?: number;
+  /** Picks the kernel variants (default: the adapter's). */
+  policy?: KernelPolicy;
 }
 
 export interface TrainingStepBenchRow {
@@ -42,18 +44,8 @@ function syntheticBatch(gpu: Gpu, batchSize: number): { input: Tensor; labels: T
   const images = Float32Array.from({ length: batchSize * 32 * 32 * 3 }, () => random.normal());
   const labels = Uint32Array.from({ length: batchSize }, () => random.integer(10));
   return {
-    input: {
-      label: "input",
-      buffer: uploadBuffer(gpu, "input", images),
-      offset: 0,
-      shape: [batchSize, 32, 32, 3],
-    },
-    labels: {
-      label: "labels",
-      buffer: uploadBuffer(gpu, "labels", labels),
-      offset: 0,
-      shape: [batchSize],
-    },
+    input: tensorFromData(gpu, "input", [batchSize, 32, 32, 3], images),
+    labels: tensorFromData(gpu, "labels", [batchSize], labels),
   };
 }
 
@@ -65,6 +57,7 @@ export async function benchTrainingStep(
     models = [{ preset: "resnet18", width: 0.25 }, { preset: "resnet18", width: 1 }],
     batchSize = 128,
     minMs = 2000,
+    policy = KernelPolicy.forAdapter(gpu),
   } = options;
   const rows: TrainingStepBenchRow[] = [];
   for (const { preset, width } of models) {
@@ -72,14 +65,14 @@ export async function benchTrainingStep(
     weights.initialize(0);
     const { input, labels } = syntheticBatch(gpu, batchSize);
     const metrics = createMetrics(gpu);
-    const confusion = createTensor(gpu, "confusion", [10, 10]);
-    const train = await StepPlan.build(gpu, weights, "train", { input, labels, metrics });
+    const confusion = createTensor(gpu, "confusion", [10, 10], "u32");
+    const train = await StepPlan.build(gpu, weights, "train", { input, labels, metrics }, policy);
     const evaluation = await StepPlan.build(gpu, weights, "eval", {
       input,
       labels,
       metrics,
       confusion,
-    });
+    }, policy);
     const optimizer = await Optimizer.create(
       gpu,
       { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
@@ -152,9 +145,13 @@ if (import.meta.main) {
   const gpu = await requestGpu();
   const quick = Deno.args.includes("--quick");
   console.log(`adapter: ${gpu.adapterName}`);
+  const policy = KernelPolicy.forAdapter(gpu);
   const rows = await benchTrainingStep(
     gpu,
-    quick ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200 } : {},
+    quick
+      ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200, policy }
+      : { policy },
   );
+  console.log(`kernels: ${policy.describe()}`);
   console.log(trainingStepTable(rows));
 }

@@ -7,7 +7,7 @@
 //             kernel of its own; where a gradient must be summed (a tensor read by two
 //             consumers), the plan runs `forward` on the two gradients.
 
-override WORKGROUP_SIZE: u32 = 256u;
+override WORKGROUP_SIZE: u32;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

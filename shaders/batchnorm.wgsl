@@ -30,8 +30,8 @@
 //   gradient_partials            Σ dy_eff and Σ dy_eff · (x − mean) over a lane's rows -> workspace
 //   gradient_combine[_tree]      dbeta = Σ dy_eff, dgamma = invStd · Σ dy_eff · (x − mean), and the
 //                                per-channel coefficients of dx -> workspace
-//   input_gradient[_residual]    dx = gamma · invStd · (dy_eff − Σdy_eff / M − x̂ · Σ dy_eff·x̂ / M)
-//                                [and dresidual = dy_eff]
+//   input_gradient               dx = gamma · invStd · (dy_eff − Σdy_eff / M − x̂ · Σ dy_eff·x̂ / M)
+//                                [and dresidual = dy_eff, with RESIDUAL]
 //
 // Accuracy. The one-pass E[x²] − E[x]² cancels catastrophically in f32 once mean² ≫ variance
 // (for 1000 + U(−1, 1) it loses every digit); Welford's update keeps each lane's M2 centred and
@@ -63,11 +63,12 @@ override ROWS_PER_LANE: u32;
 override LANES_PER_ROW: u32 = VECTORS_PER_ROW / VECTORS_PER_LANE;
 override ROW_BLOCKS: u32 = (ROWS + ROWS_PER_LANE - 1u) / ROWS_PER_LANE;
 // A power of two for the tree combines.
-override WORKGROUP_SIZE: u32 = 64u;
+override WORKGROUP_SIZE: u32;
 override EPS: f32 = 1e-5;
 override MOMENTUM: f32 = 0.1;
 override RELU: bool = false;
-// Without a residual the op binds x in its place; the folded-away branch never reads it.
+// With a residual: normalize adds it (without one, the op binds x in its place, never read);
+// input_gradient writes its gradient (without one, the op binds a scratch tensor, never written).
 override RESIDUAL: bool = false;
 // Eval mode: normalize's spread binding holds running_var instead of invStd.
 override SPREAD_IS_VARIANCE: bool = false;
@@ -570,22 +571,9 @@ fn input_gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
   for (var row = lane.first_row; row < lane.end_row; row++) {
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
-      input_dx[base + k] = input_gradient_vector(coefficients[k], base + k).dx;
-    }
-  }
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn input_gradient_residual(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let lane = lane_at(gid, groups);
-  if (lane.first_row == ROWS) { return; }
-  let coefficients = lane_coefficients(lane);
-  for (var row = lane.first_row; row < lane.end_row; row++) {
-    let base = row * VECTORS_PER_ROW + lane.first_vector;
-    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let gradient = input_gradient_vector(coefficients[k], base + k);
       input_dx[base + k] = gradient.dx;
-      input_dresidual[base + k] = gradient.dy_eff;
+      if (RESIDUAL) { input_dresidual[base + k] = gradient.dy_eff; }
     }
   }
 }
@@ -601,26 +589,9 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
       let i = scalar_offsets(row * CHANNELS, v);
       let gradient = input_gradient_scalars(coefficients[k], i);
       for (var component = 0u; component < 4u; component++) {
-        if (is_real_channel(v, component)) { input_dx_scalar[i[component]] = gradient.dx[component]; }
-      }
-    }
-  }
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn input_gradient_residual_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let lane = lane_at(gid, groups);
-  if (lane.first_row == ROWS) { return; }
-  let coefficients = lane_coefficients(lane);
-  for (var row = lane.first_row; row < lane.end_row; row++) {
-    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
-      let v = lane.first_vector + k;
-      let i = scalar_offsets(row * CHANNELS, v);
-      let gradient = input_gradient_scalars(coefficients[k], i);
-      for (var component = 0u; component < 4u; component++) {
         if (is_real_channel(v, component)) {
           input_dx_scalar[i[component]] = gradient.dx[component];
-          input_dresidual_scalar[i[component]] = gradient.dy_eff[component];
+          if (RESIDUAL) { input_dresidual_scalar[i[component]] = gradient.dy_eff[component]; }
         }
       }
     }

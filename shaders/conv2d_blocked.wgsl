@@ -36,7 +36,7 @@ override PADDING: u32;
 // through the *_flat views. Each input is bound twice, once per view, and the override removes
 // the loads of the unused one; read-only bindings may alias.
 override VECTORIZED: bool;
-override WORKGROUP_SIZE: u32 = 8u;
+override WORKGROUP_SIZE: u32;
 // backward_weight: output pixels per range (a multiple of 4).
 override SPLIT_PIXELS: u32 = 4u;
 

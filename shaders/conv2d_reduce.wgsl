@@ -3,7 +3,7 @@
 // WEIGHT_SIZE elements. One invocation per element; the sums are short (tens), so this pass is
 // memory-bound and cheap next to the convolution.
 
-override WORKGROUP_SIZE: u32 = 64u;
+override WORKGROUP_SIZE: u32;
 override SPLITS: u32;
 override WEIGHT_SIZE: u32;
 

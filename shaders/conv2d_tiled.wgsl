@@ -37,6 +37,11 @@ override CLASS_H = (IN_H + STRIDE - 1u) / STRIDE;
 override CLASS_W = (IN_W + STRIDE - 1u) / STRIDE;
 override CLASS_PIXELS = BATCH * CLASS_H * CLASS_W;
 
+// The workgroup, set by the op (src/ops/conv2d.ts). The tiling below is written for 16 x 16
+// invocations of 4 x 4 outputs each (TILE = 64, DEPTH = 16, 256 invocations staging 4 + 4
+// elements each): the op passes exactly that.
+override WORKGROUP_SIZE_X: u32;
+override WORKGROUP_SIZE_Y: u32;
 const TILE = 64u;
 const DEPTH = 16u;
 // vec4s per reduction element in a tile: 16 hold the 64 rows (or columns), one more pads the
@@ -99,9 +104,9 @@ fn input_row(p: Pixel, kh: u32, kw: u32) -> i32 {
 @group(0) @binding(2) var<storage, read_write> forward_y: array<f32>;
 
 // Workgroup (x, y): output pixels 64 x .. +64, output channels 64 y .. +64.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WORKGROUP_SIZE_X, WORKGROUP_SIZE_Y)
 fn forward(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let t = lid.y * 16u + lid.x;
+  let t = lid.y * WORKGROUP_SIZE_X + lid.x;
   let first = wid.x * TILE;
   let o0 = wid.y * TILE;
   // This invocation stages reduction element k0 + t % 16 of rows (pixels) and columns
@@ -154,9 +159,9 @@ fn class_pixel(q: u32, class_y: u32, class_x: u32) -> Pixel {
 // Workgroup (x, y, z): input pixels 64 x .. +64 of parity class z, input channels 64 y .. +64.
 // The reduction runs over the taps that reach the class (kh = class_y + PADDING mod STRIDE, as
 // in conv2d_blocked.wgsl), and within a tap over output channels in steps of 16.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WORKGROUP_SIZE_X, WORKGROUP_SIZE_Y)
 fn backward_input(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let t = lid.y * 16u + lid.x;
+  let t = lid.y * WORKGROUP_SIZE_X + lid.x;
   let first = wid.x * TILE;
   let c0 = wid.y * TILE;
   let class_y = wid.z / STRIDE;
@@ -212,9 +217,9 @@ fn backward_input(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_i
 
 // Workgroup (x, y, z): weight columns (tap, input channel) 64 x .. +64, output channels
 // 64 y .. +64, summed over output pixels SPLIT_PIXELS z .. +SPLIT_PIXELS.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WORKGROUP_SIZE_X, WORKGROUP_SIZE_Y)
 fn backward_weight(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let t = lid.y * 16u + lid.x;
+  let t = lid.y * WORKGROUP_SIZE_X + lid.x;
   let column0 = wid.x * TILE;
   let o0 = wid.y * TILE;
   let begin = wid.z * SPLIT_PIXELS;

@@ -2,7 +2,7 @@
 //   forward:  y[n, c] = mean over (h, w) of x[n, h, w, c]; one invocation per (n, c)
 //   backward: dx[n, h, w, c] = dy[n, c] / (H * W); one invocation per element of dx
 
-override WORKGROUP_SIZE: u32 = 64u;
+override WORKGROUP_SIZE: u32;
 override SPATIAL: u32;   // H * W
 override CHANNELS: u32;  // C
 

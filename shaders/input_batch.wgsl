@@ -14,11 +14,11 @@
 // padded with 4 black pixels (raw 0, before normalisation) on each side, a 32x32 window at
 // offsets (offset_x, offset_y) in 0..8 is cut, and it is mirrored with probability 1/2. The draws
 // come from a stateless hash of (seed, epoch, data set index), so a resumed run reproduces them;
-// `augmentationDraw` in src/data/gpu_dataset.ts is the same function for the CPU.
+// `augmentationDraw` in src/ops/input_batch.ts is the same function for the CPU.
 // One invocation per output pixel writes its 3 channels: the draws are per sample, the three
 // planes share the source position, and the writes are contiguous.
 
-override WORKGROUP_SIZE: u32 = 256u;
+override WORKGROUP_SIZE: u32;
 override BATCH: u32;
 override FIRST_CHUNK_IMAGES: u32;
 override AUGMENT: bool;

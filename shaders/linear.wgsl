@@ -6,7 +6,7 @@
 //                    dbias[o] = sum_n dy[n, o]                            by the invocations with i = 0
 // The classifier head is tiny (512 x 10), so plain dot products serve.
 
-override WORKGROUP_SIZE: u32 = 64u;
+override WORKGROUP_SIZE: u32;
 override BATCH: u32;
 override IN: u32;
 override OUT: u32;

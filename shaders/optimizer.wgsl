@@ -22,7 +22,7 @@
 // operation order (lerp for m, scalars folded on the host in f64) so that f32 results match
 // PyTorch's to rounding.
 
-override WORKGROUP_SIZE: u32 = 256u;
+override WORKGROUP_SIZE: u32;
 override WEIGHT_DECAY: f32 = 0.0;
 override DECOUPLED_WEIGHT_DECAY: bool = false;
 override BETA2: f32 = 0.999;

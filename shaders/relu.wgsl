@@ -3,7 +3,7 @@
 //   backward: dx = dy where y > 0, else 0 (the mask comes from the output, so x need not be kept)
 // The element count is the bound range's arrayLength; see README.md for the grid convention.
 
-override WORKGROUP_SIZE: u32 = 256u;
+override WORKGROUP_SIZE: u32;
 
 @group(0) @binding(0) var<storage, read> forward_x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> forward_y: array<f32>;

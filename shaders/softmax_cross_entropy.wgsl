@@ -11,7 +11,7 @@
 // confusion matrix needs atomics.
 // `forward_backward` is the training entry point; `evaluate` skips the gradient.
 
-override WORKGROUP_SIZE: u32 = 64u;  // a power of two (tree reduction)
+override WORKGROUP_SIZE: u32;  // a power of two (tree reduction)
 override BATCH: u32;
 override CLASSES: u32;
 

@@ -13,7 +13,7 @@ import {
 import { type PresetName, type ResNetConfig, resnetConfig } from "../model/config.ts";
 import { ModelWeights } from "../model/weights.ts";
 import { describeModel } from "./describe.ts";
-import { UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
 
 export interface ModelFlags {
   model: PresetName;

@@ -4,7 +4,7 @@
  */
 import { type CifarDataset, type CifarSplit, IMAGE_BYTES } from "../data/cifar.ts";
 import { loadCifar10 } from "../data/load.ts";
-import { UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
 
 export interface ImageLimits {
   /** --limit: training images to keep, all when undefined. */

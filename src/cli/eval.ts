@@ -3,13 +3,15 @@
  * matrix with each class's accuracy.
  */
 import { requestGpu } from "../gpu/device.ts";
+import { KernelPolicy } from "../ops/policy.ts";
 import { type EvaluationResult, Evaluator } from "../train/evaluator.ts";
 import { ProgressBar } from "../train/progress.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
 import { evalCommand, helpText, parseCommandLine } from "./flags.ts";
-import { runCli, UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
+import { runCli } from "./run.ts";
 
 /** Columns of the confusion matrix are headed by this many letters of each class name. */
 const COLUMN_LETTERS = 5;
@@ -33,7 +35,9 @@ export async function runEval(args: string[], log = console.log): Promise<void> 
   log(`adapter: ${describeAdapter(gpu)}`);
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
-  const evaluator = await Evaluator.create(gpu, weights, data.test, values.evalBatchSize);
+  const policy = KernelPolicy.forAdapter(gpu, values.kernels);
+  const evaluator = await Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy);
+  log(`kernels: ${policy.describe()}`);
   const bar = new ProgressBar("test", evaluator.batches, { unit: "batch" });
   const result = await evaluator.evaluate((done) => bar.update(done, done));
   bar.clear();

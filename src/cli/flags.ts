@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { type PresetName, presetNames, resNetConfigSchema } from "../model/config.ts";
-import { UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
 
 /** One flag. A flag without a `valueName` is a switch, given as --name or --no-name. */
 export interface Flag<T> {
@@ -152,6 +152,13 @@ const testLimitFlag = optionalFlag(
   "evaluate on the first N test images only, for quick runs",
   "all",
 );
+/** The kernel family (src/ops/policy.ts); "auto" takes the adapter's. */
+export const kernelsFlag = valueFlag(
+  choice(["auto", "cpu", "gpu"]),
+  "kernel variants: cpu (no workgroup memory) or gpu (workgroup-memory tiles); auto picks by " +
+    "the adapter, and a resumed run keeps the kernels it started with",
+  "auto",
+);
 const checkpointFlag = optionalFlag(
   path,
   "the checkpoint to load: a .safetensors file from train, or a PyTorch state dict",
@@ -212,6 +219,7 @@ const trainFlags = {
   data: dataFlag,
   evalBatchSize: evalBatchSizeFlag,
   testLimit: testLimitFlag,
+  kernels: kernelsFlag,
   runDir: valueFlag(
     path,
     "where metrics.jsonl, last.safetensors, best.safetensors and chart.svg go",
@@ -261,6 +269,7 @@ export const evalCommand = {
     testLimit: testLimitFlag,
     model: modelFlag("resnet18", "the model of a checkpoint without metadata"),
     width: widthFlag(1, "the width multiplier of a checkpoint without metadata"),
+    kernels: kernelsFlag,
   },
 } satisfies Command<FlagTable>;
 
@@ -272,6 +281,7 @@ export const predictCommand = {
     checkpoint: checkpointFlag,
     model: evalCommand.flags.model,
     width: evalCommand.flags.width,
+    kernels: kernelsFlag,
   },
 } satisfies Command<FlagTable>;
 

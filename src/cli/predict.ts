@@ -3,12 +3,14 @@
  * with their probabilities.
  */
 import { requestGpu } from "../gpu/device.ts";
+import { KernelPolicy } from "../ops/policy.ts";
 import { DEFAULT_CLASS_NAMES } from "../data/cifar.ts";
 import { decodePngToCifar, ImageError } from "../data/image.ts";
 import { Predictor, topClasses } from "../train/predict.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { helpText, parseCommandLine, predictCommand } from "./flags.ts";
-import { runCli, UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
+import { runCli } from "./run.ts";
 
 const TOP = 3;
 
@@ -26,7 +28,8 @@ export async function runPredict(args: string[], log = console.log): Promise<voi
   const images = await Promise.all(paths.map(readImage));
   const gpu = await requestGpu();
   const { weights } = await loadCheckpointModel(gpu, values.checkpoint, values, given);
-  const predictor = await Predictor.create(gpu, weights, images);
+  const policy = KernelPolicy.forAdapter(gpu, values.kernels);
+  const predictor = await Predictor.create(gpu, weights, images, policy);
   const logits = await predictor.logits();
   predictor.destroy();
   weights.destroy();

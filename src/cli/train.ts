@@ -4,10 +4,11 @@
  */
 import { resolve } from "node:path";
 import { z } from "zod";
-import { requestGpu } from "../gpu/device.ts";
+import { type Gpu, requestGpu } from "../gpu/device.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import { decodeCheckpoint } from "../model/checkpoint.ts";
 import { resnetConfig } from "../model/config.ts";
+import { type KernelChoices, KernelPolicy } from "../ops/policy.ts";
 import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
 import { epochRecordSchema, resumeTarget, RunDirectory } from "../train/run_dir.ts";
 import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
@@ -24,7 +25,8 @@ import {
   type TrainRecipe,
   trainRecipeSchema,
 } from "./flags.ts";
-import { runCli, UsageError } from "./run.ts";
+import { UsageError } from "../errors.ts";
+import { runCli } from "./run.ts";
 
 type TrainFlags = typeof trainCommand.flags;
 type ParsedTrainFlags = Extract<CommandLine<TrainFlags>, { help: false }>;
@@ -44,6 +46,9 @@ interface RunSettings {
   data: string;
   evalBatchSize: number;
   testLimit?: number;
+  kernels: ParsedTrainFlags["values"]["kernels"];
+  /** The kernel choices a resumed run was computing with, unless --kernels overrides them. */
+  storedKernels?: KernelChoices;
   runDir: string;
   stopAfter?: number;
   resume?: ResumePoint;
@@ -62,7 +67,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
   const gpu = await requestGpu();
   log(`adapter: ${describeAdapter(gpu)}`);
   const data = await loadData(settings.data, { train: recipe.limit, test: settings.testLimit });
-  const trainer = trainerOptions(recipe, data.train.count);
+  const trainer = trainerOptions(recipe, data.train.count, kernelPolicy(gpu, settings));
   const model = resnetConfig(recipe.model, recipe.width);
   const runDir = await RunDirectory.open(
     settings.runDir,
@@ -139,6 +144,7 @@ export function newRunSettings(line: ParsedTrainFlags): RunSettings {
     data: values.data,
     evalBatchSize: values.evalBatchSize,
     testLimit: values.testLimit,
+    kernels: values.kernels,
     runDir: values.runDir,
     stopAfter: values.stopAfter,
     continuesInPlace: false,
@@ -181,6 +187,8 @@ async function resumedRunSettings(line: ParsedTrainFlags, resume: string): Promi
     data: given.has("data") ? values.data : state.data.data,
     evalBatchSize: given.has("evalBatchSize") ? values.evalBatchSize : state.data.evalBatchSize,
     testLimit: given.has("testLimit") ? values.testLimit : state.data.testLimit,
+    kernels: values.kernels,
+    storedKernels: given.has("kernels") ? undefined : checkpoint.metadata?.kernels,
     runDir,
     stopAfter: values.stopAfter,
     resume: { checkpoint: { ...checkpoint, optimizer }, source, history },
@@ -210,8 +218,22 @@ function describeRecipe(recipe: TrainRecipe): string {
     .join(" ");
 }
 
+/**
+ * The kernel policy: a resumed run computes with the kernels it started with (so its numbers are
+ * those of an uninterrupted run) unless --kernels is given; a new run takes --kernels.
+ */
+function kernelPolicy(gpu: Gpu, settings: RunSettings): KernelPolicy {
+  return settings.storedKernels
+    ? KernelPolicy.restoring(settings.storedKernels)
+    : KernelPolicy.forAdapter(gpu, settings.kernels);
+}
+
 /** The Trainer's options for `recipe` over `images` training images, checked. */
-function trainerOptions(recipe: TrainRecipe, images: number): TrainingRunOptions["trainer"] {
+function trainerOptions(
+  recipe: TrainRecipe,
+  images: number,
+  policy: KernelPolicy,
+): TrainingRunOptions["trainer"] {
   // As the Trainer counts them: full batches only.
   const stepsPerEpoch = Math.floor(images / recipe.batchSize);
   if (stepsPerEpoch === 0) {
@@ -229,6 +251,7 @@ function trainerOptions(recipe: TrainRecipe, images: number): TrainingRunOptions
       : { kind, lr, weightDecay, betas: recipe.betas },
     schedule: schedule(recipe, stepsPerEpoch),
     seed: recipe.seed,
+    policy,
   };
 }
 

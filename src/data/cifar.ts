@@ -2,6 +2,7 @@
  * The in-memory form of CIFAR-10 that every loader produces, whatever the layout on disk, and the
  * checks that both layouts share.
  */
+import { UserError } from "../errors.ts";
 
 /** Bytes of one 32x32 RGB image: 1024 red, then 1024 green, then 1024 blue, each plane row by row. */
 export const IMAGE_BYTES = 3 * 32 * 32;
@@ -60,7 +61,7 @@ const REDOWNLOAD = "re-download the data set";
  * A problem with the data on disk. The message is one line: the file, what is wrong with it, and
  * what to do about it, so that a user can act on it without reading code.
  */
-export class DataError extends Error {
+export class DataError extends UserError {
   constructor(
     readonly file: string,
     readonly problem: string,

@@ -2,13 +2,14 @@
  * Turns a PNG file of any size and colour type into a CIFAR-10 input: 32x32 RGB, stored as three
  * 1024-byte planes (red, green, blue), each row by row.
  */
+import { UserError } from "../errors.ts";
 import { decode, type DecodedPng, hasPngSignature } from "fast-png";
 
 export const CIFAR_SIDE = 32;
 export const CIFAR_IMAGE_BYTES = 3 * CIFAR_SIDE * CIFAR_SIDE;
 
 /** An image file that cannot be used; the message is one line naming the file. */
-export class ImageError extends Error {
+export class ImageError extends UserError {
   constructor(source: string, problem: string) {
     super(`${source}: ${problem}`);
     this.name = "ImageError";

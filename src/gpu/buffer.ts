@@ -2,12 +2,20 @@
  * The one buffer helper shared by the runtime and the tests: create (checked against the device's
  * limits), upload, and read back.
  */
+import { UserError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 
 /** Raised when a buffer would exceed the device's limits; the message names it and the fix. */
-export class BufferLimitError extends Error {
+export class BufferLimitError extends UserError {
   override name = "BufferLimitError";
 }
+
+/**
+ * Byte alignment of every tensor that shares a buffer (arena entries, counters, optimizer chunks):
+ * WebGPU's default minStorageBufferOffsetAlignment, which no adapter exceeds, so layouts are the
+ * same on every device.
+ */
+export const STORAGE_ALIGNMENT = 256;
 
 export const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;

@@ -3,10 +3,11 @@
  * buffers per stage, 16 KiB workgroup memory, 128 MiB per binding) so that the same kernels run
  * in browsers; a caller can ask for more explicitly.
  */
+import { UserError } from "../errors.ts";
 import { PipelineCache } from "./pipeline.ts";
 
 /** Raised when no WebGPU adapter or device can be had; the message names the fix. */
-export class GpuUnavailableError extends Error {
+export class GpuUnavailableError extends UserError {
   override name = "GpuUnavailableError";
 }
 

@@ -3,6 +3,7 @@
  * and pipeline validation errors surface here, at plan-build time, as exceptions naming the
  * kernel; nothing is checked per dispatch.
  */
+import { UserError } from "../errors.ts";
 
 /** A WGSL source file and the name it is known by (its file name without `.wgsl`). */
 export interface Kernel {
@@ -13,7 +14,7 @@ export interface Kernel {
 export type OverrideConstants = Record<string, number>;
 
 /** Raised when a kernel fails to compile or its pipeline fails validation. */
-export class KernelError extends Error {
+export class KernelError extends UserError {
   override name = "KernelError";
 }
 
@@ -68,20 +69,20 @@ export class PipelineCache {
     label: string,
   ): Promise<GPUComputePipeline> {
     const module = await this.#module(kernel);
-    this.#device.pushErrorScope("validation");
-    const pipeline = this.#device.createComputePipeline({
-      label,
-      layout: "auto",
-      compute: { module, entryPoint, constants },
-    });
-    const error = await this.#device.popErrorScope();
-    if (error) {
+    try {
+      // The async form lets the driver compile many pipelines at once (materialize asks for all
+      // of a plan's together).
+      return await this.#device.createComputePipelineAsync({
+        label,
+        layout: "auto",
+        compute: { module, entryPoint, constants },
+      });
+    } catch (error) {
       throw new KernelError(
         `Kernel ${kernel.name}.wgsl entry point ${entryPoint} (${JSON.stringify(constants)}) ` +
-          `fails validation: ${oneLine(error.message)}`,
+          `fails validation: ${oneLine(error instanceof Error ? error.message : String(error))}`,
       );
     }
-    return pipeline;
   }
 }
 

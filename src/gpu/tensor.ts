@@ -1,35 +1,102 @@
 /**
- * A tensor is a typed view of a range of a GPU buffer. Activations are NHWC, conv weights OHWI
- * (see shaders/README.md); the shape is kept for validation and for the CPU side, the kernels
- * receive sizes as override constants.
+ * Tensors: a label, a shape and an element type (`TensorDesc`), and where storage exists, a range
+ * of a GPU buffer (`Tensor`). Ops plan over descriptions alone; the plan gives the transient ones
+ * storage. Activations are NHWC, conv weights OHWI (see shaders/README.md); kernels receive sizes
+ * as override constants, the shape is kept for validation and for the CPU side.
  */
-import { createBuffer } from "./buffer.ts";
+import { createBuffer, uploadBuffer } from "./buffer.ts";
 import type { Gpu } from "./device.ts";
+import { elementCount } from "../util/shape.ts";
 
-export interface Tensor {
+/** Element types: what the WGSL side declares as `f32`, `u32`, `i32` or `f16`. */
+export type DType = "f32" | "u32" | "i32" | "f16";
+
+const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, u32: 4, i32: 4, f16: 2 };
+
+/**
+ * What a tensor is, without storage. Object identity is the tensor's identity: a plan tells two
+ * tensors apart by reference, never by label.
+ */
+export interface TensorDesc {
   readonly label: string;
-  readonly buffer: GPUBuffer;
-  /** Byte offset in the buffer; a multiple of the device's minStorageBufferOffsetAlignment. */
-  readonly offset: number;
   readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** A kernel's scratch (a split reduction's partial sums), reported apart from activations. */
+  readonly role?: "workspace";
 }
 
-export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((product, size) => product * size, 1);
+/** A tensor with storage: `byteSize` bytes of `buffer` at `offset`. */
+export interface Tensor extends TensorDesc {
+  readonly buffer: GPUBuffer;
+  /** Byte offset in the buffer; a multiple of STORAGE_ALIGNMENT. */
+  readonly offset: number;
 }
 
-/** Bytes of a tensor's data (4 per element: f32, u32 and i32 alike). */
-export function byteSize(tensor: Pick<Tensor, "shape">): number {
-  return elementCount(tensor.shape) * 4;
+export function hasStorage(tensor: TensorDesc): tensor is Tensor {
+  return "buffer" in tensor;
+}
+
+/** Bytes of a tensor's data, rounded up to whole 4-byte words as WebGPU binds them. */
+export function byteSize(tensor: Pick<TensorDesc, "shape" | "dtype">): number {
+  return Math.ceil(elementCount(tensor.shape) * DTYPE_BYTES[tensor.dtype] / 4) * 4;
+}
+
+/** A tensor without storage, for a plan to allocate. */
+export function tensorDesc(
+  label: string,
+  shape: readonly number[],
+  dtype: DType = "f32",
+): TensorDesc {
+  return { label, shape, dtype };
+}
+
+/** A kernel's scratch tensor, for a plan to allocate beside (and apart from) the activations. */
+export function workspaceDesc(label: string, shape: readonly number[]): TensorDesc {
+  return { label, shape, dtype: "f32", role: "workspace" };
 }
 
 /** A tensor with a buffer of its own. */
-export function createTensor(gpu: Gpu, label: string, shape: readonly number[]): Tensor {
+export function createTensor(
+  gpu: Gpu,
+  label: string,
+  shape: readonly number[],
+  dtype: DType = "f32",
+): Tensor {
   return {
     label,
     shape,
+    dtype,
     offset: 0,
-    buffer: createBuffer(gpu, { label, size: elementCount(shape) * 4 }),
+    buffer: createBuffer(gpu, { label, size: byteSize({ shape, dtype }) }),
+  };
+}
+
+/** Typed arrays a tensor can be made from, and the element type each holds. */
+export type TensorData = Float32Array | Uint32Array | Int32Array;
+
+function dtypeOf(data: TensorData): DType {
+  if (data instanceof Float32Array) return "f32";
+  if (data instanceof Uint32Array) return "u32";
+  return "i32";
+}
+
+/** A tensor with a buffer of its own holding `data`; the element type follows the array's. */
+export function tensorFromData(
+  gpu: Gpu,
+  label: string,
+  shape: readonly number[],
+  data: TensorData,
+  usage?: GPUBufferUsageFlags,
+): Tensor {
+  if (data.length !== elementCount(shape)) {
+    throw new RangeError(`${label}: ${data.length} values do not fill shape [${shape}]`);
+  }
+  return {
+    label,
+    shape,
+    dtype: dtypeOf(data),
+    offset: 0,
+    buffer: uploadBuffer(gpu, label, data, usage),
   };
 }
 

@@ -8,6 +8,8 @@
  * Typed arrays are read and written in the host's byte order, which is little-endian on every
  * platform Deno runs on.
  */
+import { elementCount } from "../util/shape.ts";
+import { UserError } from "../errors.ts";
 
 /** The typed array that holds each supported dtype. */
 export const DTYPE_ARRAYS = {
@@ -39,7 +41,7 @@ export interface Safetensors {
 }
 
 /** A checkpoint file that cannot be read; the message is one line naming the file. */
-export class CheckpointError extends Error {
+export class CheckpointError extends UserError {
   constructor(source: string, problem: string) {
     super(`${source}: ${problem}`);
     this.name = "CheckpointError";
@@ -227,8 +229,4 @@ function isPlainObject(value: unknown): boolean {
 function isShape(value: unknown): value is number[] {
   return Array.isArray(value) &&
     value.every((size) => Number.isSafeInteger(size) && (size as number) >= 0);
-}
-
-function elementCount(shape: number[]): number {
-  return shape.reduce((count, size) => count * size, 1);
 }

@@ -4,6 +4,7 @@
  * checkpoint also holds the optimizer state (`optimizer.<name>` tensors over the flat parameter
  * arena) and a metadata block validated by zod.
  */
+import { elementCount } from "../util/shape.ts";
 import { z } from "zod";
 import {
   CheckpointError,
@@ -11,13 +12,19 @@ import {
   encodeSafetensors,
   type Tensor,
 } from "../io/safetensors.ts";
+import { KERNEL_FAMILIES } from "../ops/policy.ts";
 import { resNetConfigSchema } from "./config.ts";
 import { ohwiToOihw, oihwToOhwi } from "./layout.ts";
-import { elementCount, type ParameterSpec, type StateSpec } from "./parameters.ts";
+import type { ParameterSpec, StateSpec } from "./parameters.ts";
 import type { ModelWeights } from "./weights.ts";
-import type { OptimizerState } from "../ops/optimizer.ts";
 
-export type { OptimizerState };
+/** An optimizer's state, for checkpoints. */
+export interface OptimizerState {
+  /** Steps taken: torch's state["step"]. */
+  step: number;
+  /** Each state buffer under its torch.optim state key, in the arena's layout. */
+  buffers: Record<string, Float32Array>;
+}
 
 export const CHECKPOINT_FORMAT = "webgpu-resnet-checkpoint/1";
 
@@ -31,6 +38,11 @@ export const checkpointMetadataSchema = z.object({
   seed: z.number().int(),
   /** Whatever else the trainer needs to resume exactly (flags, data order, metrics so far). */
   training: z.record(z.string(), z.unknown()).optional(),
+  /** The kernel variants the run computed with (src/ops/policy.ts), to resume with the same. */
+  kernels: z.object({
+    family: z.enum(KERNEL_FAMILIES),
+    choices: z.record(z.string(), z.string()),
+  }).optional(),
 });
 export type CheckpointMetadata = z.infer<typeof checkpointMetadataSchema>;
 

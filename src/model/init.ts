@@ -3,8 +3,9 @@
  * Conv2d and Linear weights kaiming_uniform(a = √5), i.e. U(±1/√fan_in); Linear bias
  * U(±1/√fan_in); BN weight 1, bias 0, running mean 0, running var 1.
  */
+import { elementCount } from "../util/shape.ts";
 import { Random } from "../util/random.ts";
-import { elementCount, type ParameterSpec, type StateSpec } from "./parameters.ts";
+import type { ParameterSpec, StateSpec } from "./parameters.ts";
 
 /** Values in the project's layout, in the order of `specs`. */
 export function initialParameters(specs: readonly ParameterSpec[], seed: number): Float32Array[] {

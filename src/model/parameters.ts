@@ -7,6 +7,8 @@
  * BN running statistics live in a state arena of the same kind; num_batches_tracked counters in a
  * small u32 buffer.
  */
+import { STORAGE_ALIGNMENT } from "../gpu/buffer.ts";
+import { elementCount } from "../util/shape.ts";
 import { type Architecture, convBnUnits } from "./architecture.ts";
 
 export type ParameterRole = "conv_weight" | "bn_weight" | "bn_bias" | "fc_weight" | "fc_bias";
@@ -86,10 +88,6 @@ export function countParameters(architecture: Architecture): number {
   return parameterSpecs(architecture).reduce((sum, spec) => sum + elementCount(spec.shape), 0);
 }
 
-export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((product, size) => product * size, 1);
-}
-
 export interface ArenaEntry<Spec> {
   spec: Spec;
   /** Byte offset in the arena, a multiple of the alignment. */
@@ -103,13 +101,13 @@ export interface ArenaLayout<Spec> {
 }
 
 /**
- * Packs tensors one after another, each at an offset aligned for binding as its own storage
- * range (WebGPU's minStorageBufferOffsetAlignment is 256 by default).
+ * Packs f32 tensors one after another, each at an offset aligned for binding as its own storage
+ * range (STORAGE_ALIGNMENT).
  */
 export function layoutArena<Spec extends { shape: number[] }>(
   specs: readonly Spec[],
-  alignment = 256,
 ): ArenaLayout<Spec> {
+  const alignment = STORAGE_ALIGNMENT;
   let offset = 0;
   const entries = specs.map((spec) => {
     const entry = { spec, offset };

@@ -3,7 +3,8 @@
  * BN running statistics and num_batches_tracked counters. Training and evaluation plans share
  * one ModelWeights.
  */
-import { readBuffer, writeBuffer } from "../gpu/buffer.ts";
+import { elementCount } from "../util/shape.ts";
+import { readBuffer, STORAGE_ALIGNMENT, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Architecture, buildArchitecture, convBnUnits } from "./architecture.ts";
@@ -19,74 +20,94 @@ import {
 } from "./parameters.ts";
 
 /** Each counter gets its own aligned slot so it binds as a range of its own. */
-const COUNTER_STRIDE = 256;
+const COUNTER_STRIDE = STORAGE_ALIGNMENT;
 
 export interface BatchNormTensors {
   gamma: Tensor;
   beta: Tensor;
   runningMean: Tensor;
   runningVar: Tensor;
+  /** [1] u32 */
   numBatchesTracked: Tensor;
 }
 
-export class ModelWeights {
+/** What a plan binds of a model: its architecture and its tensors by PyTorch name. */
+export interface WeightTensors {
   readonly architecture: Architecture;
-  readonly parameterLayout: ArenaLayout<ParameterSpec>;
-  readonly stateLayout: ArenaLayout<StateSpec>;
+  param(name: string): Tensor;
+  grad(name: string): Tensor;
+  batchNorm(name: string): BatchNormTensors;
+}
+
+/** A model's four buffers: parameters, gradients, running statistics and counters. */
+export interface WeightBuffers {
   readonly params: GPUBuffer;
   readonly grads: GPUBuffer;
   readonly state: GPUBuffer;
   readonly counters: GPUBuffer;
-  readonly #gpu: Gpu;
+}
+
+/** Where each of a model's tensors lies in its buffers; a function of the architecture alone. */
+export class WeightLayout {
+  readonly parameterLayout: ArenaLayout<ParameterSpec>;
+  readonly stateLayout: ArenaLayout<StateSpec>;
+  readonly batchNormNames: readonly string[];
+
+  constructor(architecture: Architecture) {
+    this.parameterLayout = layoutArena(parameterSpecs(architecture));
+    this.stateLayout = layoutArena(stateSpecs(architecture));
+    this.batchNormNames = convBnUnits(architecture).map(({ bn }) => bn.name);
+  }
+
+  /** Bytes of each buffer. */
+  get sizes(): Record<keyof WeightBuffers, number> {
+    return {
+      params: this.parameterLayout.size,
+      grads: this.parameterLayout.size,
+      state: this.stateLayout.size,
+      counters: this.batchNormNames.length * COUNTER_STRIDE,
+    };
+  }
+}
+
+/**
+ * A model's tensors as views of its buffers. Making them touches no GPU, so a plan can be built
+ * and checked over any buffers, stand-ins included (tests/plan/plan_test.ts).
+ */
+export class WeightViews extends WeightLayout implements WeightTensors, WeightBuffers {
+  readonly architecture: Architecture;
+  readonly params: GPUBuffer;
+  readonly grads: GPUBuffer;
+  readonly state: GPUBuffer;
+  readonly counters: GPUBuffer;
   readonly #tensors = new Map<string, { param: Tensor; grad: Tensor }>();
   readonly #stateTensors = new Map<string, Tensor>();
-  readonly #batchNormNames: string[];
 
-  constructor(gpu: Gpu, config: ResNetConfig) {
-    this.#gpu = gpu;
-    this.architecture = buildArchitecture(config);
-    const alignment = gpu.device.limits.minStorageBufferOffsetAlignment;
-    this.parameterLayout = layoutArena(parameterSpecs(this.architecture), alignment);
-    this.stateLayout = layoutArena(stateSpecs(this.architecture), alignment);
-    this.#batchNormNames = convBnUnits(this.architecture).map(({ bn }) => bn.name);
-    const size = this.parameterLayout.size;
-    // The arenas are bound per tensor (each under the binding limit); the optimizer binds them
-    // in chunks, so only the buffer size limit applies to the whole.
-    this.params = this.#arena("parameters", size);
-    this.grads = this.#arena("gradients", size);
-    this.state = this.#arena("batch-norm running statistics", this.stateLayout.size);
-    this.counters = this.#arena(
-      "num_batches_tracked",
-      this.#batchNormNames.length * COUNTER_STRIDE,
-    );
+  constructor(architecture: Architecture, buffers: WeightBuffers) {
+    super(architecture);
+    this.architecture = architecture;
+    ({
+      params: this.params,
+      grads: this.grads,
+      state: this.state,
+      counters: this.counters,
+    } = buffers);
+    const view = (label: string, buffer: GPUBuffer, offset: number, shape: number[]): Tensor => ({
+      label,
+      buffer,
+      offset,
+      shape,
+      dtype: "f32",
+    });
     for (const { spec, offset } of this.parameterLayout.entries) {
       this.#tensors.set(spec.name, {
-        param: { label: spec.name, buffer: this.params, offset, shape: spec.shape },
-        grad: { label: `grad ${spec.name}`, buffer: this.grads, offset, shape: spec.shape },
+        param: view(spec.name, this.params, offset, spec.shape),
+        grad: view(`grad ${spec.name}`, this.grads, offset, spec.shape),
       });
     }
     for (const { spec, offset } of this.stateLayout.entries) {
-      this.#stateTensors.set(spec.name, {
-        label: spec.name,
-        buffer: this.state,
-        offset,
-        shape: spec.shape,
-      });
+      this.#stateTensors.set(spec.name, view(spec.name, this.state, offset, spec.shape));
     }
-  }
-
-  #arena(label: string, size: number): GPUBuffer {
-    if (size > this.#gpu.device.limits.maxBufferSize) {
-      throw new RangeError(
-        `${label} need ${size} bytes, over this device's maxBufferSize ` +
-          `${this.#gpu.device.limits.maxBufferSize}: use a smaller model or width multiplier`,
-      );
-    }
-    return this.#gpu.device.createBuffer({
-      label,
-      size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
   }
 
   param(name: string): Tensor {
@@ -104,7 +125,7 @@ export class ModelWeights {
   }
 
   batchNorm(name: string): BatchNormTensors {
-    const index = this.#batchNormNames.indexOf(name);
+    const index = this.batchNormNames.indexOf(name);
     if (index < 0) throw new Error(`model has no batch norm ${name}`);
     return {
       gamma: this.param(`${name}.weight`),
@@ -116,12 +137,28 @@ export class ModelWeights {
         buffer: this.counters,
         offset: index * COUNTER_STRIDE,
         shape: [1],
+        dtype: "u32",
       },
     };
   }
+}
 
-  get batchNormNames(): readonly string[] {
-    return this.#batchNormNames;
+/** A model's buffers on a GPU, with their upload, download and initialisation. */
+export class ModelWeights extends WeightViews {
+  readonly #gpu: Gpu;
+
+  constructor(gpu: Gpu, config: ResNetConfig) {
+    const architecture = buildArchitecture(config);
+    const sizes = new WeightLayout(architecture).sizes;
+    // The arenas are bound per tensor (each under the binding limit); the optimizer binds them
+    // in chunks, so only the buffer size limit applies to the whole.
+    super(architecture, {
+      params: createArena(gpu, "parameters", sizes.params),
+      grads: createArena(gpu, "gradients", sizes.grads),
+      state: createArena(gpu, "batch-norm running statistics", sizes.state),
+      counters: createArena(gpu, "num_batches_tracked", sizes.counters),
+    });
+    this.#gpu = gpu;
   }
 
   /** PyTorch's default initialisation from `seed`; running statistics and counters reset. */
@@ -133,7 +170,7 @@ export class ModelWeights {
     const state = initialState(stateSpecList);
     this.uploadState(
       new Map(stateSpecList.map((spec, i) => [spec.name, state[i]])),
-      new Uint32Array(this.#batchNormNames.length),
+      new Uint32Array(this.batchNormNames.length),
     );
   }
 
@@ -146,7 +183,7 @@ export class ModelWeights {
 
   uploadState(values: ReadonlyMap<string, Float32Array>, numBatchesTracked: Uint32Array): void {
     this.#upload(this.state, this.stateLayout, values);
-    const counters = new Uint32Array(this.#batchNormNames.length * COUNTER_STRIDE / 4);
+    const counters = new Uint32Array(this.batchNormNames.length * COUNTER_STRIDE / 4);
     numBatchesTracked.forEach((count, i) => counters[i * COUNTER_STRIDE / 4] = count);
     writeBuffer(this.#gpu, this.counters, counters);
   }
@@ -179,7 +216,7 @@ export class ModelWeights {
     const values = await this.#download(this.state, this.stateLayout);
     const counters = new Uint32Array(await readBuffer(this.#gpu, this.counters));
     const numBatchesTracked = Uint32Array.from(
-      this.#batchNormNames,
+      this.batchNormNames,
       (_, i) => counters[i * COUNTER_STRIDE / 4],
     );
     return { values, numBatchesTracked };
@@ -191,12 +228,25 @@ export class ModelWeights {
   ) {
     const arena = new Float32Array(await readBuffer(this.#gpu, buffer));
     return new Map(layout.entries.map(({ spec, offset }) => {
-      const count = spec.shape.reduce((a, b) => a * b, 1);
-      return [spec.name, arena.slice(offset / 4, offset / 4 + count)] as const;
+      return [spec.name, arena.slice(offset / 4, offset / 4 + elementCount(spec.shape))] as const;
     }));
   }
 
   destroy(): void {
     for (const buffer of [this.params, this.grads, this.state, this.counters]) buffer.destroy();
   }
+}
+
+function createArena(gpu: Gpu, label: string, size: number): GPUBuffer {
+  if (size > gpu.device.limits.maxBufferSize) {
+    throw new RangeError(
+      `${label} need ${size} bytes, over this device's maxBufferSize ` +
+        `${gpu.device.limits.maxBufferSize}: use a smaller model or width multiplier`,
+    );
+  }
+  return gpu.device.createBuffer({
+    label,
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
 }

@@ -2,10 +2,10 @@
  * BatchNorm2d over NHWC activations with PyTorch's semantics, optionally fused with a residual add
  * and a ReLU (shaders/batchnorm.wgsl, which describes the passes and the numerics).
  *
- * Each function builds its dispatches once, at plan time; they are encoded later as they are.
  * Statistics and parameter gradients come from a reduction split in two passes: per-lane partials
- * into a workspace, then one combine per channel vector. How the work is split is a variant,
- * chosen per adapter (or forced, for tests and benchmarks):
+ * into a workspace (a transient tensor the op names, which the plan allocates), then one combine
+ * per channel vector. How the work is split is a variant, chosen by the kernel policy
+ * (src/ops/policy.ts):
  *   "serial": few large invocations, 4 or 8 channel vectors by tens to hundreds of rows each,
  *             and a combine that merges every row block in one invocation; no workgroup memory,
  *             no barrier. llvmpipe and other CPU adapters run this fastest.
@@ -13,32 +13,40 @@
  *             neighbouring addresses, and a combine whose workgroup merges the row blocks through a
  *             workgroup-memory tree; the shape real GPUs favour.
  */
-import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
-import type { Gpu } from "../gpu/device.ts";
+import {
+  type Binding,
+  type KernelCall,
+  kernelCall,
+  linearGrid,
+  read,
+  readWrite,
+  write,
+} from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import { byteSize, type Tensor } from "../gpu/tensor.ts";
+import { type TensorDesc, workspaceDesc } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
-import { expectShape, nhwc, ShapeError } from "./shape.ts";
+import type { KernelPolicy } from "./policy.ts";
+import { expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export type BatchNormActivation = "none" | "relu";
 
 export interface BatchNormParams {
   /** [C] scale (PyTorch's `weight`). */
-  gamma: Tensor;
+  gamma: TensorDesc;
   /** [C] shift (PyTorch's `bias`). */
-  beta: Tensor;
+  beta: TensorDesc;
   /** [C], updated by every training forward. */
-  runningMean: Tensor;
+  runningMean: TensorDesc;
   /** [C], updated by every training forward with the unbiased batch variance. */
-  runningVar: Tensor;
+  runningVar: TensorDesc;
   /** [1] u32, incremented by every training forward. */
-  numBatchesTracked: Tensor;
+  numBatchesTracked: TensorDesc;
 }
 
 /** [C] each, written by the training forward, read by the backward. */
 export interface BatchNormSaved {
-  mean: Tensor;
-  invStd: Tensor;
+  mean: TensorDesc;
+  invStd: TensorDesc;
 }
 
 export type BatchNormVariant = "serial" | "tree";
@@ -47,16 +55,6 @@ export const BATCH_NORM_VARIANTS: readonly BatchNormVariant[] = ["serial", "tree
 
 export const BATCH_NORM_EPS = 1e-5;
 export const BATCH_NORM_MOMENTUM = 0.1;
-
-/** The variant the op uses on this adapter unless told otherwise. */
-export function defaultBatchNormVariant(gpu: Gpu): BatchNormVariant {
-  return gpu.isFallbackAdapter ? "serial" : "tree";
-}
-
-/** What a call may add to choose the variant; the default follows the adapter. */
-interface VariantChoice {
-  variant?: BatchNormVariant;
-}
 
 /**
  * How one pass splits [rows, channel vectors] among invocations ("lanes"): each lane covers
@@ -161,67 +159,72 @@ export function planBatchNorm(
   };
 }
 
-/**
- * Bytes of scratch for the split reductions of an x of this shape; one workspace serves every
- * layer, since no two batch-norm passes run at once. It is bound read_write by the passes that fill
- * it, so it needs a buffer of its own.
- */
-export function batchNormWorkspaceSize(
-  gpu: Gpu,
-  xShape: readonly number[],
-  variant: BatchNormVariant = defaultBatchNormVariant(gpu),
-): number {
-  return planBatchNorm(xShape, variant).workspaceBytes;
+/** The policy's variant for the batch norms of an x of this shape. */
+export function chooseBatchNormVariant(
+  x: TensorDesc,
+  policy: KernelPolicy,
+  op = "batch norm",
+): BatchNormVariant {
+  const { n, h, w, c } = nhwc(op, x);
+  return policy.choose({
+    op: "batchnorm",
+    key: `batchnorm [${n},${h},${w},${c}]`,
+    variants: BATCH_NORM_VARIANTS,
+  });
+}
+
+/** The policy's variant for an x of this shape, and that variant's geometry. */
+function checkedPlan(op: string, x: TensorDesc, policy: KernelPolicy): BatchNormPlan {
+  return planBatchNorm(x.shape, chooseBatchNormVariant(x, policy, op));
+}
+
+/** The scratch of the split reductions, sized for this shape and variant. */
+function workspaceFor(x: TensorDesc, plan: BatchNormPlan): TensorDesc {
+  return workspaceDesc(`${x.label} batch-norm partials`, [plan.workspaceBytes / 4]);
 }
 
 /** Training forward: batch statistics, running-statistics update, then
  * y = act(gamma · (x − mean) · invStd + beta [+ residual]). */
-export async function batchNormTrainForward(
-  gpu: Gpu,
+export function batchNormTrainForward(
   t: {
-    x: Tensor;
-    y: Tensor;
+    x: TensorDesc;
+    y: TensorDesc;
     params: BatchNormParams;
     saved: BatchNormSaved;
-    workspace: Tensor;
-    residual?: Tensor;
-    activation: BatchNormActivation;
-    momentum?: number;
-    eps?: number;
-  } & VariantChoice,
-): Promise<Dispatch[]> {
-  const { x, y, params, saved, workspace, residual } = t;
-  const plan = checkedPlan(gpu, "batch norm", t);
+    residual?: TensorDesc;
+  },
+  config: { activation: BatchNormActivation; momentum?: number; eps?: number },
+  policy: KernelPolicy,
+): KernelCall[] {
+  const op = "batch norm";
+  const { x, y, params, saved, residual } = t;
+  const plan = checkedPlan(op, x, policy);
   if (plan.rows < 2) {
     // PyTorch refuses this too: the unbiased variance for the running statistics is undefined.
-    throw new RangeError(
-      `batch norm: ${x.label} has ${plan.rows} value per channel; training needs at least 2`,
+    throw new ShapeError(
+      `${op}: ${x.label} has ${plan.rows} value per channel; training needs at least 2`,
     );
   }
-  checkActivation("batch norm", y, x, residual);
-  checkParams("batch norm", plan.channels, params, [saved.mean, saved.invStd]);
-  checkWorkspace("batch norm", workspace, plan);
-  checkBindings("batch norm statistics", [x], [workspace]);
-  checkBindings("batch norm", [x, residual, params.gamma, params.beta, saved.mean, saved.invStd], [
-    y,
-  ]);
-  const eps = t.eps ?? BATCH_NORM_EPS;
-  const momentum = t.momentum ?? BATCH_NORM_MOMENTUM;
+  checkActivation(op, y, x, residual);
+  checkParams(op, plan.channels, params, [saved.mean, saved.invStd]);
+  const eps = config.eps ?? BATCH_NORM_EPS;
+  const momentum = config.momentum ?? BATCH_NORM_MOMENTUM;
+  const workspace = workspaceFor(x, plan);
   return [
-    await reductionPass(gpu, plan, "statistics_partials", [x, workspace]),
-    await combinePass(gpu, plan, "statistics_combine", { EPS: eps, MOMENTUM: momentum }, [
-      workspace,
-      saved.mean,
-      saved.invStd,
-      params.runningMean,
-      params.runningVar,
-      params.numBatchesTracked,
+    dataPass(plan, plan.reduction, "statistics_partials", [read(x), write(workspace)]),
+    combinePass(plan, "statistics_combine", { EPS: eps, MOMENTUM: momentum }, [
+      readWrite(workspace),
+      write(saved.mean),
+      write(saved.invStd),
+      readWrite(params.runningMean),
+      readWrite(params.runningVar),
+      readWrite(params.numBatchesTracked),
     ]),
-    await normalizePass(gpu, plan, {
+    normalizePass(plan, {
       x,
       y,
       residual,
-      activation: t.activation,
+      activation: config.activation,
       gamma: params.gamma,
       beta: params.beta,
       mean: saved.mean,
@@ -233,35 +236,28 @@ export async function batchNormTrainForward(
 }
 
 /** Eval forward: y = act(gamma · (x − running_mean) / sqrt(running_var + eps) + beta [+ residual]). */
-export async function batchNormEvalForward(
-  gpu: Gpu,
-  t: {
-    x: Tensor;
-    y: Tensor;
-    params: BatchNormParams;
-    residual?: Tensor;
-    activation: BatchNormActivation;
-    eps?: number;
-  } & VariantChoice,
-): Promise<Dispatch[]> {
+export function batchNormEvalForward(
+  t: { x: TensorDesc; y: TensorDesc; params: BatchNormParams; residual?: TensorDesc },
+  config: { activation: BatchNormActivation; eps?: number },
+  policy: KernelPolicy,
+): KernelCall[] {
+  const op = "batch norm eval";
   const { x, y, params, residual } = t;
-  const plan = checkedPlan(gpu, "batch norm eval", t);
-  checkActivation("batch norm eval", y, x, residual);
-  checkParams("batch norm eval", plan.channels, params, []);
-  const reads = [x, residual, params.gamma, params.beta, params.runningMean, params.runningVar];
-  checkBindings("batch norm eval", reads, [y]);
+  const plan = checkedPlan(op, x, policy);
+  checkActivation(op, y, x, residual);
+  checkParams(op, plan.channels, params, []);
   return [
-    await normalizePass(gpu, plan, {
+    normalizePass(plan, {
       x,
       y,
       residual,
-      activation: t.activation,
+      activation: config.activation,
       gamma: params.gamma,
       beta: params.beta,
       mean: params.runningMean,
       spread: params.runningVar,
       spreadIsVariance: true,
-      eps: t.eps ?? BATCH_NORM_EPS,
+      eps: config.eps ?? BATCH_NORM_EPS,
     }),
   ];
 }
@@ -272,74 +268,65 @@ export async function batchNormEvalForward(
  * gradient after the mask (dy itself without a ReLU). The eps the statistics were taken with is
  * already folded into saved.invStd.
  */
-export async function batchNormBackward(
-  gpu: Gpu,
+export function batchNormBackward(
   t: {
-    x: Tensor;
-    y: Tensor;
-    dy: Tensor;
-    dx: Tensor;
-    dgamma: Tensor;
-    dbeta: Tensor;
+    x: TensorDesc;
+    y: TensorDesc;
+    dy: TensorDesc;
+    dx: TensorDesc;
+    dgamma: TensorDesc;
+    dbeta: TensorDesc;
     params: BatchNormParams;
     saved: BatchNormSaved;
-    workspace: Tensor;
-    activation: BatchNormActivation;
-    dResidual?: Tensor;
-  } & VariantChoice,
-): Promise<Dispatch[]> {
-  const { x, y, dy, dx, dgamma, dbeta, params, saved, workspace, dResidual } = t;
-  const plan = checkedPlan(gpu, "batch norm backward", t);
+    dResidual?: TensorDesc;
+  },
+  config: { activation: BatchNormActivation },
+  policy: KernelPolicy,
+): KernelCall[] {
+  const op = "batch norm backward";
+  const { x, y, dy, dx, dgamma, dbeta, params, saved, dResidual } = t;
+  const plan = checkedPlan(op, x, policy);
   for (const tensor of [y, dy, dx, dResidual]) {
-    if (tensor) expectShape("batch norm backward", tensor, x.shape);
+    if (tensor) expectTensor(op, tensor, x.shape);
   }
-  checkParams("batch norm backward", plan.channels, params, [
-    saved.mean,
-    saved.invStd,
-    dgamma,
-    dbeta,
-  ]);
-  checkWorkspace("batch norm backward", workspace, plan);
-  const relu = t.activation === "relu";
+  checkParams(op, plan.channels, params, [saved.mean, saved.invStd, dgamma, dbeta]);
+  const relu = config.activation === "relu";
   // Without a ReLU the kernels never read y; x fills its binding.
   const maskSource = relu ? y : x;
-  checkBindings("batch norm backward", [x, maskSource, dy, saved.mean], [workspace]);
-  checkBindings("batch norm backward", [x, maskSource, dy, workspace], [dx, dResidual]);
-  const flags = { RELU: Number(relu) };
+  const workspace = workspaceFor(x, plan);
+  const flags = { RELU: Number(relu), RESIDUAL: Number(dResidual !== undefined) };
   return [
-    await reductionPass(
-      gpu,
-      plan,
-      "gradient_partials",
-      [x, maskSource, dy, saved.mean, workspace],
-      flags,
-    ),
-    await combinePass(gpu, plan, "gradient_combine", {}, [
-      params.gamma,
-      saved.mean,
-      saved.invStd,
-      workspace,
-      dgamma,
-      dbeta,
+    dataPass(plan, plan.reduction, "gradient_partials", [
+      read(x),
+      read(maskSource),
+      read(dy),
+      read(saved.mean),
+      write(workspace),
+    ], { RELU: flags.RELU }),
+    combinePass(plan, "gradient_combine", {}, [
+      readWrite(params.gamma),
+      readWrite(saved.mean),
+      readWrite(saved.invStd),
+      readWrite(workspace),
+      write(dgamma),
+      write(dbeta),
     ]),
-    await elementwisePass(
-      gpu,
-      plan,
-      dResidual ? "input_gradient_residual" : "input_gradient",
-      [x, maskSource, dy, workspace, dx, ...(dResidual ? [dResidual] : [])],
-      flags,
-    ),
+    dataPass(plan, plan.elementwise, "input_gradient", [
+      read(x),
+      read(maskSource),
+      read(dy),
+      read(workspace),
+      write(dx),
+      // Without a residual the kernel never writes this binding, but a layout that drops no
+      // binding needs one there: a scratch tensor of one channel vector fills it.
+      write(dResidual ?? workspaceDesc(`${dx.label} (no residual)`, [4])),
+    ], flags),
   ];
 }
 
-function checkedPlan(gpu: Gpu, op: string, t: { x: Tensor } & VariantChoice): BatchNormPlan {
-  nhwc(op, t.x);
-  return planBatchNorm(t.x.shape, t.variant ?? defaultBatchNormVariant(gpu));
-}
-
-function checkActivation(op: string, y: Tensor, x: Tensor, residual?: Tensor): void {
-  expectShape(op, y, x.shape);
-  if (residual) expectShape(op, residual, x.shape);
+function checkActivation(op: string, y: TensorDesc, x: TensorDesc, residual?: TensorDesc): void {
+  expectTensor(op, y, x.shape);
+  if (residual) expectTensor(op, residual, x.shape);
 }
 
 /** The parameters and the other per-channel tensors of a call. */
@@ -347,45 +334,13 @@ function checkParams(
   op: string,
   channels: number,
   params: BatchNormParams,
-  perChannel: Tensor[],
+  perChannel: TensorDesc[],
 ): void {
   const { gamma, beta, runningMean, runningVar, numBatchesTracked } = params;
   for (const tensor of [gamma, beta, runningMean, runningVar, ...perChannel]) {
-    expectShape(op, tensor, [channels]);
+    expectTensor(op, tensor, [channels]);
   }
-  expectShape(op, numBatchesTracked, [1]);
-}
-
-function checkWorkspace(op: string, workspace: Tensor, plan: BatchNormPlan): void {
-  if (byteSize(workspace) < plan.workspaceBytes) {
-    throw new ShapeError(
-      `${op}: ${workspace.label} holds ${byteSize(workspace)} bytes, the ${plan.variant} ` +
-        `variant needs ${plan.workspaceBytes} (batchNormWorkspaceSize)`,
-    );
-  }
-}
-
-/**
- * Throws where one dispatch would bind a buffer both read-only and writable: wgpu rejects that
- * even for disjoint ranges (WebGPU itself forbids a written range aliased by another binding).
- */
-function checkBindings(
-  pass: string,
-  reads: readonly (Tensor | undefined)[],
-  writes: readonly (Tensor | undefined)[],
-): void {
-  const written = writes.filter((tensor) => tensor !== undefined);
-  for (const [index, write] of written.entries()) {
-    const others = [...reads, ...written.filter((_, other) => other !== index)];
-    for (const other of others) {
-      if (other?.buffer === write.buffer) {
-        throw new ShapeError(
-          `${pass}: ${write.label} is written and shares its buffer with ${other.label}, which ` +
-            `the same dispatch binds; give it a buffer of its own`,
-        );
-      }
-    }
-  }
+  expectTensor(op, numBatchesTracked, [1], "u32");
 }
 
 function laneCount(plan: BatchNormPlan, tiling: LaneTiling): number {
@@ -398,98 +353,70 @@ function tilingConstants(plan: BatchNormPlan, tiling: LaneTiling): OverrideConst
     ROWS: plan.rows,
     VECTORS_PER_LANE: tiling.vectorsPerLane,
     ROWS_PER_LANE: tiling.rowsPerLane,
-    WORKGROUP_SIZE: tiling.workgroupSize,
   };
 }
 
 /** A pass over every element, with the vec4 or scalar binding of the activations. */
 function dataPass(
-  gpu: Gpu,
   plan: BatchNormPlan,
   tiling: LaneTiling,
   entryPoint: string,
-  bindings: Tensor[],
-  constants: OverrideConstants,
-): Promise<Dispatch> {
-  return createDispatch(gpu, {
+  bindings: Binding[],
+  constants: OverrideConstants = {},
+): KernelCall {
+  return kernelCall({
     kernel: kernels.batchnorm,
     entryPoint: plan.vectorized ? entryPoint : `${entryPoint}_scalar`,
+    workgroupSize: tiling.workgroupSize,
     constants: { ...tilingConstants(plan, tiling), ...constants },
+    grid: linearGrid(laneCount(plan, tiling), tiling.workgroupSize),
     bindings,
-    workgroups: linearGrid(laneCount(plan, tiling), tiling.workgroupSize),
   });
-}
-
-function reductionPass(
-  gpu: Gpu,
-  plan: BatchNormPlan,
-  entryPoint: string,
-  bindings: Tensor[],
-  constants: OverrideConstants = {},
-): Promise<Dispatch> {
-  return dataPass(gpu, plan, plan.reduction, entryPoint, bindings, constants);
-}
-
-function elementwisePass(
-  gpu: Gpu,
-  plan: BatchNormPlan,
-  entryPoint: string,
-  bindings: Tensor[],
-  constants: OverrideConstants,
-): Promise<Dispatch> {
-  return dataPass(gpu, plan, plan.elementwise, entryPoint, bindings, constants);
 }
 
 /** Merges the reduction's row blocks: one invocation per channel vector ("serial") or one
  * workgroup per channel vector ("tree"). */
 function combinePass(
-  gpu: Gpu,
   plan: BatchNormPlan,
   entryPoint: string,
   constants: OverrideConstants,
-  bindings: Tensor[],
-): Promise<Dispatch> {
+  bindings: Binding[],
+): KernelCall {
   const tree = plan.variant === "tree";
-  return createDispatch(gpu, {
+  return kernelCall({
     kernel: kernels.batchnorm,
     entryPoint: tree ? `${entryPoint}_tree` : entryPoint,
-    constants: {
-      ...tilingConstants(plan, plan.reduction),
-      WORKGROUP_SIZE: plan.combineWorkgroupSize,
-      ...constants,
-    },
+    workgroupSize: plan.combineWorkgroupSize,
+    constants: { ...tilingConstants(plan, plan.reduction), ...constants },
+    grid: tree ? [plan.vectorsPerRow] : linearGrid(plan.vectorsPerRow, plan.combineWorkgroupSize),
     bindings,
-    workgroups: tree
-      ? [plan.vectorsPerRow, 1, 1]
-      : linearGrid(plan.vectorsPerRow, plan.combineWorkgroupSize),
   });
 }
 
 function normalizePass(
-  gpu: Gpu,
   plan: BatchNormPlan,
   t: {
-    x: Tensor;
-    y: Tensor;
-    residual?: Tensor;
+    x: TensorDesc;
+    y: TensorDesc;
+    residual?: TensorDesc;
     activation: BatchNormActivation;
-    gamma: Tensor;
-    beta: Tensor;
-    mean: Tensor;
-    spread: Tensor;
+    gamma: TensorDesc;
+    beta: TensorDesc;
+    mean: TensorDesc;
+    spread: TensorDesc;
     spreadIsVariance: boolean;
     eps: number;
   },
-): Promise<Dispatch> {
-  return elementwisePass(gpu, plan, "normalize", [
-    t.x,
+): KernelCall {
+  return dataPass(plan, plan.elementwise, "normalize", [
+    read(t.x),
     // Without a residual the kernel never reads this binding; x fills it.
-    t.residual ?? t.x,
-    t.gamma,
-    t.beta,
-    t.mean,
-    t.spread,
-    t.y,
+    read(t.residual ?? t.x),
+    read(t.gamma),
+    read(t.beta),
+    read(t.mean),
+    read(t.spread),
+    write(t.y),
   ], {
     RELU: Number(t.activation === "relu"),
     RESIDUAL: Number(t.residual !== undefined),

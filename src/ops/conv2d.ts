@@ -1,7 +1,7 @@
 /**
  * 2-D convolution without bias: NHWC activations, OHWI weights, zero padding; the 3x3 and 1x1
  * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Each pass is an implicit GEMM
- * in one of two variants, chosen per adapter (see `chooseConv2dVariant`):
+ * in one of two variants, chosen by the kernel policy (src/ops/policy.ts) per layer:
  *   - "blocked" (shaders/conv2d_blocked.wgsl): no workgroup memory, 8 pixels x 16 channels in
  *     registers per invocation, vec4 loads: fast on CPU adapters (lavapipe), where every memory
  *     access is a scalar loop over the SIMD lanes.
@@ -13,12 +13,20 @@
  * (shaders/conv2d_reduce.wgsl): on a GPU so that small layers still fill the device, on a CPU
  * so that a range's activations stay in cache while all its workgroups read them.
  */
-import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
-import type { Gpu } from "../gpu/device.ts";
-import { byteSize, elementCount, type Tensor } from "../gpu/tensor.ts";
+import {
+  type Binding,
+  type KernelCall,
+  kernelCall,
+  linearGrid,
+  read,
+  write,
+} from "../gpu/kernel_call.ts";
 import type { Kernel, OverrideConstants } from "../gpu/pipeline.ts";
+import { type TensorDesc, workspaceDesc } from "../gpu/tensor.ts";
+import { elementCount } from "../util/shape.ts";
 import { kernels } from "../shaders.ts";
-import { expectShape, nhwc, ShapeError } from "./shape.ts";
+import type { KernelPolicy } from "./policy.ts";
+import { expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export interface Conv2dConfig {
   kernelSize: 1 | 3;
@@ -28,10 +36,7 @@ export interface Conv2dConfig {
 
 export type Conv2dVariant = "blocked" | "tiled";
 
-/** The variant for an adapter: "blocked" on CPU adapters, "tiled" on real GPUs. */
-export function chooseConv2dVariant(gpu: Gpu): Conv2dVariant {
-  return gpu.isFallbackAdapter ? "blocked" : "tiled";
-}
+export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ["blocked", "tiled"];
 
 /** Every size a kernel needs, validated. */
 interface Geometry {
@@ -117,30 +122,32 @@ function shapeConstants(g: Geometry): OverrideConstants {
 /** Tensors checked against the geometry implied by x and weight. */
 function checkedGeometry(
   op: string,
-  t: { x: Tensor; weight: Tensor; config: Conv2dConfig },
+  t: { x: TensorDesc; weight: TensorDesc },
+  config: Conv2dConfig,
 ): Geometry {
   const { c: inC } = nhwc(op, t.x);
-  const k = t.config.kernelSize;
+  const k = config.kernelSize;
   if (t.weight.shape.length !== 4) {
     throw new ShapeError(`${op}: ${t.weight.label} has shape [${t.weight.shape}], expected OHWI`);
   }
   const cout = t.weight.shape[0];
-  const g = geometry(op, t.x.shape, cout, t.config);
-  expectShape(op, t.weight, [cout, k, k, inC]);
+  const g = geometry(op, t.x.shape, cout, config);
+  expectTensor(op, t.weight, [cout, k, k, inC]);
   return g;
 }
 
-type Workgroups = [number, number, number];
+type Grid = [number, number, number];
 
-/** What differs between the variants: kernel file, constants, bindings, grids and split. */
+/** What differs between the variants: kernel file, workgroup, constants, bindings, grids, split. */
 interface VariantKernels {
   kernel: Kernel;
+  workgroupSize: number | [number, number];
   constants(g: Geometry): OverrideConstants;
   /** The bindings of one read-only input: blocked binds each twice (vec4 and scalar views). */
-  views(tensor: Tensor): Tensor[];
-  forwardGrid(g: Geometry): Workgroups;
-  inputGrid(g: Geometry): Workgroups;
-  weightGrid(g: Geometry, splits: number): Workgroups;
+  views(tensor: TensorDesc): Binding[];
+  forwardGrid(g: Geometry): Grid;
+  inputGrid(g: Geometry): Grid;
+  weightGrid(g: Geometry, splits: number): Grid;
   /** Output pixels per weight-gradient range, before rounding to whole steps. */
   splitPixels(g: Geometry): number;
   /** backward_weight's output pixels per step. */
@@ -152,23 +159,33 @@ const outputPixels = (g: Geometry) => g.batch * g.outH * g.outW;
 const classPixels = (g: Geometry) =>
   g.batch * Math.ceil(g.inH / g.stride) * Math.ceil(g.inW / g.stride);
 
+/** One SIMD vector on lavapipe (16 to 64 measured the same). */
+const BLOCKED_WORKGROUP = 8;
+
 /**
  * shaders/conv2d_blocked.wgsl: per invocation 8 pixels x 16 channels (forward and
- * backward_input) or 8 output x 16 input channels at one tap (backward_weight); workgroups of
- * 8 invocations, one SIMD vector on lavapipe (16 to 64 measured the same).
+ * backward_input) or 8 output x 16 input channels at one tap (backward_weight).
  */
 const BLOCKED: VariantKernels = {
   kernel: kernels.conv2dBlocked,
+  workgroupSize: BLOCKED_WORKGROUP,
   constants: (g) => ({
     ...shapeConstants(g),
     VECTORIZED: g.inC % 4 === 0 && g.outC % 4 === 0 ? 1 : 0,
-    WORKGROUP_SIZE: 8,
   }),
-  views: (tensor) => [tensor, tensor],
-  forwardGrid: (g) => [Math.ceil(outputPixels(g) / 8 / 8), Math.ceil(g.outC / 16), 1],
-  inputGrid: (g) => [Math.ceil(classPixels(g) / 8 / 8), Math.ceil(g.inC / 16), g.stride ** 2],
+  views: (tensor) => [read(tensor), read(tensor)],
+  forwardGrid: (g) => [
+    Math.ceil(outputPixels(g) / 8 / BLOCKED_WORKGROUP),
+    Math.ceil(g.outC / 16),
+    1,
+  ],
+  inputGrid: (g) => [
+    Math.ceil(classPixels(g) / 8 / BLOCKED_WORKGROUP),
+    Math.ceil(g.inC / 16),
+    g.stride ** 2,
+  ],
   weightGrid: (g, splits) => [
-    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / 16)) / 8),
+    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / 16)) / BLOCKED_WORKGROUP),
     Math.ceil(g.outC / 8),
     splits,
   ],
@@ -180,26 +197,30 @@ const BLOCKED: VariantKernels = {
   weightStep: 4,
 };
 
+/** 16x16 invocations of 4x4 outputs each: a 64x64 tile (the kernel's tiling assumes this). */
+const TILED_SIDE = 16;
+const TILE = 4 * TILED_SIDE;
+
 /**
- * shaders/conv2d_tiled.wgsl: 64x64 output tiles, 16x16 invocations of 4x4 outputs each,
- * 16 reduction elements per step. (128x64 tiles of 8x4 per invocation measured 10-40% slower
- * on an H100, bench/README.md.)
+ * shaders/conv2d_tiled.wgsl: 64x64 output tiles, 16 reduction elements per step. (128x64 tiles
+ * of 8x4 per invocation measured 10-40% slower on an H100, bench/README.md.)
  */
 const TILED: VariantKernels = {
   kernel: kernels.conv2dTiled,
+  workgroupSize: [TILED_SIDE, TILED_SIDE],
   constants: shapeConstants,
-  views: (tensor) => [tensor],
-  forwardGrid: (g) => [Math.ceil(outputPixels(g) / 64), Math.ceil(g.outC / 64), 1],
-  inputGrid: (g) => [Math.ceil(classPixels(g) / 64), Math.ceil(g.inC / 64), g.stride ** 2],
+  views: (tensor) => [read(tensor)],
+  forwardGrid: (g) => [Math.ceil(outputPixels(g) / TILE), Math.ceil(g.outC / TILE), 1],
+  inputGrid: (g) => [Math.ceil(classPixels(g) / TILE), Math.ceil(g.inC / TILE), g.stride ** 2],
   weightGrid: (g, splits) => [
-    Math.ceil((g.kernel * g.kernel * g.inC) / 64),
-    Math.ceil(g.outC / 64),
+    Math.ceil((g.kernel * g.kernel * g.inC) / TILE),
+    Math.ceil(g.outC / TILE),
     splits,
   ],
   // About 1024 workgroups, a few per multiprocessor of a large GPU (132 on an H100), with at
   // least 256 pixels each.
   splitPixels: (g) => {
-    const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / 64) * Math.ceil(g.outC / 64);
+    const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / TILE) * Math.ceil(g.outC / TILE);
     return Math.max(256, (outputPixels(g) * tiles) / 1024);
   },
   weightStep: 16,
@@ -209,6 +230,7 @@ const VARIANTS: Record<Conv2dVariant, VariantKernels> = { blocked: BLOCKED, tile
 
 /** Largest scratch for weight-gradient partial sums, whatever the layer. */
 const MAX_WORKSPACE_BYTES = 32 * 2 ** 20;
+const REDUCE_WORKGROUP = 64;
 
 /** The weight gradient's split of its sum over output pixels into ranges. */
 function weightSplit(g: Geometry, variant: VariantKernels): { splits: number; pixels: number } {
@@ -227,138 +249,104 @@ function weightSplit(g: Geometry, variant: VariantKernels): { splits: number; pi
   return { splits: Math.ceil(pixels / rangePixels), pixels: rangePixels };
 }
 
+/** Names a layer's call sites for the policy: forward and backward share the choice. */
+function conv2dKey(g: Geometry): string {
+  return `conv2d [${g.batch},${g.inH},${g.inW},${g.inC}]->${g.outC} ` +
+    `k${g.kernel} s${g.stride} p${g.padding}`;
+}
+
 /**
- * The variant to run: the one asked for, else the adapter's. The blocked kernels read every
- * input through a vec4 view too, which WebGPU refuses for a tensor under 16 bytes; such toy
- * shapes get the tiled kernels.
+ * The policy's variant. The blocked kernels read every input through a vec4 view too, which
+ * WebGPU refuses for a tensor under 16 bytes: such toy shapes can only run the tiled kernels.
  */
-function resolveVariant(gpu: Gpu, g: Geometry, requested?: Conv2dVariant): VariantKernels {
+function chooseVariant(g: Geometry, policy: KernelPolicy): VariantKernels {
   const smallest = Math.min(
     g.batch * g.inH * g.inW * g.inC,
     g.outC * g.kernel * g.kernel * g.inC,
     outputPixels(g) * g.outC,
   );
-  const variant = requested ?? (smallest < 4 ? "tiled" : chooseConv2dVariant(gpu));
-  if (variant === "blocked" && smallest < 4) {
-    throw new RangeError(
-      `conv2d: the blocked variant needs tensors of at least 4 elements; use "tiled"`,
-    );
-  }
+  const variant = policy.choose({
+    op: "conv2d",
+    key: conv2dKey(g),
+    variants: CONV2D_VARIANTS,
+    unsupported: smallest < 4
+      ? { blocked: "needs tensors of at least 4 elements (it binds each as vec4 too)" }
+      : {},
+  });
   return VARIANTS[variant];
 }
 
-/**
- * Bytes of scratch `conv2dBackward` needs for the weight gradient's partial sums: 0 where the
- * sum is not split. One workspace of the largest size serves every layer of a plan, since
- * dispatches run in order.
- */
-export function conv2dWorkspaceSize(
-  gpu: Gpu,
-  xShape: readonly number[],
-  cout: number,
-  config: Conv2dConfig,
-  variant?: Conv2dVariant,
-): number {
-  const g = geometry("conv2d workspace", xShape, cout, config);
-  const { splits } = weightSplit(g, resolveVariant(gpu, g, variant));
-  return splits > 1 ? splits * g.outC * g.kernel * g.kernel * g.inC * 4 : 0;
-}
-
 /** y = conv(x, weight): x [N, H, W, Cin], weight [Cout, K, K, Cin], y [N, OH, OW, Cout]. */
-export async function conv2dForward(
-  gpu: Gpu,
-  t: { x: Tensor; weight: Tensor; y: Tensor; config: Conv2dConfig; variant?: Conv2dVariant },
-): Promise<Dispatch[]> {
+export function conv2dForward(
+  t: { x: TensorDesc; weight: TensorDesc; y: TensorDesc },
+  config: Conv2dConfig,
+  policy: KernelPolicy,
+): KernelCall[] {
   const op = "conv2d";
-  const g = checkedGeometry(op, t);
-  expectShape(op, t.y, [g.batch, g.outH, g.outW, g.outC]);
-  const variant = resolveVariant(gpu, g, t.variant);
-  return [
-    await createDispatch(gpu, {
-      kernel: variant.kernel,
-      entryPoint: "forward",
-      constants: variant.constants(g),
-      bindings: [...variant.views(t.x), ...variant.views(t.weight), t.y],
-      workgroups: variant.forwardGrid(g),
-    }),
-  ];
+  const g = checkedGeometry(op, t, config);
+  expectTensor(op, t.y, [g.batch, g.outH, g.outW, g.outC]);
+  const variant = chooseVariant(g, policy);
+  return [kernelCall({
+    kernel: variant.kernel,
+    entryPoint: "forward",
+    workgroupSize: variant.workgroupSize,
+    constants: variant.constants(g),
+    grid: variant.forwardGrid(g),
+    bindings: [...variant.views(t.x), ...variant.views(t.weight), write(t.y)],
+  })];
 }
 
 /**
  * dx (if given; the stem's input needs none) and dweight for the upstream gradient dy. Both are
- * overwritten, not accumulated. `workspace` holds at least conv2dWorkspaceSize bytes (any tensor
- * when that is 0). The dispatches are backward_input (if dx), backward_weight, and the reduce
- * pass where the weight gradient is split.
+ * overwritten, not accumulated. The calls are backward_input (if dx), backward_weight, and where
+ * the weight gradient's sum is split, the reduce pass over a workspace of partial sums.
  */
-export async function conv2dBackward(
-  gpu: Gpu,
-  t: {
-    x: Tensor;
-    weight: Tensor;
-    dy: Tensor;
-    dx?: Tensor;
-    dweight: Tensor;
-    workspace: Tensor;
-    config: Conv2dConfig;
-    variant?: Conv2dVariant;
-  },
-): Promise<Dispatch[]> {
+export function conv2dBackward(
+  t: { x: TensorDesc; weight: TensorDesc; dy: TensorDesc; dx?: TensorDesc; dweight: TensorDesc },
+  config: Conv2dConfig,
+  policy: KernelPolicy,
+): KernelCall[] {
   const op = "conv2d backward";
-  const g = checkedGeometry(op, t);
-  expectShape(op, t.dy, [g.batch, g.outH, g.outW, g.outC]);
-  expectShape(op, t.dweight, t.weight.shape);
-  if (t.dx) expectShape(op, t.dx, t.x.shape);
-  const variant = resolveVariant(gpu, g, t.variant);
+  const g = checkedGeometry(op, t, config);
+  expectTensor(op, t.dy, [g.batch, g.outH, g.outW, g.outC]);
+  expectTensor(op, t.dweight, t.weight.shape);
+  if (t.dx) expectTensor(op, t.dx, t.x.shape);
+  const variant = chooseVariant(g, policy);
   const constants = variant.constants(g);
   const split = weightSplit(g, variant);
   const partial = split.splits > 1
-    ? workspaceView(op, t.workspace, [split.splits, ...t.weight.shape])
+    ? workspaceDesc(`${t.dweight.label} partial sums`, [split.splits, ...t.weight.shape])
     : t.dweight;
 
-  const dispatches: Dispatch[] = [];
+  const calls: KernelCall[] = [];
   if (t.dx) {
-    dispatches.push(
-      await createDispatch(gpu, {
-        kernel: variant.kernel,
-        entryPoint: "backward_input",
-        constants,
-        bindings: [...variant.views(t.dy), ...variant.views(t.weight), t.dx],
-        workgroups: variant.inputGrid(g),
-      }),
-    );
-  }
-  dispatches.push(
-    await createDispatch(gpu, {
+    calls.push(kernelCall({
       kernel: variant.kernel,
-      entryPoint: "backward_weight",
-      constants: { ...constants, SPLIT_PIXELS: split.pixels },
-      bindings: [...variant.views(t.x), ...variant.views(t.dy), partial],
-      workgroups: variant.weightGrid(g, split.splits),
-    }),
-  );
+      entryPoint: "backward_input",
+      workgroupSize: variant.workgroupSize,
+      constants,
+      grid: variant.inputGrid(g),
+      bindings: [...variant.views(t.dy), ...variant.views(t.weight), write(t.dx)],
+    }));
+  }
+  calls.push(kernelCall({
+    kernel: variant.kernel,
+    entryPoint: "backward_weight",
+    workgroupSize: variant.workgroupSize,
+    constants: { ...constants, SPLIT_PIXELS: split.pixels },
+    grid: variant.weightGrid(g, split.splits),
+    bindings: [...variant.views(t.x), ...variant.views(t.dy), write(partial)],
+  }));
   if (split.splits > 1) {
     const weightSize = elementCount(t.weight.shape);
-    dispatches.push(
-      await createDispatch(gpu, {
-        kernel: kernels.conv2dReduce,
-        entryPoint: "reduce_splits",
-        constants: { SPLITS: split.splits, WEIGHT_SIZE: weightSize },
-        bindings: [partial, t.dweight],
-        workgroups: linearGrid(weightSize, 64),
-      }),
-    );
+    calls.push(kernelCall({
+      kernel: kernels.conv2dReduce,
+      entryPoint: "reduce_splits",
+      workgroupSize: REDUCE_WORKGROUP,
+      constants: { SPLITS: split.splits, WEIGHT_SIZE: weightSize },
+      grid: linearGrid(weightSize, REDUCE_WORKGROUP),
+      bindings: [read(partial), write(t.dweight)],
+    }));
   }
-  return dispatches;
-}
-
-/** The first bytes of the workspace as a tensor of `shape`, checked to fit. */
-function workspaceView(op: string, workspace: Tensor, shape: readonly number[]): Tensor {
-  const view = { ...workspace, label: `${workspace.label} (conv2d partial sums)`, shape };
-  if (byteSize(view) > byteSize(workspace)) {
-    throw new RangeError(
-      `${op}: workspace ${workspace.label} holds ${byteSize(workspace)} bytes, ` +
-        `${byteSize(view)} needed: size it with conv2dWorkspaceSize`,
-    );
-  }
-  return view;
+  return calls;
 }

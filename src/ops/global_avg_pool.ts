@@ -1,32 +1,33 @@
 /** Global average pooling, NHWC [N, H, W, C] -> [N, C] (shaders/global_avg_pool.wgsl). */
-import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { type KernelCall, kernelCall, linearGrid, read, write } from "../gpu/kernel_call.ts";
+import type { TensorDesc } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
-import { expectShape, nhwc } from "./shape.ts";
+import { expectTensor, nhwc } from "./shape.ts";
 
 const WORKGROUP_SIZE = 64;
 
-export function globalAvgPoolForward(gpu: Gpu, x: Tensor, y: Tensor): Promise<Dispatch> {
-  const { n, h, w, c } = nhwc("global_avg_pool", x);
-  expectShape("global_avg_pool", y, [n, c]);
-  return createDispatch(gpu, {
+export function globalAvgPoolForward(t: { x: TensorDesc; y: TensorDesc }): KernelCall[] {
+  const { n, h, w, c } = nhwc("global_avg_pool", t.x);
+  expectTensor("global_avg_pool", t.y, [n, c]);
+  return [kernelCall({
     kernel: kernels.globalAvgPool,
     entryPoint: "forward",
+    workgroupSize: WORKGROUP_SIZE,
     constants: { SPATIAL: h * w, CHANNELS: c },
-    bindings: [x, y],
-    workgroups: linearGrid(n * c, WORKGROUP_SIZE),
-  });
+    grid: linearGrid(n * c, WORKGROUP_SIZE),
+    bindings: [read(t.x), write(t.y)],
+  })];
 }
 
-export function globalAvgPoolBackward(gpu: Gpu, dy: Tensor, dx: Tensor): Promise<Dispatch> {
-  const { n, h, w, c } = nhwc("global_avg_pool backward", dx);
-  expectShape("global_avg_pool backward", dy, [n, c]);
-  return createDispatch(gpu, {
+export function globalAvgPoolBackward(t: { dy: TensorDesc; dx: TensorDesc }): KernelCall[] {
+  const { n, h, w, c } = nhwc("global_avg_pool backward", t.dx);
+  expectTensor("global_avg_pool backward", t.dy, [n, c]);
+  return [kernelCall({
     kernel: kernels.globalAvgPool,
     entryPoint: "backward",
+    workgroupSize: WORKGROUP_SIZE,
     constants: { SPATIAL: h * w, CHANNELS: c },
-    bindings: [dy, dx],
-    workgroups: linearGrid(n * h * w * c, WORKGROUP_SIZE),
-  });
+    grid: linearGrid(n * h * w * c, WORKGROUP_SIZE),
+    bindings: [read(t.dy), write(t.dx)],
+  })];
 }

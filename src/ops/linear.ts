@@ -1,30 +1,30 @@
 /** Fully connected layer y = x · Wᵀ + b, PyTorch's layout (shaders/linear.wgsl). */
-import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { type KernelCall, kernelCall, linearGrid, read, write } from "../gpu/kernel_call.ts";
+import type { TensorDesc } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
-import { expectShape, ShapeError } from "./shape.ts";
+import { expectTensor, ShapeError } from "./shape.ts";
 
 const WORKGROUP_SIZE = 64;
 
 export interface LinearTensors {
   /** [batch, in] */
-  x: Tensor;
+  x: TensorDesc;
   /** [out, in] */
-  weight: Tensor;
+  weight: TensorDesc;
   /** [out] */
-  bias: Tensor;
+  bias: TensorDesc;
 }
 
-function sizes(tensors: LinearTensors) {
-  const { x, weight, bias } = tensors;
+function sizes(op: string, t: LinearTensors) {
+  const { x, weight, bias } = t;
   if (x.shape.length !== 2 || weight.shape.length !== 2) {
-    throw new ShapeError(`linear: expected x [batch, in] and weight [out, in]`);
+    throw new ShapeError(`${op}: expected x [batch, in] and weight [out, in]`);
   }
   const [batch, inFeatures] = x.shape;
   const [outFeatures] = weight.shape;
-  expectShape("linear", weight, [outFeatures, inFeatures]);
-  expectShape("linear", bias, [outFeatures]);
+  expectTensor(op, x, [batch, inFeatures]);
+  expectTensor(op, weight, [outFeatures, inFeatures]);
+  expectTensor(op, bias, [outFeatures]);
   return {
     batch,
     inFeatures,
@@ -33,56 +33,52 @@ function sizes(tensors: LinearTensors) {
   };
 }
 
-export function linearForward(gpu: Gpu, tensors: LinearTensors & { y: Tensor }): Promise<Dispatch> {
-  const { batch, outFeatures, constants } = sizes(tensors);
-  expectShape("linear", tensors.y, [batch, outFeatures]);
-  return createDispatch(gpu, {
+export function linearForward(t: LinearTensors & { y: TensorDesc }): KernelCall[] {
+  const { batch, outFeatures, constants } = sizes("linear", t);
+  expectTensor("linear", t.y, [batch, outFeatures]);
+  return [kernelCall({
     kernel: kernels.linear,
     entryPoint: "forward",
+    workgroupSize: WORKGROUP_SIZE,
     constants,
-    bindings: [tensors.x, tensors.weight, tensors.bias, tensors.y],
-    workgroups: linearGrid(batch * outFeatures, WORKGROUP_SIZE),
-  });
+    grid: linearGrid(batch * outFeatures, WORKGROUP_SIZE),
+    bindings: [read(t.x), read(t.weight), read(t.bias), write(t.y)],
+  })];
 }
 
 export interface LinearGradients {
-  dy: Tensor;
+  dy: TensorDesc;
   /** Omit where no gradient flows to the input. */
-  dx?: Tensor;
-  dweight: Tensor;
-  dbias: Tensor;
+  dx?: TensorDesc;
+  dweight: TensorDesc;
+  dbias: TensorDesc;
 }
 
 /** The gradients of x (if asked for), weight and bias; they overwrite, not accumulate. */
-export async function linearBackward(
-  gpu: Gpu,
-  tensors: LinearTensors & LinearGradients,
-): Promise<Dispatch[]> {
-  const { batch, inFeatures, outFeatures, constants } = sizes(tensors);
-  const { x, weight, dy, dx, dweight, dbias } = tensors;
-  expectShape("linear backward", dy, [batch, outFeatures]);
-  expectShape("linear backward", dweight, weight.shape);
-  expectShape("linear backward", dbias, [outFeatures]);
-  const dispatches = [
-    await createDispatch(gpu, {
+export function linearBackward(t: LinearTensors & LinearGradients): KernelCall[] {
+  const op = "linear backward";
+  const { batch, inFeatures, outFeatures, constants } = sizes(op, t);
+  expectTensor(op, t.dy, [batch, outFeatures]);
+  expectTensor(op, t.dweight, t.weight.shape);
+  expectTensor(op, t.dbias, [outFeatures]);
+  const calls = [kernelCall({
+    kernel: kernels.linear,
+    entryPoint: "backward_params",
+    workgroupSize: WORKGROUP_SIZE,
+    constants,
+    grid: linearGrid(outFeatures * inFeatures, WORKGROUP_SIZE),
+    bindings: [read(t.x), read(t.dy), write(t.dweight), write(t.dbias)],
+  })];
+  if (t.dx) {
+    expectTensor(op, t.dx, t.x.shape);
+    calls.push(kernelCall({
       kernel: kernels.linear,
-      entryPoint: "backward_params",
+      entryPoint: "backward_input",
+      workgroupSize: WORKGROUP_SIZE,
       constants,
-      bindings: [x, dy, dweight, dbias],
-      workgroups: linearGrid(outFeatures * inFeatures, WORKGROUP_SIZE),
-    }),
-  ];
-  if (dx) {
-    expectShape("linear backward", dx, x.shape);
-    dispatches.push(
-      await createDispatch(gpu, {
-        kernel: kernels.linear,
-        entryPoint: "backward_input",
-        constants,
-        bindings: [dy, weight, dx],
-        workgroups: linearGrid(batch * inFeatures, WORKGROUP_SIZE),
-      }),
-    );
+      grid: linearGrid(batch * inFeatures, WORKGROUP_SIZE),
+      bindings: [read(t.dy), read(t.weight), write(t.dx)],
+    }));
   }
-  return dispatches;
+  return calls;
 }

@@ -1,14 +1,17 @@
 /**
  * Fused softmax cross-entropy, mean over the batch (shaders/softmax_cross_entropy.wgsl): loss,
- * dlogits and correct predictions in one dispatch. Loss and counts accumulate in a small
- * metrics buffer on the GPU, read back only when asked.
+ * dlogits and correct predictions in one call. Loss and counts accumulate in a small metrics
+ * tensor on the GPU, read back only when asked.
  */
 import { readBuffer, writeBuffer } from "../gpu/buffer.ts";
-import { createDispatch, type Dispatch } from "../gpu/dispatch.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { createTensor, type Tensor } from "../gpu/tensor.ts";
+import { type KernelCall, kernelCall, read, readWrite, write } from "../gpu/kernel_call.ts";
+import { createTensor, type Tensor, type TensorDesc } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
-import { expectShape, ShapeError } from "./shape.ts";
+import { expectTensor, ShapeError } from "./shape.ts";
+
+/** One workgroup does the whole batch; a power of two for its tree reduction. */
+const WORKGROUP_SIZE = 64;
 
 /** Sums over every sample since the metrics were last reset. */
 export interface Metrics {
@@ -17,53 +20,62 @@ export interface Metrics {
   samples: number;
 }
 
-/** The metrics buffer: { loss_sum: f32, correct: u32, samples: u32 }, zeroed. */
+/** The metrics tensor: three words { loss_sum: f32, correct: u32, samples: u32 }, as u32 [3]. */
+export const METRICS_SHAPE = [3] as const;
+export const METRICS_BYTES = 12;
+
+/** The metrics tensor, zeroed. */
 export function createMetrics(gpu: Gpu, label = "metrics"): Tensor {
-  return createTensor(gpu, label, [3]);
+  return createTensor(gpu, label, METRICS_SHAPE, "u32");
 }
 
 export function resetMetrics(gpu: Gpu, metrics: Tensor): void {
   writeBuffer(gpu, metrics.buffer, new Uint32Array(3), metrics.offset);
 }
 
+/** The metrics from the tensor's 12 bytes, wherever they were copied. */
+export function decodeMetrics(bytes: ArrayBuffer): Metrics {
+  const words = new Uint32Array(bytes, 0, 3);
+  return { lossSum: new Float32Array(bytes, 0, 1)[0], correct: words[1], samples: words[2] };
+}
+
 export async function readMetrics(gpu: Gpu, metrics: Tensor): Promise<Metrics> {
-  const bytes = await readBuffer(gpu, metrics.buffer, metrics.offset, 12);
-  const counts = new Uint32Array(bytes);
-  return { lossSum: new Float32Array(bytes)[0], correct: counts[1], samples: counts[2] };
+  return decodeMetrics(await readBuffer(gpu, metrics.buffer, metrics.offset, METRICS_BYTES));
 }
 
 export interface CrossEntropyTensors {
-  /** [batch, classes] */
-  logits: Tensor;
-  /** [batch], u32 class indices */
-  labels: Tensor;
-  metrics: Tensor;
+  /** [batch, classes] f32 */
+  logits: TensorDesc;
+  /** [batch] u32 class indices */
+  labels: TensorDesc;
+  /** u32 [3], see METRICS_SHAPE */
+  metrics: TensorDesc;
 }
 
-function constants(tensors: CrossEntropyTensors) {
-  const { logits, labels, metrics } = tensors;
-  if (logits.shape.length !== 2) {
-    throw new ShapeError("cross entropy: logits must be [batch, classes]");
+function constants(op: string, t: CrossEntropyTensors) {
+  if (t.logits.shape.length !== 2) {
+    throw new ShapeError(`${op}: logits must be [batch, classes], got [${t.logits.shape}]`);
   }
-  const [batch, classes] = logits.shape;
-  expectShape("cross entropy", labels, [batch]);
-  expectShape("cross entropy", metrics, [3]);
+  const [batch, classes] = t.logits.shape;
+  expectTensor(op, t.logits, [batch, classes]);
+  expectTensor(op, t.labels, [batch], "u32");
+  expectTensor(op, t.metrics, METRICS_SHAPE, "u32");
   return { BATCH: batch, CLASSES: classes };
 }
 
 /** Training: writes dlogits = (softmax - onehot) / batch and accumulates the metrics. */
-export function crossEntropyTrain(
-  gpu: Gpu,
-  tensors: CrossEntropyTensors & { dlogits: Tensor },
-): Promise<Dispatch> {
-  expectShape("cross entropy", tensors.dlogits, tensors.logits.shape);
-  return createDispatch(gpu, {
+export function crossEntropyTrain(t: CrossEntropyTensors & { dlogits: TensorDesc }): KernelCall[] {
+  const op = "cross entropy";
+  const shapeConstants = constants(op, t);
+  expectTensor(op, t.dlogits, t.logits.shape);
+  return [kernelCall({
     kernel: kernels.softmaxCrossEntropy,
     entryPoint: "forward_backward",
-    constants: constants(tensors),
-    bindings: [tensors.logits, tensors.labels, tensors.metrics, tensors.dlogits],
-    workgroups: [1],
-  });
+    workgroupSize: WORKGROUP_SIZE,
+    constants: shapeConstants,
+    grid: [1],
+    bindings: [read(t.logits), read(t.labels), readWrite(t.metrics), write(t.dlogits)],
+  })];
 }
 
 /**
@@ -71,16 +83,18 @@ export function crossEntropyTrain(
  * with the true class as the row and the predicted one as the column.
  */
 export function crossEntropyEvaluate(
-  gpu: Gpu,
-  tensors: CrossEntropyTensors & { confusion: Tensor },
-): Promise<Dispatch> {
-  const classes = tensors.logits.shape[1];
-  expectShape("cross entropy", tensors.confusion, [classes, classes]);
-  return createDispatch(gpu, {
+  t: CrossEntropyTensors & { confusion: TensorDesc },
+): KernelCall[] {
+  const op = "cross entropy";
+  const shapeConstants = constants(op, t);
+  const classes = t.logits.shape[1];
+  expectTensor(op, t.confusion, [classes, classes], "u32");
+  return [kernelCall({
     kernel: kernels.softmaxCrossEntropy,
     entryPoint: "evaluate",
-    constants: constants(tensors),
-    bindings: [tensors.logits, tensors.labels, tensors.metrics, tensors.confusion],
-    workgroups: [1],
-  });
+    workgroupSize: WORKGROUP_SIZE,
+    constants: shapeConstants,
+    grid: [1],
+    bindings: [read(t.logits), read(t.labels), readWrite(t.metrics), readWrite(t.confusion)],
+  })];
 }

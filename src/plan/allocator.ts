@@ -1,85 +1,144 @@
 /**
- * Buffers for a program's transient tensors, reusing the buffer of a tensor whose last reader
- * ran before the new tensor's first writer. Greedy best fit in order of first use; a buffer
- * never serves two tensors of one step, since WebGPU forbids a written binding aliased by another.
+ * Storage for a program's transient tensors, decided without a GPU. A tensor lives from the first
+ * call that binds it to the last; the first must write it. Tensors share a buffer ("slot") only
+ * when their lives do not overlap: each takes the smallest free slot of its role that holds it,
+ * else grows the largest free one, else opens a new one (greedy, in order of first use).
+ * Activations and kernel workspaces keep slots of their own so that memory reports them apart.
+ *
+ * `checkPlacement` then proves the result, and any other placement, safe call by call: no tensor
+ * a call writes overlaps another of its bindings, and no buffer is bound both read-only and
+ * writable in one call (WebGPU refuses that even for disjoint ranges). Two writable bindings of
+ * disjoint ranges of one buffer are fine (a layer's dweight and dbias in the gradient arena).
  */
-import { createBuffer } from "../gpu/buffer.ts";
-import type { Gpu } from "../gpu/device.ts";
-import { byteSize, type Tensor } from "../gpu/tensor.ts";
-import type { Program, VirtualTensor } from "./program.ts";
+import { isWritable, type KernelCall } from "../gpu/kernel_call.ts";
+import { byteSize, hasStorage, type TensorDesc } from "../gpu/tensor.ts";
+
+/** A program that cannot run as written: a tensor read before it is written, or aliasing. */
+export class PlanError extends Error {
+  override name = "PlanError";
+}
+
+export type Role = "activation" | "workspace";
+
+/** One buffer to be, serving tensors whose lives do not overlap. */
+export interface Slot {
+  readonly role: Role;
+  /** The largest tensor's size: what the buffer needs. */
+  bytes: number;
+  /** The largest tensor's label, to name the buffer. */
+  label: string;
+}
+
+export interface Lifetime {
+  /** Index of the first call that binds the tensor. */
+  first: number;
+  /** Index of the last. */
+  last: number;
+}
 
 export interface Allocation {
-  resolve(tensor: VirtualTensor): Tensor;
-  /** Bytes of the buffers created for transient tensors. */
-  bytes: number;
-  /** Bytes the transient tensors would take with a buffer each. */
-  bytesWithoutReuse: number;
-  buffers: GPUBuffer[];
+  readonly slots: readonly Slot[];
+  readonly transients: ReadonlyMap<TensorDesc, Lifetime & { slot: Slot }>;
+  /** Bytes of the slots, by role. */
+  readonly bytes: Readonly<Record<Role, number>>;
+  /** What the transient tensors would take with a buffer each, by role. */
+  readonly bytesWithoutReuse: Readonly<Record<Role, number>>;
 }
 
-interface Lifetime {
-  tensor: VirtualTensor;
-  first: number;
-  last: number;
-  size: number;
+function roleOf(tensor: TensorDesc): Role {
+  return tensor.role ?? "activation";
 }
 
-function lifetimes(program: Program): Lifetime[] {
-  const byId = new Map<number, Lifetime>();
-  program.steps.forEach((step, index) => {
-    for (const tensor of [...step.reads, ...step.writes]) {
-      if (tensor.fixed) continue;
-      const lifetime = byId.get(tensor.id);
-      if (lifetime) lifetime.last = index;
-      else byId.set(tensor.id, { tensor, first: index, last: index, size: byteSize(tensor) });
+/** The lifetime of every transient tensor (every bound tensor without storage). */
+export function lifetimes(calls: readonly KernelCall[]): Map<TensorDesc, Lifetime> {
+  const lives = new Map<TensorDesc, Lifetime>();
+  calls.forEach((call, index) => {
+    for (const { tensor, access } of call.bindings) {
+      if (hasStorage(tensor)) continue;
+      const life = lives.get(tensor);
+      if (life) {
+        life.last = index;
+        continue;
+      }
+      if (access !== "write") {
+        throw new PlanError(
+          `plan: ${tensor.label} is bound ${access} by ${call.label} before any call writes it`,
+        );
+      }
+      lives.set(tensor, { first: index, last: index });
     }
   });
-  for (const lifetime of byId.values()) {
-    const writtenFirst = program.steps[lifetime.first].writes.includes(lifetime.tensor);
-    if (!writtenFirst) {
-      throw new Error(
-        `plan: ${lifetime.tensor.label} is read by ${
-          program.steps[lifetime.first].label
-        } before any step writes it`,
-      );
-    }
-  }
-  return [...byId.values()].sort((a, b) => a.first - b.first || b.size - a.size);
+  return lives;
 }
 
-export function allocate(gpu: Gpu, program: Program, labelPrefix: string): Allocation {
-  const buffers: { buffer: GPUBuffer; freeAfter: number }[] = [];
-  const assigned = new Map<number, GPUBuffer>();
-  let bytesWithoutReuse = 0;
-  for (const lifetime of lifetimes(program)) {
-    bytesWithoutReuse += lifetime.size;
-    let best: { buffer: GPUBuffer; freeAfter: number } | undefined;
-    for (const candidate of buffers) {
-      const fits = candidate.freeAfter < lifetime.first && candidate.buffer.size >= lifetime.size;
-      if (fits && (!best || candidate.buffer.size < best.buffer.size)) best = candidate;
+export function allocate(calls: readonly KernelCall[]): Allocation {
+  const lives = lifetimes(calls);
+  const slots: (Slot & { freeAfter: number })[] = [];
+  const transients = new Map<TensorDesc, Lifetime & { slot: Slot }>();
+  const bytes = { activation: 0, workspace: 0 };
+  const bytesWithoutReuse = { activation: 0, workspace: 0 };
+  const order = [...lives].sort(([a, lifeA], [b, lifeB]) =>
+    lifeA.first - lifeB.first || byteSize(b) - byteSize(a)
+  );
+  for (const [tensor, life] of order) {
+    const size = byteSize(tensor);
+    const role = roleOf(tensor);
+    bytesWithoutReuse[role] += size;
+    const free = slots.filter((slot) => slot.role === role && slot.freeAfter < life.first);
+    const fits = free.filter((slot) => slot.bytes >= size);
+    let slot = fits.length > 0
+      ? fits.reduce((best, slot) => slot.bytes < best.bytes ? slot : best)
+      : free.reduce<typeof slots[number] | undefined>(
+        (best, slot) => !best || slot.bytes > best.bytes ? slot : best,
+        undefined,
+      );
+    if (!slot) {
+      slot = { role, bytes: 0, label: tensor.label, freeAfter: -1 };
+      slots.push(slot);
     }
-    if (!best) {
-      best = {
-        buffer: createBuffer(gpu, {
-          label: `${labelPrefix} ${lifetime.tensor.label}`,
-          size: lifetime.size,
-        }),
-        freeAfter: -1,
-      };
-      buffers.push(best);
+    if (size > slot.bytes) {
+      slot.bytes = size;
+      slot.label = tensor.label;
     }
-    best.freeAfter = lifetime.last;
-    assigned.set(lifetime.tensor.id, best.buffer);
+    slot.freeAfter = life.last;
+    transients.set(tensor, { ...life, slot });
   }
-  return {
-    resolve(tensor) {
-      if (tensor.fixed) return tensor.fixed;
-      const buffer = assigned.get(tensor.id);
-      if (!buffer) throw new Error(`plan: ${tensor.label} is used by no step`);
-      return { label: tensor.label, buffer, offset: 0, shape: tensor.shape };
-    },
-    bytes: buffers.reduce((sum, { buffer }) => sum + buffer.size, 0),
-    bytesWithoutReuse,
-    buffers: buffers.map(({ buffer }) => buffer),
-  };
+  for (const slot of slots) bytes[slot.role] += slot.bytes;
+  checkPlacement(calls, (tensor) => {
+    const placed = transients.get(tensor);
+    if (placed) return { storage: placed.slot, offset: 0 };
+    if (hasStorage(tensor)) return { storage: tensor.buffer, offset: tensor.offset };
+    throw new PlanError(`plan: ${tensor.label} has no storage`);
+  });
+  return { slots, transients, bytes, bytesWithoutReuse };
+}
+
+/** Where a tensor's bytes are: a buffer (or a slot to be one) and a byte offset into it. */
+export type Placement = (tensor: TensorDesc) => { storage: object; offset: number };
+
+/** Throws a PlanError naming the call and the tensors where a placement would alias. */
+export function checkPlacement(calls: readonly KernelCall[], placement: Placement): void {
+  for (const call of calls) {
+    const ranges = call.bindings.map((binding) => {
+      const { storage, offset } = placement(binding.tensor);
+      return { ...binding, storage, start: offset, end: offset + byteSize(binding.tensor) };
+    });
+    for (const [i, a] of ranges.entries()) {
+      for (const b of ranges.slice(i + 1)) {
+        if (a.storage !== b.storage) continue;
+        if (!isWritable(a.access) && !isWritable(b.access)) continue;
+        const [written, other] = isWritable(a.access) ? [a, b] : [b, a];
+        const overlap = a.start < b.end && b.start < a.end;
+        if (overlap || !isWritable(other.access)) {
+          const relation = overlap
+            ? "overlaps"
+            : "shares a buffer with (WebGPU refuses a buffer bound read-only and writable at once)";
+          throw new PlanError(
+            `plan: in ${call.label}, ${written.tensor.label} is written and ${relation} ` +
+              `${other.tensor.label}`,
+          );
+        }
+      }
+    }
+  }
 }

@@ -1,108 +1,94 @@
 /**
  * Builds the program of a ResNet step: the forward pass (training or evaluation mode), and for
- * training the backward pass in reverse, over virtual tensors. Every conv+BN unit records what
- * its backward needs on a tape as the forward is built.
+ * training the backward pass in reverse, as one list of kernel calls over tensor descriptions.
+ * Every conv+BN unit records what its backward needs on a tape as the forward is built. Nothing
+ * here touches a GPU: the weights are bound as tensors that already have storage, everything
+ * else is transient and left to the allocator.
  */
-import type { Gpu } from "../gpu/device.ts";
-import type { Dispatch } from "../gpu/dispatch.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { type TensorDesc, tensorDesc } from "../gpu/tensor.ts";
 import { addForward } from "../ops/add.ts";
 import {
   type BatchNormActivation,
   batchNormBackward,
   batchNormEvalForward,
   batchNormTrainForward,
-  batchNormWorkspaceSize,
 } from "../ops/batchnorm.ts";
 import {
   conv2dBackward,
   type Conv2dConfig,
   conv2dForward,
   conv2dOutputShape,
-  conv2dWorkspaceSize,
 } from "../ops/conv2d.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../ops/global_avg_pool.ts";
 import { linearBackward, linearForward } from "../ops/linear.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
 import { crossEntropyEvaluate, crossEntropyTrain } from "../ops/softmax_cross_entropy.ts";
 import type { ConvBn } from "../model/architecture.ts";
-import type { ModelWeights } from "../model/weights.ts";
-import { Program, type Resolve, type VirtualTensor } from "./program.ts";
+import type { WeightTensors } from "../model/weights.ts";
+import { Program } from "./program.ts";
 
 export type Mode = "train" | "eval";
 
+/** The mark after the forward pass and the loss (the backward's calls follow). */
+export const FORWARD_END = "forward";
+
 export interface NetworkIo {
   /** [N, 32, 32, 3] NHWC images, normalised. */
-  input: Tensor;
+  input: TensorDesc;
   /** [N] u32 labels. */
-  labels: Tensor;
+  labels: TensorDesc;
   /** Loss and accuracy sums (softmax_cross_entropy.ts). */
-  metrics: Tensor;
+  metrics: TensorDesc;
   /** Evaluation only: the [classes, classes] confusion counts. */
-  confusion?: Tensor;
+  confusion?: TensorDesc;
   /** Where the logits go when the caller wants them (prediction); transient otherwise. */
-  logits?: Tensor;
+  logits?: TensorDesc;
 }
 
 /** What a conv+BN unit's backward needs from its forward. */
 interface UnitTape {
   unit: ConvBn;
-  input: VirtualTensor;
-  conv: VirtualTensor;
-  output: VirtualTensor;
-  saved?: { mean: VirtualTensor; invStd: VirtualTensor };
+  input: TensorDesc;
+  conv: TensorDesc;
+  output: TensorDesc;
+  saved?: { mean: TensorDesc; invStd: TensorDesc };
   activation: BatchNormActivation;
-  residual?: VirtualTensor;
+  residual?: TensorDesc;
 }
 
 function convConfig(unit: ConvBn): Conv2dConfig {
   return { kernelSize: unit.conv.kernelSize, stride: unit.conv.stride, padding: unit.conv.padding };
 }
 
-export class NetworkProgram {
-  readonly program = new Program();
-  /** Steps of the forward pass and loss; the backward's follow. */
-  forwardSteps = 0;
-  readonly #gpu: Gpu;
-  readonly #weights: ModelWeights;
-  readonly #mode: Mode;
-  #convWorkspaceBytes = 4;
-  #bnWorkspaceBytes = 4;
-  // Workspaces are shared by every layer (dispatches run in order); sized once the program is known.
-  readonly #convWorkspace: VirtualTensor;
-  readonly #bnWorkspace: VirtualTensor;
-  #workspaces?: { conv: Tensor; bn: Tensor };
+/** The whole step: forward, loss, and (training) backward, with the FORWARD_END mark. */
+export function buildNetworkProgram(
+  weights: WeightTensors,
+  mode: Mode,
+  io: NetworkIo,
+  policy: KernelPolicy,
+): Program {
+  return new NetworkBuilder(weights, mode, policy).build(io);
+}
 
-  constructor(gpu: Gpu, weights: ModelWeights, mode: Mode) {
-    this.#gpu = gpu;
+class NetworkBuilder {
+  readonly program = new Program();
+  readonly #weights: WeightTensors;
+  readonly #mode: Mode;
+  readonly #policy: KernelPolicy;
+
+  constructor(weights: WeightTensors, mode: Mode, policy: KernelPolicy) {
     this.#weights = weights;
     this.#mode = mode;
-    this.#convWorkspace = { id: -1, label: "conv workspace", shape: [1] };
-    this.#bnWorkspace = { id: -2, label: "batch-norm workspace", shape: [1] };
+    this.#policy = policy;
   }
 
-  /** Creates the shared workspaces at their final sizes; call after the program is built. */
-  createWorkspaces(create: (label: string, bytes: number) => Tensor): { conv: Tensor; bn: Tensor } {
-    this.#workspaces = {
-      conv: create("conv workspace", this.#convWorkspaceBytes),
-      bn: create("batch-norm workspace", this.#bnWorkspaceBytes),
-    };
-    return this.#workspaces;
-  }
-
-  #workspace(kind: "conv" | "bn"): Tensor {
-    if (!this.#workspaces) throw new Error("plan: workspaces used before they were created");
-    return this.#workspaces[kind];
-  }
-
-  /** Adds the whole step: forward, loss, and (training) backward. */
-  build(io: NetworkIo): void {
+  build(io: NetworkIo): Program {
     const { architecture } = this.#weights;
     const p = this.program;
-    const input = p.fixed(io.input);
 
-    const stem = this.#convBn(architecture.stem, input, "relu");
+    const stem = this.#convBn(architecture.stem, io.input, "relu");
     let x = stem.output;
-    const blocks: { input: VirtualTensor; residual: UnitTape[]; shortcut?: UnitTape }[] = [];
+    const blocks: { input: TensorDesc; residual: UnitTape[]; shortcut?: UnitTape }[] = [];
     for (const block of architecture.blocks) {
       const blockInput = x;
       const residual: UnitTape[] = [];
@@ -124,171 +110,101 @@ export class NetworkProgram {
     }
 
     const [n, , , channels] = x.shape;
-    const pooled = p.tensor("pooled", [n, channels]);
-    this.#step(
-      "global_avg_pool",
-      [x],
-      [pooled],
-      (r) => globalAvgPoolForward(this.#gpu, r(x), r(pooled)).then((d) => [d]),
-    );
-    const fc = architecture.fc;
-    const weight = p.fixed(this.#weights.param("fc.weight"));
-    const bias = p.fixed(this.#weights.param("fc.bias"));
-    const logits = io.logits ? p.fixed(io.logits) : p.tensor("logits", [n, fc.outFeatures]);
-    this.#step("fc", [pooled], [logits], async (r) => [
-      await linearForward(this.#gpu, {
-        x: r(pooled),
-        weight: r(weight),
-        bias: r(bias),
-        y: r(logits),
-      }),
-    ]);
-    const labels = p.fixed(io.labels);
-    const metrics = p.fixed(io.metrics);
+    const pooled = tensorDesc("pooled", [n, channels]);
+    p.add("global_avg_pool", globalAvgPoolForward({ x, y: pooled }));
+    const fc = {
+      x: pooled,
+      weight: this.#weights.param("fc.weight"),
+      bias: this.#weights.param("fc.bias"),
+    };
+    const logits = io.logits ?? tensorDesc("logits", [n, architecture.fc.outFeatures]);
+    p.add("fc", linearForward({ ...fc, y: logits }));
+    const loss = { logits, labels: io.labels, metrics: io.metrics };
     if (this.#mode === "eval") {
       if (!io.confusion) throw new Error("plan: an evaluation plan needs a confusion tensor");
-      const confusion = p.fixed(io.confusion);
-      this.#step("cross entropy", [logits], [], async (r) => [
-        await crossEntropyEvaluate(this.#gpu, {
-          logits: r(logits),
-          labels: r(labels),
-          metrics: r(metrics),
-          confusion: r(confusion),
-        }),
-      ]);
-      this.forwardSteps = p.steps.length;
-      return;
+      p.add("loss", crossEntropyEvaluate({ ...loss, confusion: io.confusion }));
+      p.mark(FORWARD_END);
+      return p;
     }
-    const dlogits = p.tensor("dlogits", logits.shape);
-    this.forwardSteps = p.steps.length + 1;
-    this.#step("cross entropy", [logits], [dlogits], async (r) => [
-      await crossEntropyTrain(this.#gpu, {
-        logits: r(logits),
-        labels: r(labels),
-        metrics: r(metrics),
-        dlogits: r(dlogits),
-      }),
-    ]);
+    const dlogits = tensorDesc("d logits", logits.shape);
+    p.add("loss", crossEntropyTrain({ ...loss, dlogits }));
+    p.mark(FORWARD_END);
 
     // Backward, in reverse.
-    const dpooled = p.tensor("d pooled", pooled.shape);
-    const dweight = p.fixed(this.#weights.grad("fc.weight"));
-    const dbias = p.fixed(this.#weights.grad("fc.bias"));
-    this.#step("fc backward", [pooled, dlogits], [dpooled], (r) =>
-      linearBackward(this.#gpu, {
-        x: r(pooled),
-        weight: r(weight),
-        bias: r(bias),
-        dy: r(dlogits),
-        dx: r(dpooled),
-        dweight: r(dweight),
-        dbias: r(dbias),
-      }));
-    let dx = p.tensor(`d ${x.label}`, x.shape);
-    const dLast = dx;
-    this.#step(
-      "global_avg_pool backward",
-      [dpooled],
-      [dLast],
-      (r) => globalAvgPoolBackward(this.#gpu, r(dpooled), r(dLast)).then((d) => [d]),
+    const dpooled = tensorDesc("d pooled", pooled.shape);
+    p.add(
+      "fc backward",
+      linearBackward({
+        ...fc,
+        dy: dlogits,
+        dx: dpooled,
+        dweight: this.#weights.grad("fc.weight"),
+        dbias: this.#weights.grad("fc.bias"),
+      }),
     );
+    let dx = tensorDesc(`d ${x.label}`, x.shape);
+    p.add("global_avg_pool backward", globalAvgPoolBackward({ dy: dpooled, dx }));
 
     for (const block of blocks.toReversed()) {
       const [lastUnit, ...earlier] = block.residual.toReversed();
-      const dResidual = p.tensor(`d ${lastUnit.residual!.label}`, lastUnit.residual!.shape);
+      const dResidual = tensorDesc(`d ${lastUnit.residual!.label}`, lastUnit.residual!.shape);
       let d = this.#convBnBackward(lastUnit, dx, dResidual);
       for (const unit of earlier) d = this.#convBnBackward(unit, d);
       const dFromShortcut = block.shortcut
         ? this.#convBnBackward(block.shortcut, dResidual)
         : dResidual;
-      const dInput = p.tensor(`d ${block.input.label}`, block.input.shape);
-      const dResidualBranch = d;
-      this.#step(`sum of gradients into ${block.input.label}`, [dResidualBranch, dFromShortcut], [
-        dInput,
-      ], async (r) => [
-        await addForward(this.#gpu, r(dResidualBranch), r(dFromShortcut), r(dInput)),
-      ]);
+      const dInput = tensorDesc(`d ${block.input.label}`, block.input.shape);
+      p.add(
+        `sum of gradients into ${block.input.label}`,
+        addForward({ a: d, b: dFromShortcut, y: dInput }),
+      );
       dx = dInput;
     }
     this.#convBnBackward(stem, dx, undefined, false);
-  }
-
-  #step(
-    label: string,
-    reads: VirtualTensor[],
-    writes: VirtualTensor[],
-    build: (resolve: Resolve) => Promise<Dispatch[]>,
-  ): void {
-    this.program.add({ label, reads, writes, build });
+    return p;
   }
 
   /** conv then BN (+ residual) (+ ReLU); returns the unit's tape. */
   #convBn(
     unit: ConvBn,
-    input: VirtualTensor,
+    input: TensorDesc,
     activation: BatchNormActivation,
-    residual?: VirtualTensor,
+    residual?: TensorDesc,
   ): UnitTape {
     const p = this.program;
     const config = convConfig(unit);
-    const weight = p.fixed(this.#weights.param(`${unit.conv.name}.weight`));
-    const conv = p.tensor(
+    const weight = this.#weights.param(`${unit.conv.name}.weight`);
+    const conv = tensorDesc(
       unit.conv.name,
       conv2dOutputShape(input.shape, unit.conv.outChannels, config),
     );
-    this.#convWorkspaceBytes = Math.max(
-      this.#convWorkspaceBytes,
-      conv2dWorkspaceSize(this.#gpu, input.shape, unit.conv.outChannels, config),
-    );
-    this.#step(
-      `${unit.conv.name} conv`,
-      [input],
-      [conv],
-      (r) => conv2dForward(this.#gpu, { x: r(input), weight: r(weight), y: r(conv), config }),
-    );
+    p.add(unit.conv.name, conv2dForward({ x: input, weight, y: conv }, config, this.#policy));
 
-    const bn = this.#weights.batchNorm(unit.bn.name);
-    const output = p.tensor(unit.bn.name, conv.shape);
-    const reads = residual ? [conv, residual] : [conv];
+    const params = this.#weights.batchNorm(unit.bn.name);
+    const output = tensorDesc(unit.bn.name, conv.shape);
     if (this.#mode === "eval") {
-      this.#step(
-        `${unit.bn.name} batch norm`,
-        reads,
-        [output],
-        (r) =>
-          batchNormEvalForward(this.#gpu, {
-            x: r(conv),
-            y: r(output),
-            params: bn,
-            residual: residual && r(residual),
-            activation,
-          }),
+      p.add(
+        unit.bn.name,
+        batchNormEvalForward(
+          { x: conv, y: output, params, residual },
+          { activation },
+          this.#policy,
+        ),
       );
       return { unit, input, conv, output, activation, residual };
     }
-    this.#bnWorkspaceBytes = Math.max(
-      this.#bnWorkspaceBytes,
-      batchNormWorkspaceSize(this.#gpu, conv.shape),
-    );
     const channels = [unit.bn.channels];
     const saved = {
-      mean: p.tensor(`${unit.bn.name} mean`, channels),
-      invStd: p.tensor(`${unit.bn.name} invstd`, channels),
+      mean: tensorDesc(`${unit.bn.name} mean`, channels),
+      invStd: tensorDesc(`${unit.bn.name} invstd`, channels),
     };
-    this.#step(
-      `${unit.bn.name} batch norm`,
-      reads,
-      [output, saved.mean, saved.invStd],
-      (r) =>
-        batchNormTrainForward(this.#gpu, {
-          x: r(conv),
-          y: r(output),
-          params: bn,
-          saved: { mean: r(saved.mean), invStd: r(saved.invStd) },
-          workspace: this.#workspace("bn"),
-          residual: residual && r(residual),
-          activation,
-        }),
+    p.add(
+      unit.bn.name,
+      batchNormTrainForward(
+        { x: conv, y: output, params, saved, residual },
+        { activation },
+        this.#policy,
+      ),
     );
     return { unit, input, conv, output, saved, activation, residual };
   }
@@ -296,54 +212,45 @@ export class NetworkProgram {
   /** Backward of a unit given the gradient of its output; returns the gradient of its input. */
   #convBnBackward(
     tape: UnitTape,
-    dOutput: VirtualTensor,
-    dResidual?: VirtualTensor,
+    dOutput: TensorDesc,
+    dResidual?: TensorDesc,
     inputGradient = true,
-  ): VirtualTensor {
+  ): TensorDesc {
     const p = this.program;
     const { unit } = tape;
-    const bn = this.#weights.batchNorm(unit.bn.name);
-    const saved = tape.saved!;
-    const dConv = p.tensor(`d ${tape.conv.label}`, tape.conv.shape);
-    const dgamma = p.fixed(this.#weights.grad(`${unit.bn.name}.weight`));
-    const dbeta = p.fixed(this.#weights.grad(`${unit.bn.name}.bias`));
-    this.#step(
-      `${unit.bn.name} batch norm backward`,
-      [tape.conv, tape.output, dOutput, saved.mean, saved.invStd],
-      dResidual ? [dConv, dResidual] : [dConv],
-      (r) =>
-        batchNormBackward(this.#gpu, {
-          x: r(tape.conv),
-          y: r(tape.output),
-          dy: r(dOutput),
-          dx: r(dConv),
-          dgamma: r(dgamma),
-          dbeta: r(dbeta),
-          params: bn,
-          saved: { mean: r(saved.mean), invStd: r(saved.invStd) },
-          workspace: this.#workspace("bn"),
-          activation: tape.activation,
-          dResidual: dResidual && r(dResidual),
-        }),
+    const dConv = tensorDesc(`d ${tape.conv.label}`, tape.conv.shape);
+    p.add(
+      `${unit.bn.name} backward`,
+      batchNormBackward(
+        {
+          x: tape.conv,
+          y: tape.output,
+          dy: dOutput,
+          dx: dConv,
+          dgamma: this.#weights.grad(`${unit.bn.name}.weight`),
+          dbeta: this.#weights.grad(`${unit.bn.name}.bias`),
+          params: this.#weights.batchNorm(unit.bn.name),
+          saved: tape.saved!,
+          dResidual,
+        },
+        { activation: tape.activation },
+        this.#policy,
+      ),
     );
-    const weight = p.fixed(this.#weights.param(`${unit.conv.name}.weight`));
-    const dweight = p.fixed(this.#weights.grad(`${unit.conv.name}.weight`));
-    const dInput = p.tensor(`d ${tape.input.label}`, tape.input.shape);
-    const config = convConfig(unit);
-    this.#step(
-      `${unit.conv.name} conv backward`,
-      [tape.input, dConv],
-      inputGradient ? [dInput] : [],
-      (r) =>
-        conv2dBackward(this.#gpu, {
-          x: r(tape.input),
-          weight: r(weight),
-          dy: r(dConv),
-          dx: inputGradient ? r(dInput) : undefined,
-          dweight: r(dweight),
-          workspace: this.#workspace("conv"),
-          config,
-        }),
+    const dInput = tensorDesc(`d ${tape.input.label}`, tape.input.shape);
+    p.add(
+      `${unit.conv.name} backward`,
+      conv2dBackward(
+        {
+          x: tape.input,
+          weight: this.#weights.param(`${unit.conv.name}.weight`),
+          dy: dConv,
+          dx: inputGradient ? dInput : undefined,
+          dweight: this.#weights.grad(`${unit.conv.name}.weight`),
+        },
+        convConfig(unit),
+        this.#policy,
+      ),
     );
     return dInput;
   }

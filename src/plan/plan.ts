@@ -3,20 +3,19 @@
  * allocated (dead activations' buffers reused), every pipeline and bind group created, and the
  * GPU memory it takes known up front. Running a step is encoding its dispatches.
  */
-import { createBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import type { ModelWeights } from "../model/weights.ts";
-import { allocate } from "./allocator.ts";
-import { type Mode, type NetworkIo, NetworkProgram } from "./network.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
+import type { WeightTensors } from "../model/weights.ts";
+import { materialize, type Materialized } from "./materialize.ts";
+import { buildNetworkProgram, FORWARD_END, type Mode, type NetworkIo } from "./network.ts";
 
 export interface PlanMemory {
   /** Bytes of the activation and gradient buffers, after reuse. */
   activations: number;
   /** What they would take with one buffer per tensor. */
   activationsWithoutReuse: number;
-  /** The shared scratch of the split reductions. */
+  /** The kernels' scratch (the split reductions' partial sums), after reuse. */
   workspaces: number;
 }
 
@@ -27,57 +26,39 @@ export class StepPlan {
   /** How many of `dispatches` are the forward pass and loss (for timing them apart). */
   readonly forwardDispatches: number;
   readonly memory: PlanMemory;
-  readonly #buffers: GPUBuffer[];
+  readonly #materialized: Materialized;
 
-  private constructor(
-    mode: Mode,
-    dispatches: Dispatch[],
-    forwardDispatches: number,
-    memory: PlanMemory,
-    buffers: GPUBuffer[],
-  ) {
+  private constructor(mode: Mode, materialized: Materialized, forwardDispatches: number) {
+    const { bytes, bytesWithoutReuse } = materialized.allocation;
     this.mode = mode;
-    this.dispatches = dispatches;
+    this.dispatches = materialized.dispatches;
     this.forwardDispatches = forwardDispatches;
-    this.memory = memory;
-    this.#buffers = buffers;
+    this.memory = {
+      activations: bytes.activation,
+      activationsWithoutReuse: bytesWithoutReuse.activation,
+      workspaces: bytes.workspace,
+    };
+    this.#materialized = materialized;
   }
 
   static async build(
     gpu: Gpu,
-    weights: ModelWeights,
+    weights: WeightTensors,
     mode: Mode,
     io: NetworkIo,
+    policy: KernelPolicy,
   ): Promise<StepPlan> {
-    const network = new NetworkProgram(gpu, weights, mode);
-    network.build(io);
-    const allocation = allocate(gpu, network.program, mode);
-    const workspaceBuffers: GPUBuffer[] = [];
-    const workspaces = network.createWorkspaces((label, bytes): Tensor => {
-      const buffer = createBuffer(gpu, { label, size: bytes });
-      workspaceBuffers.push(buffer);
-      return { label, buffer, offset: 0, shape: [buffer.size / 4] };
+    const program = buildNetworkProgram(weights, mode, io, policy);
+    const materialized = await materialize(gpu, program.calls, {
+      label: mode,
+      limitHint: mode === "train"
+        ? "use a smaller batch size"
+        : "use a smaller evaluation batch size (--eval-batch-size)",
     });
-    const dispatches: Dispatch[] = [];
-    let forwardDispatches = 0;
-    for (const [index, step] of network.program.steps.entries()) {
-      dispatches.push(...await step.build(allocation.resolve));
-      if (index + 1 === network.forwardSteps) forwardDispatches = dispatches.length;
-    }
-    return new StepPlan(
-      mode,
-      dispatches,
-      forwardDispatches,
-      {
-        activations: allocation.bytes,
-        activationsWithoutReuse: allocation.bytesWithoutReuse,
-        workspaces: workspaces.conv.buffer.size + workspaces.bn.buffer.size,
-      },
-      [...allocation.buffers, ...workspaceBuffers],
-    );
+    return new StepPlan(mode, materialized, program.markAt(FORWARD_END));
   }
 
   destroy(): void {
-    for (const buffer of this.#buffers) buffer.destroy();
+    this.#materialized.destroy();
   }
 }

@@ -1,45 +1,29 @@
 /**
- * A program is the static list of steps one training (or evaluation) step runs, over virtual
- * tensors. Building it first, and only then allocating buffers and creating bind groups, lets
- * the allocator see every tensor's lifetime and reuse dead activations' buffers.
+ * A program is the static list of kernel calls one training (or evaluation) step runs, over tensor
+ * descriptions. Its transient tensors are the bound ones without storage; the allocator derives
+ * their lifetimes from where the calls bind them and how (src/plan/allocator.ts), so what a step
+ * reads and writes is stated once, in its bindings.
  */
-import type { Dispatch } from "../gpu/dispatch.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-
-/** A tensor the program names before any buffer exists; `fixed` ones already have storage. */
-export interface VirtualTensor {
-  readonly id: number;
-  readonly label: string;
-  readonly shape: readonly number[];
-  /** Storage owned elsewhere (parameters, gradients, inputs): never reused by the allocator. */
-  readonly fixed?: Tensor;
-}
-
-export type Resolve = (tensor: VirtualTensor) => Tensor;
-
-export interface ProgramStep {
-  readonly label: string;
-  readonly reads: readonly VirtualTensor[];
-  readonly writes: readonly VirtualTensor[];
-  /** Creates the step's dispatches once the tensors have storage. */
-  build(resolve: Resolve): Promise<Dispatch[]>;
-}
+import type { KernelCall } from "../gpu/kernel_call.ts";
 
 export class Program {
-  readonly steps: ProgramStep[] = [];
-  #nextId = 0;
+  readonly calls: KernelCall[] = [];
+  readonly #marks = new Map<string, number>();
 
-  /** A transient tensor: the allocator gives it a buffer for its lifetime only. */
-  tensor(label: string, shape: readonly number[]): VirtualTensor {
-    return { id: this.#nextId++, label, shape };
+  /** Appends an op's calls; `scope` (a layer's name, say) leads their labels. */
+  add(scope: string, calls: readonly KernelCall[]): void {
+    for (const call of calls) this.calls.push({ ...call, label: `${scope} ${call.label}` });
   }
 
-  /** A tensor with storage of its own that outlives the step (parameters, gradients, inputs). */
-  fixed(tensor: Tensor): VirtualTensor {
-    return { id: this.#nextId++, label: tensor.label, shape: tensor.shape, fixed: tensor };
+  /** Names the point after the calls added so far (e.g. the end of the forward pass). */
+  mark(name: string): void {
+    this.#marks.set(name, this.calls.length);
   }
 
-  add(step: ProgramStep): void {
-    this.steps.push(step);
+  /** How many calls come before the mark `name`. */
+  markAt(name: string): number {
+    const at = this.#marks.get(name);
+    if (at === undefined) throw new Error(`program: no mark ${name}`);
+    return at;
   }
 }

@@ -6,9 +6,11 @@
 import type { Gpu } from "../gpu/device.ts";
 import { encodeDispatches } from "../gpu/dispatch.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
-import { BatchSource, CIFAR10_MEAN, CIFAR10_STD, type GpuDataset } from "../data/gpu_dataset.ts";
+import { CIFAR10_MEAN, CIFAR10_STD, type GpuDataset } from "../data/gpu_dataset.ts";
 import type { ModelWeights } from "../model/weights.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
 import { StepPlan } from "../plan/plan.ts";
+import { BatchSource } from "./batch_source.ts";
 
 export interface EvalPipelineOptions {
   batchSize: number;
@@ -37,6 +39,7 @@ export class EvalPipeline {
     gpu: Gpu,
     weights: ModelWeights,
     dataset: GpuDataset,
+    policy: KernelPolicy,
     options: EvalPipelineOptions,
   ): Promise<EvalPipeline> {
     const { batchSize, first, metrics, confusion, logits } = options;
@@ -46,7 +49,7 @@ export class EvalPipeline {
       32,
       3,
     ]);
-    const labels = createTensor(gpu, `evaluation labels (batch ${batchSize})`, [batchSize]);
+    const labels = createTensor(gpu, `evaluation labels (batch ${batchSize})`, [batchSize], "u32");
     const source = await BatchSource.create(gpu, dataset, {
       batchSize,
       augment: false,
@@ -66,7 +69,7 @@ export class EvalPipeline {
       metrics,
       confusion,
       logits,
-    });
+    }, policy);
     return new EvalPipeline(gpu, plan, source, [input, labels]);
   }
 

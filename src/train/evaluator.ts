@@ -8,6 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import type { CifarSplit } from "../data/cifar.ts";
 import { GpuDataset } from "../data/gpu_dataset.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
@@ -57,11 +58,12 @@ export class Evaluator {
     weights: ModelWeights,
     split: CifarSplit,
     batchSize: number,
+    policy: KernelPolicy,
   ): Promise<Evaluator> {
     const classes = weights.architecture.config.classes;
     const dataset = GpuDataset.create(gpu, split, "evaluation images");
     const metrics = createMetrics(gpu, "evaluation metrics");
-    const confusion = createTensor(gpu, "confusion matrix", [classes, classes]);
+    const confusion = createTensor(gpu, "confusion matrix", [classes, classes], "u32");
     const size = Math.min(batchSize, split.count);
     const full = Math.floor(split.count / size);
     const remainder = split.count - full * size;
@@ -69,7 +71,7 @@ export class Evaluator {
     // The test set is covered exactly: full batches, then one smaller plan for what is left.
     for (const [batch, batches, first] of [[size, full, 0], [remainder, 1, full * size]]) {
       if (batch === 0) continue;
-      const pipeline = await EvalPipeline.create(gpu, weights, dataset, {
+      const pipeline = await EvalPipeline.create(gpu, weights, dataset, policy, {
         batchSize: batch,
         first,
         metrics,

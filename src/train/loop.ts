@@ -67,7 +67,13 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
   let evaluator: Evaluator | undefined;
   try {
     trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
-    evaluator = await Evaluator.create(gpu, weights, options.testSet, options.evalBatchSize);
+    evaluator = await Evaluator.create(
+      gpu,
+      weights,
+      options.testSet,
+      options.evalBatchSize,
+      trainerOptions.policy,
+    );
     if (resume) {
       loadModelStateDict(weights, resume.checkpoint.tensors, resume.source);
       trainer.optimizer.importState(resume.checkpoint.optimizer);
@@ -92,6 +98,7 @@ function printHeader(options: TrainingRunOptions, trainer: Trainer, evaluator: E
   const parts = Object.entries(memory).map(([what, bytes]) => `${what} ${formatBytes(bytes)}`);
   const parameters = countParameters(trainer.weights.architecture).toLocaleString("en-US");
   log(`model: ${options.modelName}, ${parameters} parameters`);
+  log(`kernels: ${options.trainer.policy.describe()}`);
   log(`GPU memory: ${formatBytes(total)} planned (${parts.join(", ")})`);
   log(
     `data: ${options.dataLocation} (${options.trainSet.count} training images, ` +
@@ -184,6 +191,7 @@ async function encodeTrainingCheckpoint(
       step,
       seed: options.trainer.seed,
       training: { ...options.settings, history },
+      kernels: options.trainer.policy.choices(),
     },
     await trainer.optimizer.exportState(),
   );

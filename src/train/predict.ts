@@ -8,6 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { IMAGE_BYTES } from "../data/cifar.ts";
 import { GpuDataset } from "../data/gpu_dataset.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
 import { createMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
@@ -64,6 +65,7 @@ export class Predictor {
     gpu: Gpu,
     weights: ModelWeights,
     images: Uint8Array[],
+    policy: KernelPolicy,
     options: PredictorOptions = {},
   ): Promise<Predictor> {
     const count = images.length;
@@ -82,8 +84,8 @@ export class Predictor {
     );
     const logits = createTensor(gpu, "prediction logits", [batch, classes]);
     const metrics = createMetrics(gpu, "prediction metrics");
-    const confusion = createTensor(gpu, "prediction confusion", [classes, classes]);
-    const pipeline = await EvalPipeline.create(gpu, weights, dataset, {
+    const confusion = createTensor(gpu, "prediction confusion", [classes, classes], "u32");
+    const pipeline = await EvalPipeline.create(gpu, weights, dataset, policy, {
       batchSize: batch,
       first: 0,
       metrics,

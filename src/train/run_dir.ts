@@ -7,7 +7,7 @@
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { appendJsonLine, writeFileAtomic } from "../io/atomic.ts";
-import { UsageError } from "../cli/run.ts";
+import { UsageError } from "../errors.ts";
 import { renderTrainingChart } from "./chart.ts";
 
 /** One epoch's line of metrics.jsonl; a checkpoint's metadata holds every epoch's, in order. */

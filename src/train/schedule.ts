@@ -3,7 +3,7 @@
  * optimizer step `step`, counted from 0 (the value to pass to Optimizer.prepareStep before it).
  * Schedules advance per optimizer step, not per epoch.
  */
-
+import { UserError } from "../errors.ts";
 export type ScheduleConfig =
   | {
     kind: "constant";
@@ -40,7 +40,7 @@ export type ScheduleConfig =
 export type Schedule = (step: number) => number;
 
 /** Raised for schedule arguments that do not describe a schedule; the message names the fix. */
-export class ScheduleError extends Error {
+export class ScheduleError extends UserError {
   override name = "ScheduleError";
 }
 

@@ -6,7 +6,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import type { Metrics } from "../ops/softmax_cross_entropy.ts";
+import { decodeMetrics, type Metrics, METRICS_BYTES } from "../ops/softmax_cross_entropy.ts";
 
 export interface StepRunnerOptions {
   /** Read the metrics back every this many steps (default 8). */
@@ -51,7 +51,13 @@ export class StepRunner {
       this.#stepsSinceRead = 0;
       staging = this.#staging.find((buffer) => !this.#pending.some((p) => p.buffer === buffer));
       if (staging) {
-        encoder.copyBufferToBuffer(this.#metrics.buffer, this.#metrics.offset, staging, 0, 12);
+        encoder.copyBufferToBuffer(
+          this.#metrics.buffer,
+          this.#metrics.offset,
+          staging,
+          0,
+          METRICS_BYTES,
+        );
       }
     }
     this.#gpu.device.queue.submit([encoder.finish()]);
@@ -70,10 +76,9 @@ export class StepRunner {
   async #take(): Promise<Metrics> {
     const { buffer, mapped } = this.#pending.shift()!;
     await mapped;
-    const bytes = buffer.getMappedRange(0, 12).slice(0);
+    const bytes = buffer.getMappedRange(0, METRICS_BYTES).slice(0);
     buffer.unmap();
-    const counts = new Uint32Array(bytes);
-    return { lossSum: new Float32Array(bytes)[0], correct: counts[1], samples: counts[2] };
+    return decodeMetrics(bytes);
   }
 
   destroy(): void {

@@ -3,25 +3,22 @@
  * the optimizer over the parameter arena, and one submit per step. The CPU's work per step is
  * two tiny uniform writes and the encoding; per epoch, one shuffled order upload.
  */
+import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import type { CifarSplit } from "../data/cifar.ts";
-import {
-  BatchSource,
-  CIFAR10_MEAN,
-  CIFAR10_STD,
-  epochOrder,
-  GpuDataset,
-} from "../data/gpu_dataset.ts";
+import { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "../data/gpu_dataset.ts";
 import {
   createMetrics,
   type Metrics,
   readMetrics,
   resetMetrics,
 } from "../ops/softmax_cross_entropy.ts";
-import { Optimizer, type OptimizerConfig } from "../ops/optimizer.ts";
+import type { KernelPolicy } from "../ops/policy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { StepPlan } from "../plan/plan.ts";
+import { BatchSource } from "./batch_source.ts";
+import { Optimizer, type OptimizerConfig } from "./optimizer.ts";
 import type { Schedule } from "./schedule.ts";
 import { StepRunner } from "./step_runner.ts";
 
@@ -35,6 +32,8 @@ export interface TrainerOptions {
   seed: number;
   /** Read the running metrics back every this many steps. */
   readEvery?: number;
+  /** Picks the kernel variants of the plan. */
+  policy: KernelPolicy;
 }
 
 export interface EpochProgress {
@@ -45,7 +44,7 @@ export interface EpochProgress {
 }
 
 /** Raised when the loss stops being finite; the message says what to change. */
-export class TrainingDivergedError extends Error {
+export class TrainingDivergedError extends UserError {
   override name = "TrainingDivergedError";
 }
 
@@ -105,7 +104,7 @@ export class Trainer {
     const dataset = GpuDataset.create(gpu, split, "training images");
     const n = options.batchSize;
     const input = createTensor(gpu, "training input", [n, 32, 32, 3]);
-    const labels = createTensor(gpu, "training labels", [n]);
+    const labels = createTensor(gpu, "training labels", [n], "u32");
     const metrics = createMetrics(gpu, "training metrics");
     const source = await BatchSource.create(gpu, dataset, {
       batchSize: n,
@@ -115,7 +114,13 @@ export class Trainer {
       input,
       labels,
     });
-    const plan = await StepPlan.build(gpu, weights, "train", { input, labels, metrics });
+    const plan = await StepPlan.build(
+      gpu,
+      weights,
+      "train",
+      { input, labels, metrics },
+      options.policy,
+    );
     const optimizer = await Optimizer.create(
       gpu,
       { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },

@@ -14,7 +14,7 @@ import {
   trainCommand,
   trainRecipeSchema,
 } from "../../src/cli/flags.ts";
-import { UsageError } from "../../src/cli/run.ts";
+import { UsageError } from "../../src/errors.ts";
 import { newRunSettings } from "../../src/cli/train.ts";
 
 function parse<F extends FlagTable>(command: Command<F>, args: string[]) {

@@ -98,7 +98,7 @@ Deno.test("the book's names: stem conv, conv2_x..conv5_x with residual_function 
 
 Deno.test("arena offsets are aligned and tensors do not overlap", () => {
   const specs = parameterSpecs(buildArchitecture(resnetConfig("resnet18", 0.25)));
-  const { entries, size } = layoutArena(specs, 256);
+  const { entries, size } = layoutArena(specs);
   let end = 0;
   for (const { spec, offset } of entries) {
     assert.equal(offset % 256, 0);

@@ -18,8 +18,9 @@ import { loadModelStateDict } from "../../src/model/checkpoint.ts";
 import { resNetConfigSchema } from "../../src/model/config.ts";
 import { oihwToOhwi, permute4 } from "../../src/model/layout.ts";
 import { ModelWeights } from "../../src/model/weights.ts";
-import { Optimizer } from "../../src/ops/optimizer.ts";
+import { Optimizer } from "../../src/train/optimizer.ts";
 import { createMetrics, readMetrics } from "../../src/ops/softmax_cross_entropy.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
 import { StepPlan } from "../../src/plan/plan.ts";
 import { f32Tensor, gpuTest, readTensor, u32Tensor } from "../support/gpu.ts";
 import { NETWORK } from "../support/tolerances.ts";
@@ -71,7 +72,7 @@ for (const [name, bytes] of [["basic", basic], ["bottleneck", bottleneck]] as co
         labels: u32Tensor(gpu, "labels", [n], labels),
         metrics,
         logits,
-      });
+      }, KernelPolicy.forAdapter(gpu));
       const optimizer = await Optimizer.create(
         gpu,
         { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },

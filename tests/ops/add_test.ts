@@ -1,5 +1,6 @@
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
 import { addForward } from "../../src/ops/add.ts";
+import { submitCalls } from "../../src/plan/materialize.ts";
+import { elementCount } from "../../src/util/shape.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { ELEMENTWISE } from "../support/tolerances.ts";
@@ -13,7 +14,7 @@ import { f32Array, Random } from "../support/reference/random.ts";
 for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 5, 5, 8]]) {
   gpuTest(`add: gradient check on [${shape}]`, async (gpu) => {
     const random = new Random(7);
-    const count = shape.reduce((a, b) => a * b);
+    const count = elementCount(shape);
     await gradCheck({
       name: `add [${shape}]`,
       inputs: {
@@ -30,9 +31,10 @@ for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 5, 5, 8]]) {
       tolerance: ELEMENTWISE,
       async gpu({ a, b }, dy) {
         const y = poisonedTensor(gpu, "y", shape);
-        submitDispatches(gpu, [
-          await addForward(gpu, f32Tensor(gpu, "a", shape, a), f32Tensor(gpu, "b", shape, b), y),
-        ]);
+        await submitCalls(
+          gpu,
+          addForward({ a: f32Tensor(gpu, "a", shape, a), b: f32Tensor(gpu, "b", shape, b), y }),
+        );
         // The backward of a sum is the identity: both inputs receive dy itself (no kernel).
         return { y: await readTensor(gpu, y), grads: { a: dy, b: dy } };
       },

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { readBuffer } from "../../src/gpu/buffer.ts";
+import { readBuffer, writeBuffer } from "../../src/gpu/buffer.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { submitDispatches } from "../../src/gpu/dispatch.ts";
-import type { Tensor } from "../../src/gpu/tensor.ts";
+import type { KernelCall } from "../../src/gpu/kernel_call.ts";
+import { byteSize, type Tensor, type TensorDesc, tensorDesc } from "../../src/gpu/tensor.ts";
 import { addForward } from "../../src/ops/add.ts";
 import {
   BATCH_NORM_VARIANTS,
@@ -13,10 +14,12 @@ import {
   type BatchNormSaved,
   batchNormTrainForward,
   type BatchNormVariant,
-  batchNormWorkspaceSize,
   planBatchNorm,
 } from "../../src/ops/batchnorm.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
 import { reluBackward, reluForward } from "../../src/ops/relu.ts";
+import { materialize, submitCalls } from "../../src/plan/materialize.ts";
+import { elementCount } from "../../src/util/shape.ts";
 import { type Arrays, gradCheck } from "../support/gradcheck.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor, u32Tensor } from "../support/gpu.ts";
 import { ELEMENTWISE, REDUCTION } from "../support/tolerances.ts";
@@ -47,7 +50,10 @@ const FORMS: Form[] = ["bn", "bn+relu", "bn+add+relu"];
 const activationOf = (form: Form): BatchNormActivation => form === "bn" ? "none" : "relu";
 const hasResidual = (form: Form): boolean => form === "bn+add+relu";
 const nhwcOf = ([n, h, w, c]: Shape): NhwcShape => ({ n, h, w, c });
-const count = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+const count = elementCount;
+/** The policy that runs `variant` for every batch norm, as each test asks. */
+const forcing = (variant: BatchNormVariant): KernelPolicy =>
+  KernelPolicy.forcing("batchnorm", variant);
 
 interface Running {
   runningMean: Float64Array;
@@ -124,9 +130,12 @@ function referenceBackward(
 
 // ---- Running the op on the GPU --------------------------------------------------------------
 
+/** The ops take descriptions; the tests' tensors have storage, to fill and read back. */
+type Stored<T> = { [K in keyof T]: Tensor };
+
 interface GpuParams {
-  params: BatchNormParams;
-  saved: BatchNormSaved;
+  params: Stored<BatchNormParams>;
+  saved: Stored<BatchNormSaved>;
 }
 
 function gpuParams(gpu: Gpu, inputs: Arrays, running: Running, batchesTracked = 7): GpuParams {
@@ -146,9 +155,32 @@ function gpuParams(gpu: Gpu, inputs: Arrays, running: Running, batchesTracked = 
   };
 }
 
-/** A NaN-filled workspace, so that a pass reading what no pass wrote fails the comparison. */
-function workspaceFor(gpu: Gpu, shape: Shape, variant: BatchNormVariant): Tensor {
-  return poisonedTensor(gpu, "workspace", [batchNormWorkspaceSize(gpu, shape, variant) / 4]);
+/**
+ * Runs `calls` in one submit as submitCalls does (the allocator places the ops' workspaces, one
+ * slot shared by the forward's and the backward's as in training), with every workspace slot
+ * filled with NaN first, so that a pass reading what no pass wrote fails the comparison.
+ */
+async function submitPoisoned(gpu: Gpu, calls: readonly KernelCall[]): Promise<void> {
+  const materialized = await materialize(gpu, calls, { label: "batch norm test" });
+  const poisoned = new Set<GPUBuffer>();
+  for (const [tensor, { slot }] of materialized.allocation.transients) {
+    if (slot.role !== "workspace") continue;
+    const { buffer } = materialized.resolve(tensor);
+    if (poisoned.has(buffer)) continue;
+    writeBuffer(gpu, buffer, new Float32Array(slot.bytes / 4).fill(NaN));
+    poisoned.add(buffer);
+  }
+  assert.ok(poisoned.size > 0, "batch norm: the calls name no workspace to poison");
+  submitDispatches(gpu, materialized.dispatches);
+  materialized.destroy();
+}
+
+/** The distinct tensors of role "workspace" that the calls bind, in order of first binding. */
+function workspacesOf(calls: readonly KernelCall[]): TensorDesc[] {
+  const found = calls.flatMap((call) =>
+    call.bindings.map(({ tensor }) => tensor).filter((tensor) => tensor.role === "workspace")
+  );
+  return [...new Set(found)];
 }
 
 async function readU32(gpu: Gpu, tensor: Tensor): Promise<number> {
@@ -176,7 +208,6 @@ async function trainStep(
   dy: Float64Array,
 ): Promise<GpuResult> {
   const { params, saved } = gpuParams(gpu, inputs, running);
-  const workspace = workspaceFor(gpu, shape, variant);
   const x = f32Tensor(gpu, "x", shape, inputs.x);
   const residual = hasResidual(form)
     ? f32Tensor(gpu, "residual", shape, inputs.residual)
@@ -187,31 +218,24 @@ async function trainStep(
   const dbeta = poisonedTensor(gpu, "dbeta", [shape[3]]);
   const dResidual = residual ? poisonedTensor(gpu, "dresidual", shape) : undefined;
   const activation = activationOf(form);
-  submitDispatches(gpu, [
-    ...await batchNormTrainForward(gpu, {
-      x,
-      y,
-      params,
-      saved,
-      workspace,
-      residual,
-      activation,
-      variant,
-    }),
-    ...await batchNormBackward(gpu, {
-      x,
-      y,
-      dy: f32Tensor(gpu, "dy", shape, dy),
-      dx,
-      dgamma,
-      dbeta,
-      params,
-      saved,
-      workspace,
-      activation,
-      dResidual,
-      variant,
-    }),
+  const policy = forcing(variant);
+  await submitPoisoned(gpu, [
+    ...batchNormTrainForward({ x, y, params, saved, residual }, { activation }, policy),
+    ...batchNormBackward(
+      {
+        x,
+        y,
+        dy: f32Tensor(gpu, "dy", shape, dy),
+        dx,
+        dgamma,
+        dbeta,
+        params,
+        saved,
+        dResidual,
+      },
+      { activation },
+      policy,
+    ),
   ]);
   const grads: Record<string, Float32Array> = {
     x: await readTensor(gpu, dx),
@@ -385,17 +409,13 @@ for (const variant of BATCH_NORM_VARIANTS) {
 
       const { params, saved } = gpuParams(gpu, { gamma, beta }, running);
       const y = poisonedTensor(gpu, "y", shape);
-      submitDispatches(
+      await submitPoisoned(
         gpu,
-        await batchNormTrainForward(gpu, {
-          x: f32Tensor(gpu, "x", shape, x),
-          y,
-          params,
-          saved,
-          workspace: workspaceFor(gpu, shape, variant),
-          activation: "none",
-          variant,
-        }),
+        batchNormTrainForward(
+          { x: f32Tensor(gpu, "x", shape, x), y, params, saved },
+          { activation: "none" },
+          forcing(variant),
+        ),
       );
       const invStd = await readTensor(gpu, saved.invStd);
       const variance = Array.from(invStd, (value) => value ** -2 - 1e-5);
@@ -425,19 +445,15 @@ for (const variant of BATCH_NORM_VARIANTS) {
     const second = f32Array(count(shape), () => 3 + random.uniform(-1, 1));
     const running = randomRunning(random, shape[3]);
     const { params, saved } = gpuParams(gpu, first, running, 0);
-    const workspace = workspaceFor(gpu, shape, variant);
     const y = poisonedTensor(gpu, "y", shape);
-    const step = async (x: Float64Array) =>
-      await batchNormTrainForward(gpu, {
-        x: f32Tensor(gpu, "x", shape, x),
-        y,
-        params,
-        saved,
-        workspace,
-        activation: "none",
-        variant,
-      });
-    submitDispatches(gpu, [...await step(first.x), ...await step(second)]);
+    const policy = forcing(variant);
+    const step = (x: Float64Array) =>
+      batchNormTrainForward(
+        { x: f32Tensor(gpu, "x", shape, x), y, params, saved },
+        { activation: "none" },
+        policy,
+      );
+    await submitPoisoned(gpu, [...step(first.x), ...step(second)]);
 
     const afterFirst = referenceTrainForward(first.x, affineOf(first), running, nhwcOf(shape));
     const afterSecond = referenceTrainForward(second, affineOf(first), afterFirst, nhwcOf(shape));
@@ -480,18 +496,20 @@ for (const variant of BATCH_NORM_VARIANTS) {
 
       const { params } = gpuParams(gpu, inputs, running);
       const y = poisonedTensor(gpu, "y", shape);
-      submitDispatches(
+      await submitCalls(
         gpu,
-        await batchNormEvalForward(gpu, {
-          x: f32Tensor(gpu, "x", shape, inputs.x),
-          y,
-          params,
-          residual: hasResidual(form)
-            ? f32Tensor(gpu, "residual", shape, inputs.residual)
-            : undefined,
-          activation: activationOf(form),
-          variant,
-        }),
+        batchNormEvalForward(
+          {
+            x: f32Tensor(gpu, "x", shape, inputs.x),
+            y,
+            params,
+            residual: hasResidual(form)
+              ? f32Tensor(gpu, "residual", shape, inputs.residual)
+              : undefined,
+          },
+          { activation: activationOf(form) },
+          forcing(variant),
+        ),
       );
       assertAllClose(await readTensor(gpu, y), expected, ELEMENTWISE, `eval ${form} [${shape}]`);
       // Eval leaves the running statistics alone.
@@ -526,8 +544,7 @@ for (const variant of BATCH_NORM_VARIANTS) {
             : undefined;
           const fused = gpuParams(gpu, inputs, running);
           const apart = gpuParams(gpu, inputs, running);
-          const workspace = workspaceFor(gpu, shape, variant);
-          const common = { x, workspace, variant };
+          const policy = forcing(variant);
           const tensor = (label: string) => poisonedTensor(gpu, label, shape);
           const channelTensor = (label: string) => poisonedTensor(gpu, label, [shape[3]]);
 
@@ -538,21 +555,17 @@ for (const variant of BATCH_NORM_VARIANTS) {
             dbeta: channelTensor("fused dbeta"),
             dResidual: residual ? tensor("fused dresidual") : undefined,
           };
-          const fusedDispatches = [
-            ...await batchNormTrainForward(gpu, {
-              ...common,
-              ...fused,
-              y: fusedOut.y,
-              residual,
-              activation: "relu",
-            }),
-            ...await batchNormBackward(gpu, {
-              ...common,
-              ...fused,
-              ...fusedOut,
-              dy,
-              activation: "relu",
-            }),
+          const fusedCalls = [
+            ...batchNormTrainForward(
+              { x, ...fused, y: fusedOut.y, residual },
+              { activation: "relu" },
+              policy,
+            ),
+            ...batchNormBackward(
+              { x, ...fused, ...fusedOut, dy },
+              { activation: "relu" },
+              policy,
+            ),
           ];
 
           // bn -> [add] -> relu, and back: relu backward, add backward (identity), bn backward.
@@ -565,26 +578,22 @@ for (const variant of BATCH_NORM_VARIANTS) {
             dgamma: channelTensor("dgamma"),
             dbeta: channelTensor("dbeta"),
           };
-          const apartDispatches = [
-            ...await batchNormTrainForward(gpu, {
-              ...common,
-              ...apart,
-              y: bnOut,
-              activation: "none",
-            }),
-            ...(residual ? [await addForward(gpu, bnOut, residual, sum)] : []),
-            await reluForward(gpu, sum, y),
-            await reluBackward(gpu, y, dy, dSum),
-            ...await batchNormBackward(gpu, {
-              ...common,
-              ...apart,
-              ...apartOut,
-              y: bnOut,
-              dy: dSum,
-              activation: "none",
-            }),
+          const apartCalls = [
+            ...batchNormTrainForward(
+              { x, ...apart, y: bnOut },
+              { activation: "none" },
+              policy,
+            ),
+            ...(residual ? addForward({ a: bnOut, b: residual, y: sum }) : []),
+            ...reluForward({ x: sum, y }),
+            ...reluBackward({ y, dy, dx: dSum }),
+            ...batchNormBackward(
+              { x, ...apart, ...apartOut, y: bnOut, dy: dSum },
+              { activation: "none" },
+              policy,
+            ),
           ];
-          submitDispatches(gpu, [...fusedDispatches, ...apartDispatches]);
+          await submitPoisoned(gpu, [...fusedCalls, ...apartCalls]);
 
           const name = `fused ${form} [${shape}] ${variant}`;
           const pairs: [string, Tensor, Tensor][] = [
@@ -609,36 +618,142 @@ for (const variant of BATCH_NORM_VARIANTS) {
   }
 }
 
-// ---- Refusals -----------------------------------------------------------------------------------
+// ---- Workspaces ---------------------------------------------------------------------------------
 
-gpuTest("batch norm: refuses what would fail or mislead", async (gpu) => {
-  const shape: Shape = [1, 1, 1, 4];
-  const random = new Random(3);
-  const inputs = randomInputs(random, shape, "bn");
-  const { params, saved } = gpuParams(gpu, inputs, randomRunning(random, 4));
-  const x = f32Tensor(gpu, "x", shape, inputs.x);
-  const forward = (overrides: Partial<Parameters<typeof batchNormTrainForward>[1]>) =>
-    batchNormTrainForward(gpu, {
+/** Descriptions (no storage) of every tensor of a training forward and backward on `shape`. */
+function describedStep(shape: Shape, withResidual: boolean) {
+  const channels = shape[3];
+  const activation = (label: string) => tensorDesc(label, shape);
+  const perChannel = (label: string) => tensorDesc(label, [channels]);
+  const params: BatchNormParams = {
+    gamma: perChannel("gamma"),
+    beta: perChannel("beta"),
+    runningMean: perChannel("running_mean"),
+    runningVar: perChannel("running_var"),
+    numBatchesTracked: tensorDesc("num_batches_tracked", [1], "u32"),
+  };
+  const saved: BatchNormSaved = { mean: perChannel("mean"), invStd: perChannel("invstd") };
+  const [x, y] = [activation("x"), activation("y")];
+  return {
+    forward: { x, y, params, saved, residual: withResidual ? activation("residual") : undefined },
+    backward: {
       x,
-      y: poisonedTensor(gpu, "y", shape),
+      y,
+      dy: activation("dy"),
+      dx: activation("dx"),
+      dgamma: perChannel("dgamma"),
+      dbeta: perChannel("dbeta"),
       params,
       saved,
-      workspace: poisonedTensor(gpu, "workspace", [1 << 12]),
-      activation: "none",
-      ...overrides,
-    });
-  // One value per channel: the unbiased variance is undefined, as PyTorch says too.
-  await assert.rejects(forward({}), { name: "RangeError" });
+      dResidual: withResidual ? activation("dresidual") : undefined,
+    },
+  };
+}
 
-  const twoRows: Shape = [2, 1, 1, 4];
-  const x2 = f32Tensor(gpu, "x", twoRows, new Float32Array(8));
-  const tooSmall = poisonedTensor(gpu, "workspace", [4]);
-  await assert.rejects(
-    forward({ x: x2, y: poisonedTensor(gpu, "y", twoRows), workspace: tooSmall }),
-    { name: "ShapeError", message: /workspace/ },
-  );
-  // y in x's buffer: wgpu rejects a buffer bound read-only and read_write in one dispatch.
-  const sharing = { ...x2, label: "y sharing x's buffer" };
-  await assert.rejects(forward({ x: x2, y: sharing }), { name: "ShapeError", message: /buffer/ });
-  assert.throws(() => planBatchNorm([2, 4, 4], "serial"), /NHWC/);
+// Replaces the old checks of the workspace argument (batchNormWorkspaceSize, a workspace too small
+// refused): the ops now name their own scratch, which must be exactly what planBatchNorm sizes.
+Deno.test("batch norm: every op declares the workspace planBatchNorm sizes", () => {
+  const shapes: Shape[] = [
+    ...SMALL_SHAPES,
+    ...RESNET_CASES.map(([shape]) => shape),
+    [2, 1, 1, 4],
+    [128, 32, 32, 4],
+  ];
+  for (const variant of BATCH_NORM_VARIANTS) {
+    for (const shape of shapes) {
+      for (const withResidual of [false, true]) {
+        const name = `[${shape}] ${variant}${withResidual ? " with residual" : ""}`;
+        const plan = planBatchNorm(shape, variant);
+        const { forward, backward } = describedStep(shape, withResidual);
+        const activation = withResidual ? "relu" : "none";
+        const forwardCalls = batchNormTrainForward(forward, { activation }, forcing(variant));
+        const backwardCalls = batchNormBackward(backward, { activation }, forcing(variant));
+        for (
+          const [pass, calls] of [["forward", forwardCalls], ["backward", backwardCalls]] as const
+        ) {
+          // The partials pass binds the workspace, and only it among the workspaces.
+          const partials = calls[0].bindings.filter(({ tensor }) => tensor.role === "workspace");
+          assert.equal(partials.length, 1, `${name} ${pass}: workspaces of the partials pass`);
+          const workspace = partials[0].tensor;
+          assert.equal(partials[0].access, "write", `${name} ${pass}: partials access`);
+          assert.equal(
+            byteSize(workspace),
+            plan.workspaceBytes,
+            `${name} ${pass}: workspace bytes`,
+          );
+          assert.equal(workspace.dtype, "f32");
+          // The combine and (backward) the input gradient read the same tensor.
+          for (const call of calls.slice(1)) {
+            const bound = call.bindings.some(({ tensor }) => tensor === workspace);
+            assert.equal(bound, !call.entryPoint.startsWith("normalize"), call.label);
+          }
+          // The forced variant and the vec4 or scalar path reach the calls.
+          const combine = calls[1].entryPoint;
+          assert.equal(combine.endsWith("_tree"), variant === "tree", `${name}: ${combine}`);
+          assert.equal(
+            calls[0].entryPoint.endsWith("_scalar"),
+            !plan.vectorized,
+            `${name}: ${calls[0].entryPoint}`,
+          );
+        }
+        // Any other workspace (a stand-in for an absent dresidual) is not the partials'.
+        assert.equal(workspacesOf(forwardCalls).length, 1, `${name}: forward workspaces`);
+        assert.equal(
+          workspacesOf(backwardCalls).length,
+          withResidual ? 1 : 2,
+          `${name}: backward workspaces`,
+        );
+      }
+    }
+  }
 });
+
+// ---- Refusals -----------------------------------------------------------------------------------
+
+for (const variant of BATCH_NORM_VARIANTS) {
+  gpuTest(`batch norm (${variant}): refuses what would fail or mislead`, async (gpu) => {
+    const shape: Shape = [1, 1, 1, 4];
+    const random = new Random(3);
+    const inputs = randomInputs(random, shape, "bn");
+    const { params, saved } = gpuParams(gpu, inputs, randomRunning(random, 4));
+    const x = f32Tensor(gpu, "x", shape, inputs.x);
+    const forward = (overrides: Partial<Parameters<typeof batchNormTrainForward>[0]>) =>
+      batchNormTrainForward(
+        { x, y: poisonedTensor(gpu, "y", shape), params, saved, ...overrides },
+        { activation: "none" },
+        forcing(variant),
+      );
+    // One value per channel: the unbiased variance is undefined, as PyTorch says too. (The op
+    // throws a ShapeError now, where it rejected with a RangeError before.)
+    assert.throws(() => forward({}), { name: "ShapeError", message: /at least 2/ });
+
+    // Two rows plan and run; the op's own workspace is the size planBatchNorm gives (the old
+    // refusal of a caller's workspace too small has no caller's workspace left to refuse).
+    const twoRows: Shape = [2, 1, 1, 4];
+    const x2 = f32Tensor(gpu, "x", twoRows, new Float32Array(8));
+    const y2 = poisonedTensor(gpu, "y", twoRows);
+    const calls = forward({ x: x2, y: y2 });
+    const workspaces = workspacesOf(calls);
+    assert.equal(workspaces.length, 1);
+    assert.equal(byteSize(workspaces[0]), planBatchNorm(twoRows, variant).workspaceBytes);
+    await submitPoisoned(gpu, calls);
+    // x = 0: every normalised value is 0, so y is beta.
+    assertAllClose(
+      await readTensor(gpu, y2),
+      Float64Array.from({ length: 8 }, (_, index) => inputs.beta[index % 4]),
+      ELEMENTWISE,
+      "two rows of zeros",
+    );
+
+    // y in x's buffer: wgpu rejects a buffer bound read-only and read_write in one dispatch. The
+    // op plans it; the allocator refuses it when the calls are materialized.
+    const sharing = { ...x2, label: "y sharing x's buffer" };
+    const aliased = forward({ x: x2, y: sharing });
+    await assert.rejects(submitCalls(gpu, aliased), {
+      name: "PlanError",
+      message: /y sharing x's buffer is written and overlaps x/,
+    });
+    await assert.rejects(materialize(gpu, aliased, { label: "aliased" }), { name: "PlanError" });
+    assert.throws(() => planBatchNorm([2, 4, 4], "serial"), /NHWC/);
+  });
+}

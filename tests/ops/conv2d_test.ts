@@ -1,15 +1,18 @@
-import { rejects, throws } from "node:assert/strict";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import assert, { rejects, throws } from "node:assert/strict";
 import type { Gpu } from "../../src/gpu/device.ts";
+import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import type { KernelCall } from "../../src/gpu/kernel_call.ts";
+import { byteSize, hasStorage, type TensorDesc, tensorDesc } from "../../src/gpu/tensor.ts";
 import {
   conv2dBackward,
   type Conv2dConfig,
   conv2dForward,
   conv2dOutputShape,
   type Conv2dVariant,
-  conv2dWorkspaceSize,
 } from "../../src/ops/conv2d.ts";
+import { KERNEL_FAMILIES, KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
 import { ShapeError } from "../../src/ops/shape.ts";
+import { materialize, submitCalls } from "../../src/plan/materialize.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
@@ -22,6 +25,12 @@ import {
 import { f32Array, Random } from "../support/reference/random.ts";
 
 const VARIANTS: Conv2dVariant[] = ["blocked", "tiled"];
+
+/** The kernel (src/shaders.ts name) each variant's forward and backward calls run. */
+const VARIANT_KERNEL: Record<Conv2dVariant, string> = {
+  blocked: "conv2d_blocked",
+  tiled: "conv2d_tiled",
+};
 
 interface Conv2dCase {
   n: number;
@@ -53,11 +62,22 @@ function randomInputs(c: Conv2dCase) {
   };
 }
 
-/** Runs forward and backward of one variant on the GPU; dx and dweight start as NaN. */
+/** Every conv call (all but the split reduction) runs `variant`'s kernel. */
+function assertVariant(calls: readonly KernelCall[], variant: Conv2dVariant, what: string): void {
+  for (const call of calls) {
+    if (call.entryPoint === "reduce_splits") continue;
+    assert.equal(call.kernel.name, VARIANT_KERNEL[variant], `${what}: ${call.label}`);
+  }
+}
+
+/**
+ * Runs forward and backward on the GPU under `policy`, in one submit; dx and dweight start as
+ * NaN. Returns the calls too, to check what the policy chose.
+ */
 async function runGpu(
   gpu: Gpu,
   c: Conv2dCase,
-  variant: Conv2dVariant | undefined,
+  policy: KernelPolicy,
   inputs: { x: Float64Array; weight: Float64Array },
   dy: Float64Array,
 ) {
@@ -67,28 +87,21 @@ async function runGpu(
   const weight = f32Tensor(gpu, "weight", [c.cout, k, k, c.cin], inputs.weight);
   const y = poisonedTensor(gpu, "y", yShape);
   const dyTensor = f32Tensor(gpu, "dy", yShape, dy);
-  const dx = poisonedTensor(gpu, "dx", x.shape as number[]);
-  const dweight = poisonedTensor(gpu, "dweight", weight.shape as number[]);
-  const workspaceBytes = conv2dWorkspaceSize(gpu, x.shape, c.cout, c.config, variant);
-  const workspace = poisonedTensor(gpu, "workspace", [Math.max(1, workspaceBytes / 4)]);
+  const dx = poisonedTensor(gpu, "dx", x.shape);
+  const dweight = poisonedTensor(gpu, "dweight", weight.shape);
   const { config } = c;
-  submitDispatches(gpu, [
-    ...await conv2dForward(gpu, { x, weight, y, config, variant }),
-    ...await conv2dBackward(gpu, {
-      x,
-      weight,
-      dy: dyTensor,
-      dx,
-      dweight,
-      workspace,
-      config,
-      variant,
-    }),
-  ]);
-  return {
+  const calls = [
+    ...conv2dForward({ x, weight, y }, config, policy),
+    ...conv2dBackward({ x, weight, dy: dyTensor, dx, dweight }, config, policy),
+  ];
+  await submitCalls(gpu, calls);
+  const result = {
+    calls,
     y: await readTensor(gpu, y),
     grads: { x: await readTensor(gpu, dx), weight: await readTensor(gpu, dweight) },
   };
+  for (const tensor of [x, weight, y, dyTensor, dx, dweight]) tensor.buffer.destroy();
+  return result;
 }
 
 // Odd shapes: batch 1 and 3, 5x5 and 7x7 (stride 2 included), channels 3, 5 and 17 (the
@@ -120,7 +133,12 @@ for (const c of ODD_CASES) {
           },
         },
         tolerance: REDUCTION,
-        gpu: (inputs, dy) => runGpu(gpu, c, variant, inputs, dy),
+        gpu: async (inputs, dy) => {
+          const policy = KernelPolicy.forcing("conv2d", variant);
+          const result = await runGpu(gpu, c, policy, inputs, dy);
+          assertVariant(result.calls, variant, `conv2d ${variant} ${describe(c)}`);
+          return result;
+        },
       });
     });
   }
@@ -148,8 +166,10 @@ for (const c of RESNET_CASES) {
     const dy = f32Array(y.length, () => random.uniform(-1, 1));
     const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
     for (const variant of VARIANTS) {
-      const actual = await runGpu(gpu, c, variant, inputs, dy);
+      const policy = KernelPolicy.forcing("conv2d", variant);
+      const actual = await runGpu(gpu, c, policy, inputs, dy);
       const what = `conv2d ${variant} ${describe(c)}`;
+      assertVariant(actual.calls, variant, what);
       assertAllClose(actual.y, y, REDUCTION, `${what}: forward`);
       assertAllClose(actual.grads.x, dx, REDUCTION, `${what}: dx`);
       assertAllClose(actual.grads.weight, dweight, REDUCTION, `${what}: dweight`);
@@ -169,12 +189,41 @@ gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu)
   const shape = referenceShape(c);
   const inputs = randomInputs(c);
   const dy = Float64Array.of(0.5);
-  const actual = await runGpu(gpu, c, undefined, inputs, dy);
+  // The adapter's default policy picks tiled for such shapes, and the results are right.
+  const actual = await runGpu(gpu, c, KernelPolicy.forAdapter(gpu), inputs, dy);
+  assertVariant(actual.calls, "tiled", "adapter default");
   const expected = referenceBackward(inputs.x, inputs.weight, dy, shape);
   assertAllClose(actual.y, referenceForward(inputs.x, inputs.weight, shape), REDUCTION, "y");
   assertAllClose(actual.grads.x, expected.dx, REDUCTION, "dx");
   assertAllClose(actual.grads.weight, expected.dweight, REDUCTION, "dweight");
-  await rejects(runGpu(gpu, c, "blocked", inputs, dy), RangeError);
+  // So does either family's, whatever this adapter is, though the CPU family prefers blocked.
+  const x = tensorDesc("x", [1, 1, 1, 3]);
+  const weight = tensorDesc("weight", [1, 1, 1, 3]);
+  const y = tensorDesc("y", [1, 1, 1, 1]);
+  const dyDesc = tensorDesc("dy", [1, 1, 1, 1]);
+  const dx = tensorDesc("dx", [1, 1, 1, 3]);
+  const dweight = tensorDesc("dweight", [1, 1, 1, 3]);
+  for (const family of KERNEL_FAMILIES) {
+    const policy = KernelPolicy.forAdapter(gpu, family);
+    assertVariant(conv2dForward({ x, weight, y }, c.config, policy), "tiled", `${family} forward`);
+    assertVariant(
+      conv2dBackward({ x, weight, dy: dyDesc, dx, dweight }, c.config, policy),
+      "tiled",
+      `${family} backward`,
+    );
+    assert.deepEqual(Object.values(policy.choices().choices), ["tiled"]);
+  }
+  // Forcing blocked on them is the policy's error, raised when the calls are planned.
+  const blocked = KernelPolicy.forcing("conv2d", "blocked");
+  throws(
+    () => conv2dForward({ x, weight, y }, c.config, blocked),
+    (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
+  );
+  throws(
+    () => conv2dBackward({ x, weight, dy: dyDesc, dx, dweight }, c.config, blocked),
+    (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
+  );
+  await rejects(runGpu(gpu, c, blocked, inputs, dy), KernelPolicyError);
 });
 
 gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
@@ -196,19 +245,123 @@ gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
     const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
     const dyTensor = f32Tensor(gpu, "dy", [c.n, c.h, c.w, c.cout], dy);
     const dweight = poisonedTensor(gpu, "dweight", [c.cout, 3, 3, c.cin]);
-    const bytes = conv2dWorkspaceSize(gpu, x.shape, c.cout, c.config, variant);
-    const workspace = poisonedTensor(gpu, "workspace", [Math.max(1, bytes / 4)]);
-    const dispatches = await conv2dBackward(gpu, {
-      x,
-      weight,
-      dy: dyTensor,
-      dweight,
-      workspace,
-      config: c.config,
-      variant,
-    });
-    submitDispatches(gpu, dispatches);
+    const calls = conv2dBackward(
+      { x, weight, dy: dyTensor, dweight },
+      c.config,
+      KernelPolicy.forcing("conv2d", variant),
+    );
+    assertVariant(calls, variant, `${variant} stem backward`);
+    assert.ok(
+      calls.every((call) => call.entryPoint !== "backward_input"),
+      `${variant}: no backward_input without dx`,
+    );
+    await submitCalls(gpu, calls);
     assertAllClose(await readTensor(gpu, dweight), expected, REDUCTION, `${variant} dweight`);
+  }
+});
+
+/** The weight-gradient call and, where the sum is split, the reduction and its partial sums. */
+function weightGradientCalls(calls: readonly KernelCall[]) {
+  const weight = calls.find((call) => call.entryPoint === "backward_weight");
+  if (!weight) throw new Error("no backward_weight call");
+  const reduce = calls.find((call) => call.entryPoint === "reduce_splits");
+  return { weight, reduce, partial: weight.bindings.at(-1)! };
+}
+
+// The weight gradient of a layer with many output pixels is summed in ranges into partial sums
+// (a workspace the op names and the allocator gives storage), then reduced; this layer is split
+// by both variants. Its gradients must be those of the unsplit sum.
+for (const variant of VARIANTS) {
+  gpuTest(`conv2d ${variant}: a split weight gradient goes through a workspace`, async (gpu) => {
+    const c: Conv2dCase = {
+      n: 16,
+      h: 32,
+      w: 32,
+      cin: 3,
+      cout: 8,
+      config: { kernelSize: 3, stride: 1, padding: 1 },
+    };
+    const what = `conv2d ${variant} ${describe(c)}`;
+    const shape = referenceShape(c);
+    const inputs = randomInputs(c);
+    const yShape = conv2dOutputShape([c.n, c.h, c.w, c.cin], c.cout, c.config);
+    const pixels = yShape[0] * yShape[1] * yShape[2];
+    const random = new Random(5);
+    const dyValues = f32Array(pixels * c.cout, () => random.uniform(-1, 1));
+    const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
+    const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
+    const dy = f32Tensor(gpu, "dy", yShape, dyValues);
+    const dx = poisonedTensor(gpu, "dx", x.shape);
+    const dweight = poisonedTensor(gpu, "dweight", weight.shape);
+    const calls = conv2dBackward(
+      { x, weight, dy, dx, dweight },
+      c.config,
+      KernelPolicy.forcing("conv2d", variant),
+    );
+    assertVariant(calls, variant, what);
+    assert.deepEqual(
+      calls.map((call) => call.entryPoint),
+      ["backward_input", "backward_weight", "reduce_splits"],
+      what,
+    );
+    const split = weightGradientCalls(calls);
+    const partial: TensorDesc = split.partial.tensor;
+    const splits = partial.shape[0];
+    // The partial sums: a workspace without storage of [splits, ...weight shape], written by
+    // backward_weight, read by the reduction, which writes dweight.
+    assert.equal(partial.role, "workspace", what);
+    assert.equal(hasStorage(partial), false, what);
+    assert.ok(splits > 1, `${what}: ${splits} splits`);
+    assert.deepEqual(partial.shape, [splits, ...weight.shape], what);
+    assert.equal(split.partial.access, "write", what);
+    assert.deepEqual(
+      split.reduce!.bindings.map((binding) => [binding.tensor, binding.access]),
+      [[partial, "read"], [dweight, "write"]],
+      what,
+    );
+    assert.equal(split.reduce!.constants.SPLITS, splits, what);
+    // Its ranges cover the output pixels, none of them empty.
+    const rangePixels = split.weight.constants.SPLIT_PIXELS;
+    assert.ok(
+      rangePixels * splits >= pixels && rangePixels * (splits - 1) < pixels,
+      `${what}: ${splits} ranges of ${rangePixels} pixels for ${pixels}`,
+    );
+    // The allocator gives it storage, as a workspace; nothing else is transient.
+    const materialized = await materialize(gpu, calls, { label: "conv2d split" });
+    assert.deepEqual([...materialized.allocation.transients.keys()], [partial], what);
+    assert.equal(materialized.allocation.bytes.workspace, byteSize(partial), what);
+    assert.equal(materialized.allocation.bytes.activation, 0, what);
+    submitDispatches(gpu, materialized.dispatches);
+    materialized.destroy();
+    const expected = referenceBackward(inputs.x, inputs.weight, dyValues, shape);
+    assertAllClose(await readTensor(gpu, dx), expected.dx, REDUCTION, `${what}: dx`);
+    assertAllClose(await readTensor(gpu, dweight), expected.dweight, REDUCTION, `${what}: dweight`);
+    for (const tensor of [x, weight, dy, dx, dweight]) tensor.buffer.destroy();
+  });
+}
+
+Deno.test("conv2d: a small weight gradient is not split and needs no workspace", () => {
+  // 9 output pixels: a single range for either variant, written straight into dweight.
+  const config: Conv2dConfig = { kernelSize: 3, stride: 2, padding: 1 };
+  const x = tensorDesc("x", [1, 5, 5, 3]);
+  const weight = tensorDesc("weight", [5, 3, 3, 3]);
+  const dy = tensorDesc("dy", conv2dOutputShape(x.shape, 5, config));
+  const dx = tensorDesc("dx", x.shape);
+  const dweight = tensorDesc("dweight", weight.shape);
+  for (const variant of VARIANTS) {
+    const calls = conv2dBackward(
+      { x, weight, dy, dx, dweight },
+      config,
+      KernelPolicy.forcing("conv2d", variant),
+    );
+    assert.deepEqual(calls.map((call) => call.entryPoint), ["backward_input", "backward_weight"]);
+    const split = weightGradientCalls(calls);
+    assert.equal(split.reduce, undefined, variant);
+    assert.equal(split.partial.tensor, dweight, variant);
+    assert.ok(
+      calls.every((call) => call.bindings.every((binding) => binding.tensor.role === undefined)),
+      `${variant}: no workspace`,
+    );
   }
 });
 
@@ -224,7 +377,7 @@ Deno.test("conv2d: output shapes", () => {
   if (shape([1, 7, 7, 5], 3, down) !== "1x4x4x3") throw new Error("odd size, stride 2");
 });
 
-gpuTest("conv2d: unsupported parameters and mismatched shapes are rejected", async (gpu) => {
+Deno.test("conv2d: unsupported parameters and mismatched shapes are rejected", () => {
   const bad = (config: object) => config as Conv2dConfig;
   throws(
     () => conv2dOutputShape([1, 8, 8, 3], 4, bad({ kernelSize: 5, stride: 1, padding: 1 })),
@@ -246,38 +399,32 @@ gpuTest("conv2d: unsupported parameters and mismatched shapes are rejected", asy
     () => conv2dOutputShape([1, 2, 2, 3], 4, { kernelSize: 3, stride: 1, padding: 0 }),
     ShapeError,
   );
+  // Planning checks the tensors before any variant is chosen, whichever is forced.
   const config: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
-  const x = poisonedTensor(gpu, "x", [1, 4, 4, 3]);
-  const weight = poisonedTensor(gpu, "weight", [8, 3, 3, 3]);
-  const wrongWeight = poisonedTensor(gpu, "weight", [8, 1, 1, 3]);
-  const wrongY = poisonedTensor(gpu, "y", [1, 4, 4, 4]);
-  await rejects(conv2dForward(gpu, { x, weight: wrongWeight, y: wrongY, config }), ShapeError);
-  await rejects(conv2dForward(gpu, { x, weight, y: wrongY, config }), ShapeError);
-  const dy = poisonedTensor(gpu, "dy", [1, 4, 4, 8]);
-  const dweight = poisonedTensor(gpu, "dweight", [8, 3, 3, 3]);
-  const workspace = poisonedTensor(gpu, "workspace", [1]);
-  await rejects(
-    conv2dBackward(gpu, { x, weight, dy: wrongY, dweight, workspace, config }),
-    ShapeError,
-  );
-  await rejects(
-    conv2dBackward(gpu, { x, weight, dy, dx: wrongY, dweight, workspace, config }),
-    ShapeError,
-  );
-  // A workspace smaller than conv2dWorkspaceSize asks for.
-  const big = [16, 32, 32, 3];
-  const needed = conv2dWorkspaceSize(gpu, big, 8, config, "blocked");
-  if (needed === 0) throw new Error(`[${big}] was meant to split its weight gradient`);
-  await rejects(
-    conv2dBackward(gpu, {
-      x: poisonedTensor(gpu, "x", big),
-      weight,
-      dy: poisonedTensor(gpu, "dy", [16, 32, 32, 8]),
-      dweight,
-      workspace: poisonedTensor(gpu, "workspace", [needed / 4 - 1]),
-      config,
-      variant: "blocked",
-    }),
-    RangeError,
-  );
+  const x = tensorDesc("x", [1, 4, 4, 3]);
+  const weight = tensorDesc("weight", [8, 3, 3, 3]);
+  const wrongWeight = tensorDesc("weight", [8, 1, 1, 3]);
+  const wrongY = tensorDesc("y", [1, 4, 4, 4]);
+  const dy = tensorDesc("dy", [1, 4, 4, 8]);
+  const dweight = tensorDesc("dweight", [8, 3, 3, 3]);
+  const wrongDweight = tensorDesc("dweight", [8, 3, 3, 4]);
+  const u32X = tensorDesc("x", [1, 4, 4, 3], "u32");
+  for (const variant of VARIANTS) {
+    const policy = KernelPolicy.forcing("conv2d", variant);
+    throws(() => conv2dForward({ x, weight: wrongWeight, y: wrongY }, config, policy), ShapeError);
+    throws(() => conv2dForward({ x, weight, y: wrongY }, config, policy), ShapeError);
+    throws(() => conv2dForward({ x: u32X, weight, y: dy }, config, policy), ShapeError);
+    throws(() => conv2dBackward({ x, weight, dy: wrongY, dweight }, config, policy), ShapeError);
+    throws(
+      () => conv2dBackward({ x, weight, dy, dx: wrongY, dweight }, config, policy),
+      ShapeError,
+    );
+    throws(
+      () => conv2dBackward({ x, weight, dy, dweight: wrongDweight }, config, policy),
+      ShapeError,
+    );
+  }
+  // The old check that a workspace smaller than conv2dWorkspaceSize was refused has no object
+  // now (the op names its own workspace); "a split weight gradient goes through a workspace"
+  // checks the split and its workspace instead.
 });

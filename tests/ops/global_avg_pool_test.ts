@@ -1,5 +1,8 @@
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import assert from "node:assert/strict";
+import { tensorDesc } from "../../src/gpu/tensor.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../../src/ops/global_avg_pool.ts";
+import { ShapeError } from "../../src/ops/shape.ts";
+import { submitCalls } from "../../src/plan/materialize.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
@@ -24,12 +27,38 @@ for (const [n, h, w, c] of [[1, 4, 4, 512], [3, 5, 7, 17], [1, 1, 1, 3], [3, 8, 
       async gpu({ x }, dy) {
         const y = poisonedTensor(gpu, "y", [n, c]);
         const dx = poisonedTensor(gpu, "dx", [n, h, w, c]);
-        submitDispatches(gpu, [
-          await globalAvgPoolForward(gpu, f32Tensor(gpu, "x", [n, h, w, c], x), y),
-          await globalAvgPoolBackward(gpu, f32Tensor(gpu, "dy", [n, c], dy), dx),
+        await submitCalls(gpu, [
+          ...globalAvgPoolForward({ x: f32Tensor(gpu, "x", [n, h, w, c], x), y }),
+          ...globalAvgPoolBackward({ dy: f32Tensor(gpu, "dy", [n, c], dy), dx }),
         ]);
         return { y: await readTensor(gpu, y), grads: { x: await readTensor(gpu, dx) } };
       },
     });
   });
 }
+
+Deno.test("global average pool: a tensor of the wrong element type is refused, naming it", () => {
+  const [n, h, w, c] = [2, 4, 4, 8];
+  const refused = (message: RegExp) => (error: unknown) =>
+    error instanceof ShapeError && message.test(error.message);
+  const x = tensorDesc("x", [n, h, w, c]);
+  const y = tensorDesc("y", [n, c]);
+  assert.throws(
+    () => globalAvgPoolForward({ x: tensorDesc("x", [n, h, w, c], "u32"), y }),
+    refused(/^global_avg_pool: x holds u32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => globalAvgPoolForward({ x, y: tensorDesc("y", [n, c], "i32") }),
+    refused(/^global_avg_pool: y holds i32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => globalAvgPoolBackward({ dy: tensorDesc("dy", [n, c], "u32"), dx: x }),
+    refused(/^global_avg_pool backward: dy holds u32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => globalAvgPoolBackward({ dy: y, dx: tensorDesc("dx", [n, h, w, c], "u32") }),
+    refused(/^global_avg_pool backward: dx holds u32 elements, expected f32$/),
+  );
+  assert.equal(globalAvgPoolForward({ x, y }).length, 1);
+  assert.equal(globalAvgPoolBackward({ dy: y, dx: x }).length, 1);
+});

@@ -4,15 +4,23 @@ import { submitDispatches } from "../../src/gpu/dispatch.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { type CifarSplit, IMAGE_BYTES } from "../../src/data/cifar.ts";
 import {
-  augmentationDraw,
-  BatchSource,
-  type ChannelValues,
   CIFAR10_MEAN,
   CIFAR10_STD,
   epochOrder,
   GpuDataset,
   type GpuDatasetOptions,
 } from "../../src/data/gpu_dataset.ts";
+import { type DType, type TensorDesc, tensorDesc } from "../../src/gpu/tensor.ts";
+import {
+  augmentationDraw,
+  BATCH_PARAMS_SHAPE,
+  type ChannelValues,
+  IMAGE_WORDS,
+  inputBatch,
+  type InputBatchTensors,
+} from "../../src/ops/input_batch.ts";
+import { ShapeError } from "../../src/ops/shape.ts";
+import { BatchSource } from "../../src/train/batch_source.ts";
 import { gpuTest, poisonedTensor, readTensor, u32Tensor } from "../support/gpu.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import { Random } from "../support/reference/random.ts";
@@ -174,7 +182,7 @@ gpuTest(
     const limit = gpu.device.limits.maxStorageBufferBindingSize;
     assert.equal(dataset.imageChunks.length, 2);
     assert.ok(dataset.imageChunks.every((chunk) => chunk.buffer.size <= limit));
-    const first = dataset.firstChunkImages;
+    const first = dataset.imageChunks[0].shape[0];
     assert.equal(first, Math.floor(Math.min(limit, gpu.device.limits.maxBufferSize) / IMAGE_BYTES));
     assert.equal(dataset.gpuBytes, count * IMAGE_BYTES + count * 4);
 
@@ -222,6 +230,67 @@ gpuTest("input batch: orders, batches and seeds outside their ranges are refused
   assert.throws(() => source.prepareBatch(0, 1, 2 ** 32), /epoch must be an integer/);
   source.destroy();
   dataset.destroy();
+});
+
+Deno.test("input batch: a tensor of the wrong element type is refused, naming it", () => {
+  const [count, batch] = [37, 5];
+  const expected: Record<Exclude<keyof InputBatchTensors, "imageChunks">, DType> = {
+    datasetLabels: "u32",
+    order: "u32",
+    batchParams: "u32",
+    input: "f32",
+    labels: "u32",
+  };
+  const shapes = {
+    datasetLabels: [count],
+    order: [count],
+    batchParams: [...BATCH_PARAMS_SHAPE],
+    input: [batch, SIZE, SIZE, 3],
+    labels: [batch],
+  };
+  type Name = keyof typeof expected;
+  const chunk = (label: string, images: number, dtype: DType = "u32") =>
+    tensorDesc(label, [images, IMAGE_WORDS], dtype);
+  /** The kernel's tensors over two chunks, each of its expected type but `wrong`, as `dtype`. */
+  const tensors = (wrong?: Name, dtype?: DType): InputBatchTensors => {
+    const make = (name: Name): TensorDesc =>
+      tensorDesc(name, shapes[name], name === wrong ? dtype : expected[name]);
+    return {
+      imageChunks: [chunk("images 1", 19), chunk("images 2", 18)],
+      datasetLabels: make("datasetLabels"),
+      order: make("order"),
+      batchParams: make("batchParams"),
+      input: make("input"),
+      labels: make("labels"),
+    };
+  };
+  const config = { augment: true, mean: CIFAR10_MEAN, std: CIFAR10_STD };
+  const refused = (label: string, dtype: DType, wanted: DType) => (error: unknown) =>
+    error instanceof ShapeError &&
+    error.message === `input batch: ${label} holds ${dtype} elements, expected ${wanted}`;
+  for (const name of Object.keys(expected) as Name[]) {
+    const dtype = expected[name] === "f32" ? "u32" : "f32";
+    assert.throws(
+      () => inputBatch(tensors(name, dtype), config),
+      refused(name, dtype, expected[name]),
+    );
+  }
+  // Image bytes as f32 words (say, pixels already converted) are refused too, in either chunk.
+  const images = tensors();
+  assert.throws(
+    () =>
+      inputBatch(
+        { ...images, imageChunks: [chunk("images 1", 19), chunk("images 2", 18, "f32")] },
+        config,
+      ),
+    refused("images 2", "f32", "u32"),
+  );
+  assert.throws(
+    () => inputBatch({ ...images, imageChunks: [chunk("images 1", 37, "i32")] }, config),
+    refused("images 1", "i32", "u32"),
+  );
+  assert.equal(inputBatch(images, config).length, 1);
+  assert.equal(inputBatch({ ...images, imageChunks: [chunk("images", 37)] }, config).length, 1);
 });
 
 Deno.test("augmentationDraw: flips half the samples and picks each crop offset 1/9 of the time", () => {

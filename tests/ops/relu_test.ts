@@ -1,5 +1,9 @@
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import assert from "node:assert/strict";
+import { tensorDesc } from "../../src/gpu/tensor.ts";
 import { reluBackward, reluForward } from "../../src/ops/relu.ts";
+import { ShapeError } from "../../src/ops/shape.ts";
+import { submitCalls } from "../../src/plan/materialize.ts";
+import { elementCount } from "../../src/util/shape.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { ELEMENTWISE } from "../support/tolerances.ts";
@@ -17,8 +21,8 @@ function awayFromZero(random: Random): number {
 
 for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 1, 1, 1027]]) {
   gpuTest(`relu: gradient check on [${shape}]`, async (gpu) => {
-    const random = new Random(shape.reduce((a, b) => a * b));
-    const count = shape.reduce((a, b) => a * b);
+    const count = elementCount(shape);
+    const random = new Random(count);
     await gradCheck({
       name: `relu [${shape}]`,
       inputs: { x: f32Array(count, () => awayFromZero(random)) },
@@ -32,9 +36,9 @@ for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 1, 1, 1027]]) {
         const y = poisonedTensor(gpu, "y", shape);
         const dyTensor = f32Tensor(gpu, "dy", shape, dy);
         const dx = poisonedTensor(gpu, "dx", shape);
-        submitDispatches(gpu, [
-          await reluForward(gpu, xTensor, y),
-          await reluBackward(gpu, y, dyTensor, dx),
+        await submitCalls(gpu, [
+          ...reluForward({ x: xTensor, y }),
+          ...reluBackward({ y, dy: dyTensor, dx }),
         ]);
         return { y: await readTensor(gpu, y), grads: { x: await readTensor(gpu, dx) } };
       },
@@ -50,10 +54,37 @@ gpuTest(
     for (let i = 0; i < count; i++) values[i] = (i % 7) - 3;
     const x = f32Tensor(gpu, "x", [count], values);
     const output = poisonedTensor(gpu, "y", [count]);
-    submitDispatches(gpu, [await reluForward(gpu, x, output)]);
+    await submitCalls(gpu, reluForward({ x, y: output }));
     const y = await readTensor(gpu, output);
     for (let i = 0; i < count; i++) {
       if (y[i] !== Math.max((i % 7) - 3, 0)) throw new Error(`element ${i}: ${y[i]}`);
     }
   },
 );
+
+Deno.test("relu: a tensor of the wrong element type is refused, naming it", () => {
+  const shape = [2, 3, 3, 4];
+  const f32 = (label: string) => tensorDesc(label, shape);
+  const u32 = (label: string) => tensorDesc(label, shape, "u32");
+  const refused = (message: RegExp) => (error: unknown) =>
+    error instanceof ShapeError && message.test(error.message);
+  assert.throws(
+    () => reluForward({ x: u32("x"), y: f32("y") }),
+    refused(/^relu: x holds u32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => reluForward({ x: f32("x"), y: u32("y") }),
+    refused(/^relu: y holds u32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => reluBackward({ y: f32("y"), dy: u32("dy"), dx: f32("dx") }),
+    refused(/^relu backward: dy holds u32 elements, expected f32$/),
+  );
+  assert.throws(
+    () => reluBackward({ y: f32("y"), dy: f32("dy"), dx: tensorDesc("dx", shape, "i32") }),
+    refused(/^relu backward: dx holds i32 elements, expected f32$/),
+  );
+  // The same tensors in f32 plan one call each.
+  assert.equal(reluForward({ x: f32("x"), y: f32("y") }).length, 1);
+  assert.equal(reluBackward({ y: f32("y"), dy: f32("dy"), dx: f32("dx") }).length, 1);
+});

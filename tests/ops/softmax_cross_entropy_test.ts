@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { type DType, tensorDesc } from "../../src/gpu/tensor.ts";
+import { ShapeError } from "../../src/ops/shape.ts";
 import {
   createMetrics,
   crossEntropyEvaluate,
   crossEntropyTrain,
+  METRICS_SHAPE,
   readMetrics,
   resetMetrics,
 } from "../../src/ops/softmax_cross_entropy.ts";
+import { submitCalls } from "../../src/plan/materialize.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor, u32Tensor } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
@@ -41,14 +44,14 @@ for (const [n, classes] of [[1, 10], [3, 10], [130, 7], [257, 3]]) {
       const labelsTensor = u32Tensor(gpu, "labels", [n], labels);
       const metrics = createMetrics(gpu);
       const dlogits = poisonedTensor(gpu, "dlogits", [n, classes]);
-      const step = await crossEntropyTrain(gpu, {
+      const step = crossEntropyTrain({
         logits: logitsTensor,
         labels: labelsTensor,
         metrics,
         dlogits,
       });
       // Two steps accumulate: the metrics are sums until reset.
-      submitDispatches(gpu, [step, step]);
+      await submitCalls(gpu, [...step, ...step]);
       const twice = await readMetrics(gpu, metrics);
       assertAllClose(
         [twice.lossSum],
@@ -67,14 +70,15 @@ for (const [n, classes] of [[1, 10], [3, 10], [130, 7], [257, 3]]) {
         [classes, classes],
         new Uint32Array(classes ** 2),
       );
-      submitDispatches(gpu, [
-        await crossEntropyEvaluate(gpu, {
+      await submitCalls(
+        gpu,
+        crossEntropyEvaluate({
           logits: logitsTensor,
           labels: labelsTensor,
           metrics,
           confusion,
         }),
-      ]);
+      );
       const evaluated = await readMetrics(gpu, metrics);
       // Row = true class, column = predicted class (argmax, ties to the lowest index).
       const expectedConfusion = new Uint32Array(classes * classes);
@@ -101,16 +105,80 @@ gpuTest(
     const logits = [1, 3, 3, 0, /* row 2 */ 2, 2, 2, 2];
     const labels = [2, 0];
     const metrics = createMetrics(gpu);
-    submitDispatches(gpu, [
-      await crossEntropyEvaluate(gpu, {
+    await submitCalls(
+      gpu,
+      crossEntropyEvaluate({
         logits: f32Tensor(gpu, "logits", [2, 4], logits),
         labels: u32Tensor(gpu, "labels", [2], labels),
         metrics,
         confusion: u32Tensor(gpu, "confusion", [4, 4], new Uint32Array(16)),
       }),
-    ]);
+    );
     const expected = softmaxCrossEntropy(Float64Array.from(logits), labels, { n: 2, classes: 4 });
     assert.equal(expected.correct, 1);
     assert.equal((await readMetrics(gpu, metrics)).correct, expected.correct);
   },
 );
+
+gpuTest("softmax cross-entropy: createMetrics makes a u32 [3] tensor", async (gpu) => {
+  const metrics = createMetrics(gpu);
+  assert.equal(metrics.dtype, "u32");
+  assert.deepEqual(metrics.shape, [...METRICS_SHAPE]);
+  assert.deepEqual(await readMetrics(gpu, metrics), { lossSum: 0, correct: 0, samples: 0 });
+  metrics.buffer.destroy();
+});
+
+Deno.test("softmax cross-entropy: a tensor of the wrong element type is refused, naming it", () => {
+  const [n, classes] = [4, 10];
+  const shapes = {
+    logits: { shape: [n, classes], dtype: "f32" },
+    labels: { shape: [n], dtype: "u32" },
+    metrics: { shape: [...METRICS_SHAPE], dtype: "u32" },
+    dlogits: { shape: [n, classes], dtype: "f32" },
+    confusion: { shape: [classes, classes], dtype: "u32" },
+  } as const;
+  type Name = keyof typeof shapes;
+  /** Every tensor of the element type the op expects but `wrong`, which holds `dtype`. */
+  const tensors = (wrong?: Name, dtype?: DType) => {
+    const make = (name: Name) =>
+      tensorDesc(name, shapes[name].shape, name === wrong ? dtype : shapes[name].dtype);
+    return {
+      logits: make("logits"),
+      labels: make("labels"),
+      metrics: make("metrics"),
+      dlogits: make("dlogits"),
+      confusion: make("confusion"),
+    };
+  };
+  const refused = (name: Name, dtype: DType) => (error: unknown) =>
+    error instanceof ShapeError &&
+    error.message ===
+      `cross entropy: ${name} holds ${dtype} elements, expected ${shapes[name].dtype}`;
+  const train = (t: ReturnType<typeof tensors>) =>
+    crossEntropyTrain({
+      logits: t.logits,
+      labels: t.labels,
+      metrics: t.metrics,
+      dlogits: t.dlogits,
+    });
+  const evaluate = (t: ReturnType<typeof tensors>) =>
+    crossEntropyEvaluate({
+      logits: t.logits,
+      labels: t.labels,
+      metrics: t.metrics,
+      confusion: t.confusion,
+    });
+  // Labels as f32 (or i32), as float class scores would be, are refused by both entry points.
+  for (const dtype of ["f32", "i32"] as const) {
+    assert.throws(() => train(tensors("labels", dtype)), refused("labels", dtype));
+    assert.throws(() => evaluate(tensors("labels", dtype)), refused("labels", dtype));
+  }
+  assert.throws(() => train(tensors("metrics", "f32")), refused("metrics", "f32"));
+  assert.throws(() => evaluate(tensors("metrics", "f32")), refused("metrics", "f32"));
+  assert.throws(() => train(tensors("logits", "u32")), refused("logits", "u32"));
+  assert.throws(() => evaluate(tensors("logits", "u32")), refused("logits", "u32"));
+  assert.throws(() => train(tensors("dlogits", "u32")), refused("dlogits", "u32"));
+  assert.throws(() => evaluate(tensors("confusion", "f32")), refused("confusion", "f32"));
+  assert.equal(train(tensors()).length, 1);
+  assert.equal(evaluate(tensors()).length, 1);
+});

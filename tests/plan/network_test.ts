@@ -22,6 +22,7 @@ import {
   resnetForward,
   resnetTrainStep,
 } from "../support/reference/resnet.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
 
 const BATCH = 3;
 const inputShape = { n: BATCH, h: 32, w: 32, c: 3 };
@@ -79,7 +80,7 @@ for (const [name, config] of Object.entries(architectures)) {
         labels: u32Tensor(gpu, "labels", [BATCH], labels),
         metrics,
         logits,
-      });
+      }, KernelPolicy.forAdapter(gpu));
       assert.ok(
         plan.memory.activations < plan.memory.activationsWithoutReuse,
         "buffers are reused",
@@ -135,9 +136,9 @@ for (const [name, config] of Object.entries(architectures)) {
         input: f32Tensor(gpu, "input", [BATCH, 32, 32, 3], input),
         labels: u32Tensor(gpu, "labels", [BATCH], labels),
         metrics: createMetrics(gpu),
-        confusion: createTensor(gpu, "confusion", [10, 10]),
+        confusion: createTensor(gpu, "confusion", [10, 10], "u32"),
         logits,
-      });
+      }, KernelPolicy.forAdapter(gpu));
       submitDispatches(gpu, plan.dispatches);
       assertAllClose(await readTensor(gpu, logits), expected.logits, NETWORK, "eval logits");
       assert.deepEqual(

@@ -1,7 +1,8 @@
 /** GPU helpers for tests: one device per test process, tensors from f64 data, readbacks. */
-import { readBuffer, uploadBuffer } from "../../src/gpu/buffer.ts";
+import { readBuffer } from "../../src/gpu/buffer.ts";
 import { type Gpu, requestGpu } from "../../src/gpu/device.ts";
-import type { Tensor } from "../../src/gpu/tensor.ts";
+import { type Tensor, tensorFromData } from "../../src/gpu/tensor.ts";
+import { elementCount } from "../../src/util/shape.ts";
 
 let shared: Promise<Gpu> | undefined;
 
@@ -28,30 +29,29 @@ export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
 export function f32Tensor(
   gpu: Gpu,
   label: string,
-  shape: number[],
+  shape: readonly number[],
   values: ArrayLike<number>,
 ): Tensor {
-  return { label, shape, offset: 0, buffer: uploadBuffer(gpu, label, Float32Array.from(values)) };
+  return tensorFromData(gpu, label, shape, Float32Array.from(values));
 }
 
 export function u32Tensor(
   gpu: Gpu,
   label: string,
-  shape: number[],
+  shape: readonly number[],
   values: ArrayLike<number>,
 ): Tensor {
-  return { label, shape, offset: 0, buffer: uploadBuffer(gpu, label, Uint32Array.from(values)) };
+  return tensorFromData(gpu, label, shape, Uint32Array.from(values));
 }
 
 /** An f32 tensor filled with NaN, so an element a kernel forgets to write fails the comparison. */
-export function poisonedTensor(gpu: Gpu, label: string, shape: number[]): Tensor {
-  const count = shape.reduce((a, b) => a * b, 1);
-  return f32Tensor(gpu, label, shape, new Float32Array(count).fill(NaN));
+export function poisonedTensor(gpu: Gpu, label: string, shape: readonly number[]): Tensor {
+  return f32Tensor(gpu, label, shape, new Float32Array(elementCount(shape)).fill(NaN));
 }
 
 /** Reads a tensor back, failing if any GPU validation error was raised since the last read. */
 export async function readTensor(gpu: Gpu, tensor: Tensor): Promise<Float32Array> {
-  const count = tensor.shape.reduce((a, b) => a * b, 1);
+  const count = elementCount(tensor.shape);
   const values = new Float32Array(await readBuffer(gpu, tensor.buffer, tensor.offset, count * 4));
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(`GPU error before reading ${tensor.label}: ${error.message}`);

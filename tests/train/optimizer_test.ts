@@ -7,9 +7,9 @@ import {
   type OptimizerConfig,
   OptimizerConfigError,
   type OptimizerOptions,
-  type OptimizerState,
   resolveOptimizerConfig,
-} from "../../src/ops/optimizer.ts";
+} from "../../src/train/optimizer.ts";
+import type { OptimizerState } from "../../src/model/checkpoint.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { ELEMENTWISE } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";

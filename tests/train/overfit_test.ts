@@ -6,11 +6,12 @@
 import assert from "node:assert/strict";
 import { submitDispatches } from "../../src/gpu/dispatch.ts";
 import { ModelWeights } from "../../src/model/weights.ts";
-import { Optimizer } from "../../src/ops/optimizer.ts";
+import { Optimizer } from "../../src/train/optimizer.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../../src/ops/softmax_cross_entropy.ts";
 import { StepPlan } from "../../src/plan/plan.ts";
 import { f32Tensor, gpuTest, u32Tensor } from "../support/gpu.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
 
 const BATCH = 32;
 const MAX_STEPS = 150;
@@ -41,7 +42,7 @@ gpuTest(
         Array.from({ length: BATCH }, () => random.integer(10)),
       ),
       metrics,
-    });
+    }, KernelPolicy.forAdapter(gpu));
     const optimizer = await Optimizer.create(
       gpu,
       { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },

@@ -13,6 +13,7 @@ import { makeSplit } from "../support/data_fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
 
 Deno.test("softmax: probabilities that sum to 1, and no overflow for large logits", () => {
   const probabilities = softmax([1, 2, 3]);
@@ -42,7 +43,9 @@ gpuTest(
     );
 
     // Batches of 3: the third is padded with copies of the last image.
-    const batched = await Predictor.create(gpu, weights, images, { maxBatch: 3 });
+    const batched = await Predictor.create(gpu, weights, images, KernelPolicy.forAdapter(gpu), {
+      maxBatch: 3,
+    });
     const logits = await batched.logits();
     batched.destroy();
     assert.equal(logits.length, 7);
@@ -51,13 +54,18 @@ gpuTest(
     // Evaluation-mode batch norm makes each image's logits independent of its batch; the same
     // kernels at another batch size may still sum in another order, hence a tolerance.
     for (const index of [0, 6]) {
-      const alone = await Predictor.create(gpu, weights, [images[index]]);
+      const alone = await Predictor.create(
+        gpu,
+        weights,
+        [images[index]],
+        KernelPolicy.forAdapter(gpu),
+      );
       const [single] = await alone.logits();
       alone.destroy();
       assertAllClose(logits[index], single, REDUCTION, `image ${index} alone`);
     }
 
-    const evaluator = await Evaluator.create(gpu, weights, split, 32);
+    const evaluator = await Evaluator.create(gpu, weights, split, 32, KernelPolicy.forAdapter(gpu));
     const evaluation = await evaluator.evaluate();
     evaluator.destroy();
     const losses = logits.map((row, i) => -Math.log(softmax(row)[split.labels[i]]));

@@ -5,7 +5,7 @@
  * (β1·m + (1 − β1)·g, sqrt(v̂) + eps), which agree in exact arithmetic. The defaults are
  * torch.optim's, restated here so that the GPU module's defaults are checked, not shared.
  */
-import type { OptimizerConfig } from "../../../src/ops/optimizer.ts";
+import type { OptimizerConfig } from "../../../src/train/optimizer.ts";
 import { checkLength } from "./shape.ts";
 
 export interface ReferenceOptimizer {

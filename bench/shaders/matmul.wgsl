@@ -7,7 +7,7 @@
 override M: u32;
 override N: u32;
 override K: u32;
-override WORKGROUP_SIZE: u32 = 8u;
+override WORKGROUP_SIZE: u32;
 
 @group(0) @binding(0) var<storage, read> a: array<vec4f>;
 @group(0) @binding(1) var<storage, read> b: array<vec4f>;

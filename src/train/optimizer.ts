@@ -8,16 +8,25 @@
  * size, each binding sub-ranges of the buffers. Everything is built once: per step the host only
  * writes a small uniform (the scheduled lr and Adam's bias corrections).
  */
-import { readFloat32, STORAGE_USAGE, writeBuffer } from "../gpu/buffer.ts";
+import { UserError } from "../errors.ts";
+import { readFloat32, STORAGE_ALIGNMENT, STORAGE_USAGE, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { createDispatch, type Dispatch, linearGrid } from "../gpu/dispatch.ts";
+import type { Dispatch } from "../gpu/dispatch.ts";
+import {
+  type KernelCall,
+  kernelCall,
+  linearGrid,
+  read,
+  readWrite,
+  uniform,
+} from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import type { OptimizerState } from "../model/checkpoint.ts";
+import { materialize } from "../plan/materialize.ts";
 import { kernels } from "../shaders.ts";
 
 const WORKGROUP_SIZE = 256;
-/** Arena tensors start at multiples of 256 bytes (shaders/README.md); chunks do too. */
-export const ARENA_ALIGNMENT = 256;
 /** Each invocation updates one vec4 (16 bytes). */
 const BYTES_PER_INVOCATION = 16;
 /** The largest per-step uniform (Adam's three f32). */
@@ -60,7 +69,7 @@ export type ResolvedOptimizerConfig =
   | { kind: "sgd"; lr: number; momentum: number; nesterov: boolean; weightDecay: number };
 
 /** Raised for a hyper-parameter torch.optim would also reject; the message names it. */
-export class OptimizerConfigError extends Error {
+export class OptimizerConfigError extends UserError {
   override name = "OptimizerConfigError";
 }
 
@@ -193,23 +202,15 @@ export interface OptimizerOptions {
   chunkBytes?: number;
 }
 
-/** An optimizer's state, for checkpoints. */
-export interface OptimizerState {
-  /** Steps taken: torch's state["step"]. */
-  step: number;
-  /** Each state buffer under its torch.optim state key, in the arena's layout. */
-  buffers: Record<string, Float32Array>;
-}
-
 function largestChunk(gpu: Gpu): number {
   const { maxStorageBufferBindingSize, maxBufferSize } = gpu.device.limits;
   const limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
-  return Math.floor(limit / ARENA_ALIGNMENT) * ARENA_ALIGNMENT;
+  return Math.floor(limit / STORAGE_ALIGNMENT) * STORAGE_ALIGNMENT;
 }
 
 function checkArena(arena: ParameterArena): void {
   const { size } = arena;
-  if (!Number.isInteger(size) || size <= 0 || size % ARENA_ALIGNMENT !== 0) {
+  if (!Number.isInteger(size) || size <= 0 || size % STORAGE_ALIGNMENT !== 0) {
     throw new RangeError(`optimizer: arena size ${size} is not a positive multiple of 256 bytes`);
   }
   for (const [name, buffer] of [["params", arena.params], ["grads", arena.grads]] as const) {
@@ -226,7 +227,7 @@ function chunkBytesFor(gpu: Gpu, options: OptimizerOptions): number {
   const largest = largestChunk(gpu);
   const chunkBytes = options.chunkBytes ?? largest;
   if (
-    !Number.isInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes % ARENA_ALIGNMENT !== 0 ||
+    !Number.isInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes % STORAGE_ALIGNMENT !== 0 ||
     chunkBytes > largest
   ) {
     throw new RangeError(
@@ -238,7 +239,7 @@ function chunkBytesFor(gpu: Gpu, options: OptimizerOptions): number {
 
 /** A view of `bytes` bytes of `buffer` at `offset`, as an f32 tensor. */
 function view(label: string, buffer: GPUBuffer, offset: number, bytes: number): Tensor {
-  return { label, buffer, offset, shape: [bytes / 4] };
+  return { label, buffer, offset, shape: [bytes / 4], dtype: "f32" };
 }
 
 export class Optimizer {
@@ -260,7 +261,7 @@ export class Optimizer {
     rule: UpdateRule,
     uniform: GPUBuffer,
     stateBuffers: { name: string; buffer: GPUBuffer }[],
-    dispatches: Dispatch[],
+    dispatches: readonly Dispatch[],
   ) {
     this.#gpu = gpu;
     this.arena = arena;
@@ -282,7 +283,7 @@ export class Optimizer {
     checkArena(arena);
     const chunkBytes = chunkBytesFor(gpu, options);
     const rule = updateRule(resolved);
-    const uniform = gpu.device.createBuffer({
+    const stepBuffer = gpu.device.createBuffer({
       label: `${resolved.kind} step values`,
       size: STEP_UNIFORM_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -295,35 +296,29 @@ export class Optimizer {
     }));
     // Bound at its kind's struct size (Adam's and SGD's step values differ).
     const uniformBytes = rule.stepUniform(1, 0).byteLength;
-    const stepValues = view(uniform.label, uniform, 0, uniformBytes);
-    const dispatches: Promise<Dispatch>[] = [];
+    const stepValues = view(stepBuffer.label, stepBuffer, 0, uniformBytes);
+    const calls: KernelCall[] = [];
     for (let offset = 0; offset < arena.size; offset += chunkBytes) {
       const bytes = Math.min(chunkBytes, arena.size - offset);
       const chunk = `[${offset}, ${offset + bytes})`;
       const views = (buffer: GPUBuffer) => view(`${buffer.label} ${chunk}`, buffer, offset, bytes);
-      dispatches.push(createDispatch(gpu, {
+      calls.push(kernelCall({
         kernel: kernels.optimizer,
         entryPoint: rule.entryPoint,
-        constants: { ...rule.constants, WORKGROUP_SIZE },
+        workgroupSize: WORKGROUP_SIZE,
+        constants: rule.constants,
+        grid: linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE),
         bindings: [
-          views(arena.grads),
-          stepValues,
-          views(arena.params),
-          ...stateBuffers.map(({ buffer }) => views(buffer)),
+          read(views(arena.grads)),
+          uniform(stepValues),
+          readWrite(views(arena.params)),
+          ...stateBuffers.map(({ buffer }) => readWrite(views(buffer))),
         ],
-        workgroups: linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE),
         label: `${resolved.kind} ${chunk}`,
       }));
     }
-    return new Optimizer(
-      gpu,
-      arena,
-      resolved,
-      rule,
-      uniform,
-      stateBuffers,
-      await Promise.all(dispatches),
-    );
+    const { dispatches } = await materialize(gpu, calls, { label: resolved.kind });
+    return new Optimizer(gpu, arena, resolved, rule, stepBuffer, stateBuffers, dispatches);
   }
 
   /** Steps taken so far, counting the one prepared: torch's state["step"]. */

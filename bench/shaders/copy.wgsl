@@ -4,7 +4,7 @@
 // sequential stream per SIMD lane, as llvmpipe likes), one on GPUs (neighbouring invocations read
 // neighbouring addresses). The grid follows README.md's linear convention.
 
-override WORKGROUP_SIZE: u32 = 256u;
+override WORKGROUP_SIZE: u32;
 override VECTORS_PER_INVOCATION: u32 = 1u;
 
 @group(0) @binding(0) var<storage, read> source: array<vec4f>;

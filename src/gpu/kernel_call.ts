@@ -1,0 +1,112 @@
+/**
+ * A kernel call is one kernel launch as data: the kernel, its entry point, its override constants,
+ * its grid, and its bindings, each tagged with how the entry point accesses it. Ops return lists of
+ * calls and touch no GPU; a plan derives tensor lifetimes, buffer reuse and the aliasing check from
+ * the access tags, then `materialize` (src/plan/materialize.ts) turns the calls into dispatches.
+ */
+import type { Kernel, OverrideConstants } from "./pipeline.ts";
+import type { TensorDesc } from "./tensor.ts";
+
+/**
+ * How an entry point uses a binding. `read` is `var<storage, read>`; `write` and `read_write` are
+ * `var<storage, read_write>`, `write` when the call never reads what was there before (so a
+ * transient tensor's first call must write it); `uniform` is `var<uniform>`.
+ */
+export type Access = "read" | "write" | "read_write" | "uniform";
+
+export interface Binding {
+  readonly tensor: TensorDesc;
+  readonly access: Access;
+}
+
+export type Dimensions = readonly [number, number, number];
+
+export interface KernelCall {
+  readonly label: string;
+  readonly kernel: Kernel;
+  readonly entryPoint: string;
+  /** The entry point's `@workgroup_size`, also among `constants` (see `kernelCall`). */
+  readonly workgroupSize: Dimensions;
+  readonly constants: Readonly<OverrideConstants>;
+  /** Workgroups to dispatch in x, y and z. */
+  readonly grid: Dimensions;
+  /** Bound at @group(0) @binding(i) in order: exactly the bindings the entry point uses. */
+  readonly bindings: readonly Binding[];
+}
+
+export interface KernelCallRequest {
+  kernel: Kernel;
+  entryPoint: string;
+  /**
+   * Invocations per workgroup. The kernel declares `@workgroup_size(WORKGROUP_SIZE)` for a number,
+   * `@workgroup_size(WORKGROUP_SIZE_X, WORKGROUP_SIZE_Y)` for a pair, as overrides without
+   * defaults: the call sets them from this one value, so the grid TypeScript computes and the
+   * workgroup WGSL runs cannot disagree (a kernel missing one fails at pipeline creation).
+   */
+  workgroupSize: number | readonly [number, number];
+  constants?: OverrideConstants;
+  grid: readonly [number, number?, number?];
+  bindings: readonly Binding[];
+  label?: string;
+}
+
+const WORKGROUP_CONSTANTS = ["WORKGROUP_SIZE", "WORKGROUP_SIZE_X", "WORKGROUP_SIZE_Y"];
+
+export function kernelCall(request: KernelCallRequest): KernelCall {
+  const constants = { ...request.constants };
+  const label = request.label ?? `${request.kernel.name}.${request.entryPoint}`;
+  for (const name of WORKGROUP_CONSTANTS) {
+    if (name in constants) {
+      throw new Error(`${label}: ${name} comes from workgroupSize, not from the constants`);
+    }
+  }
+  const size = request.workgroupSize;
+  let workgroupSize: Dimensions;
+  if (typeof size === "number") {
+    workgroupSize = [size, 1, 1];
+    constants.WORKGROUP_SIZE = size;
+  } else {
+    workgroupSize = [size[0], size[1], 1];
+    constants.WORKGROUP_SIZE_X = size[0];
+    constants.WORKGROUP_SIZE_Y = size[1];
+  }
+  const [x, y = 1, z = 1] = request.grid;
+  const grid: Dimensions = [x, y, z];
+  if (!grid.every((count) => Number.isInteger(count) && count >= 1)) {
+    throw new RangeError(`${label}: grid [${grid}] is not positive whole workgroup counts`);
+  }
+  return {
+    label,
+    kernel: request.kernel,
+    entryPoint: request.entryPoint,
+    workgroupSize,
+    constants,
+    grid,
+    bindings: request.bindings,
+  };
+}
+
+export const read = (tensor: TensorDesc): Binding => ({ tensor, access: "read" });
+export const write = (tensor: TensorDesc): Binding => ({ tensor, access: "write" });
+export const readWrite = (tensor: TensorDesc): Binding => ({ tensor, access: "read_write" });
+export const uniform = (tensor: TensorDesc): Binding => ({ tensor, access: "uniform" });
+
+/** Whether the binding is `var<storage, read_write>`. */
+export function isWritable(access: Access): boolean {
+  return access === "write" || access === "read_write";
+}
+
+/** The largest workgroup count per grid dimension WebGPU guarantees. */
+export const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+
+/**
+ * Workgroup counts covering `invocations` one-dimensional invocations. Past 65,535 workgroups the
+ * grid wraps into y; kernels recover the linear index as
+ * `gid.x + gid.y * num_workgroups.x * WORKGROUP_SIZE` and skip indices past the end.
+ */
+export function linearGrid(invocations: number, workgroupSize: number): [number, number, number] {
+  const groups = Math.max(1, Math.ceil(invocations / workgroupSize));
+  if (groups <= MAX_WORKGROUPS_PER_DIMENSION) return [groups, 1, 1];
+  const y = Math.ceil(groups / MAX_WORKGROUPS_PER_DIMENSION);
+  return [Math.ceil(groups / y), y, 1];
+}

@@ -1,0 +1,152 @@
+/**
+ * The input batch (shaders/input_batch.wgsl): one call gathers a batch of a GPU-resident CIFAR data
+ * set by an order of indices, normalises it and (for training) augments it with a random crop and
+ * a horizontal flip, drawn from a stateless hash of (seed, epoch, index). `augmentationDraw` is the
+ * kernel's draw on the CPU, bit for bit.
+ */
+import {
+  type KernelCall,
+  kernelCall,
+  linearGrid,
+  read,
+  uniform,
+  write,
+} from "../gpu/kernel_call.ts";
+import type { TensorDesc } from "../gpu/tensor.ts";
+import { kernels } from "../shaders.ts";
+import { expectTensor, ShapeError } from "./shape.ts";
+
+/** Side of a CIFAR image in pixels. */
+export const IMAGE_SIZE = 32;
+/** u32 words of one image's 3072 bytes. */
+export const IMAGE_WORDS = 768;
+/** The per-batch uniform: (order offset, seed, epoch), u32 each. */
+export const BATCH_PARAMS_SHAPE = [3] as const;
+/** RandomCrop(32, padding=4): offsets 0..8 into the padded 40x40 image. */
+const CROP_CHOICES = 2 * 4 + 1;
+/** One invocation per output pixel; 32 to 256 measured alike on lavapipe (bench/input_batch.ts). */
+const WORKGROUP_SIZE = 64;
+
+export type ChannelValues = readonly [number, number, number];
+
+export interface InputBatchTensors {
+  /**
+   * The data set's images, [images, 768] u32 words, in one or two chunks split at an image
+   * boundary (WebGPU caps a binding at 128 MiB, below CIFAR-10 train's 153.6 MB).
+   */
+  imageChunks: readonly TensorDesc[];
+  /** [count] u32 */
+  datasetLabels: TensorDesc;
+  /** [count] u32: a permutation of the data set's indices. */
+  order: TensorDesc;
+  /** u32 [3] uniform: BATCH_PARAMS_SHAPE. */
+  batchParams: TensorDesc;
+  /** [batch, 32, 32, 3] f32 NHWC: the network's input. */
+  input: TensorDesc;
+  /** [batch] u32 */
+  labels: TensorDesc;
+}
+
+export interface InputBatchConfig {
+  /** Random crop with 4 pixels of black padding and horizontal flip (training only). */
+  augment: boolean;
+  /** Per-channel (RGB) mean and standard deviation of the pixels scaled to 0..1. */
+  mean: ChannelValues;
+  std: ChannelValues;
+}
+
+export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): KernelCall[] {
+  const op = "input batch";
+  const { imageChunks, datasetLabels, order, batchParams, input, labels } = t;
+  if (imageChunks.length < 1 || imageChunks.length > 2) {
+    throw new ShapeError(
+      `${op}: the kernel binds one or two image chunks, got ${imageChunks.length}`,
+    );
+  }
+  const count = imageChunks.reduce((sum, chunk) => sum + chunk.shape[0], 0);
+  for (const chunk of imageChunks) expectTensor(op, chunk, [chunk.shape[0], IMAGE_WORDS], "u32");
+  expectTensor(op, datasetLabels, [count], "u32");
+  expectTensor(op, order, [count], "u32");
+  expectTensor(op, batchParams, BATCH_PARAMS_SHAPE, "u32");
+  const batch = input.shape[0];
+  expectTensor(op, input, [batch, IMAGE_SIZE, IMAGE_SIZE, 3]);
+  expectTensor(op, labels, [batch], "u32");
+  const { mean, std } = config;
+  if (
+    std.some((value) => !(value > 0 && Number.isFinite(value))) ||
+    mean.some((value) => !Number.isFinite(value))
+  ) {
+    throw new RangeError(
+      `${op}: normalisation needs finite means and positive standard deviations, got mean ` +
+        `[${mean}] and std [${std}]`,
+    );
+  }
+  // A one-chunk data set binds its chunk twice; both bindings are read-only.
+  const [firstChunk, secondChunk = firstChunk] = imageChunks;
+  return [kernelCall({
+    kernel: kernels.inputBatch,
+    entryPoint: "gather",
+    workgroupSize: WORKGROUP_SIZE,
+    constants: {
+      BATCH: batch,
+      FIRST_CHUNK_IMAGES: firstChunk.shape[0],
+      AUGMENT: config.augment ? 1 : 0,
+      MEAN_R: mean[0],
+      MEAN_G: mean[1],
+      MEAN_B: mean[2],
+      STD_R: std[0],
+      STD_G: std[1],
+      STD_B: std[2],
+    },
+    grid: linearGrid(batch * IMAGE_SIZE * IMAGE_SIZE, WORKGROUP_SIZE),
+    bindings: [
+      read(firstChunk),
+      read(secondChunk),
+      read(datasetLabels),
+      read(order),
+      uniform(batchParams),
+      write(input),
+      write(labels),
+    ],
+  })];
+}
+
+/** One sample's augmentation: crop offsets into the padded 40x40 image, and the mirror flag. */
+export interface AugmentationDraw {
+  /** 0..8; 4 is the uncropped image. */
+  offsetX: number;
+  offsetY: number;
+  flip: boolean;
+}
+
+/** The kernel's `augmentation_draw` for data set image `index`, bit for bit. */
+export function augmentationDraw(seed: number, epoch: number, index: number): AugmentationDraw {
+  const hash = pcgHash(
+    (checkU32("index", index) + seedEpochHash(seed, epoch)) >>> 0,
+  );
+  return {
+    offsetX: hash % CROP_CHOICES,
+    offsetY: Math.floor(hash / CROP_CHOICES) % CROP_CHOICES,
+    flip: (Math.floor(hash / (CROP_CHOICES * CROP_CHOICES)) & 1) === 1,
+  };
+}
+
+/** Mixes (seed, epoch) into one word; the kernel does the same in `augmentation_draw`. */
+export function seedEpochHash(seed: number, epoch: number): number {
+  return pcgHash((checkU32("epoch", epoch) + pcgHash(checkU32("seed", seed))) >>> 0);
+}
+
+/** The kernel's `pcg_hash` in u32 arithmetic (Math.imul wraps the products as WGSL does). */
+function pcgHash(value: number): number {
+  const state = (Math.imul(value, 747796405) + 2891336453) >>> 0;
+  const word = Math.imul((state >>> ((state >>> 28) + 4)) ^ state, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+/** The kernel takes seeds, epochs and indices as u32: anything else would be silently wrapped. */
+export function checkU32(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw new RangeError(`${name} must be an integer in 0..2^32-1, got ${value}`);
+  }
+  return value;
+}

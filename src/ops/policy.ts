@@ -1,0 +1,192 @@
+/**
+ * The one place kernel variants are chosen. An op with variants asks the policy once per call site,
+ * naming the site by a key that holds its shape; the policy answers, in this order:
+ *   1. a variant forced for the op (tests and benchmarks compare variants this way);
+ *   2. a variant pinned for the key: the choices a run was started with, stored in its checkpoints,
+ *      so that `--resume` computes with the same kernels and stays bit-exact (a timed autotune
+ *      would pin its measured choices the same way);
+ *   3. the rules: per (op, family) a preference order, the first variant that can run the shape.
+ * The family is "cpu" on software adapters (lavapipe, SwiftShader) and "gpu" elsewhere, unless
+ * forced (`--kernels cpu|gpu`). Every choice is recorded, for the headers and the checkpoints.
+ */
+import { UserError } from "../errors.ts";
+
+export type KernelFamily = "cpu" | "gpu";
+
+export const KERNEL_FAMILIES: readonly KernelFamily[] = ["cpu", "gpu"];
+
+/** A preference order of an op's variants on one family, and why. */
+export interface KernelRule {
+  op: string;
+  family: KernelFamily;
+  prefer: readonly string[];
+  reason: string;
+}
+
+/** Today's rules (measurements in bench/README.md). */
+export const DEFAULT_RULES: readonly KernelRule[] = [
+  {
+    op: "conv2d",
+    family: "cpu",
+    prefer: ["blocked", "tiled"],
+    reason: "no workgroup memory, 8 pixels x 16 channels per invocation: 3.4x tiled on lavapipe",
+  },
+  {
+    op: "conv2d",
+    family: "gpu",
+    prefer: ["tiled", "blocked"],
+    reason: "64x64 workgroup-memory tiles: 1.1-2.4x blocked on an H100",
+  },
+  {
+    op: "batchnorm",
+    family: "cpu",
+    prefer: ["serial", "tree"],
+    reason: "long lanes over whole cache lines, no barrier: fastest on lavapipe",
+  },
+  {
+    op: "batchnorm",
+    family: "gpu",
+    prefer: ["tree", "serial"],
+    reason: "neighbouring invocations on neighbouring addresses, workgroup-memory combine",
+  },
+];
+
+/** One call site's question: which of `variants` runs the call named `key`. */
+export interface VariantRequest<V extends string> {
+  op: string;
+  /** Names the call site by its shape and configuration, e.g. "conv2d [128,32,32,64]->64 k3 s1 p1". */
+  key: string;
+  variants: readonly V[];
+  /** Variants that cannot run this shape, each with the reason. */
+  unsupported?: Partial<Record<V, string>>;
+}
+
+/** A policy that cannot honour what it was asked (a forced or pinned variant that cannot run). */
+export class KernelPolicyError extends UserError {
+  override name = "KernelPolicyError";
+}
+
+/** Where a policy's family came from, for the headers. */
+export type KernelFamilySource = "adapter" | "flag" | "checkpoint";
+
+export interface KernelPolicyOptions {
+  family: KernelFamily;
+  /** Default "adapter". */
+  source?: KernelFamilySource;
+  /** A variant per op, whatever the shape. */
+  force?: Readonly<Record<string, string>>;
+  /** A variant per call key, e.g. the choices stored in a checkpoint. */
+  pinned?: Readonly<Record<string, string>>;
+  rules?: readonly KernelRule[];
+}
+
+/** What is stored in a checkpoint to make the same choices again. */
+export interface KernelChoices {
+  family: KernelFamily;
+  choices: Record<string, string>;
+}
+
+export class KernelPolicy {
+  readonly family: KernelFamily;
+  readonly source: KernelFamilySource;
+  readonly #force: Readonly<Record<string, string>>;
+  readonly #pinned: Readonly<Record<string, string>>;
+  readonly #rules: readonly KernelRule[];
+  readonly #choices = new Map<string, { op: string; variant: string }>();
+
+  constructor(options: KernelPolicyOptions) {
+    this.family = options.family;
+    this.source = options.source ?? "adapter";
+    this.#force = options.force ?? {};
+    this.#pinned = options.pinned ?? {};
+    this.#rules = options.rules ?? DEFAULT_RULES;
+  }
+
+  /** The policy for an adapter: its own family ("cpu" for software adapters), or the one asked. */
+  static forAdapter(
+    adapter: { isFallbackAdapter: boolean },
+    family: KernelFamily | "auto" = "auto",
+  ): KernelPolicy {
+    return family === "auto"
+      ? new KernelPolicy({ family: adapter.isFallbackAdapter ? "cpu" : "gpu" })
+      : new KernelPolicy({ family, source: "flag" });
+  }
+
+  /** The policy that makes the stored choices again (and the rules of their family elsewhere). */
+  static restoring(stored: KernelChoices): KernelPolicy {
+    return new KernelPolicy({
+      family: stored.family,
+      source: "checkpoint",
+      pinned: stored.choices,
+    });
+  }
+
+  /** A policy that runs `variant` for every call of `op` (and the rules elsewhere). */
+  static forcing(op: string, variant: string, family: KernelFamily = "cpu"): KernelPolicy {
+    return new KernelPolicy({ family, force: { [op]: variant } });
+  }
+
+  choose<V extends string>(request: VariantRequest<V>): V {
+    const { op, key, variants } = request;
+    const unsupported: Partial<Record<string, string>> = request.unsupported ?? {};
+    const check = (variant: string, why: string): V => {
+      if (!(variants as readonly string[]).includes(variant)) {
+        throw new KernelPolicyError(
+          `${key}: ${why} variant "${variant}" is not one of ${op}'s (${variants.join(", ")})`,
+        );
+      }
+      const reason = unsupported[variant];
+      if (reason !== undefined) {
+        throw new KernelPolicyError(`${key}: the ${why} ${variant} variant ${reason}`);
+      }
+      return variant as V;
+    };
+    let variant: V;
+    if (this.#force[op] !== undefined) {
+      variant = check(this.#force[op], "forced");
+    } else if (this.#pinned[key] !== undefined) {
+      variant = check(this.#pinned[key], "pinned");
+    } else {
+      const rule = this.#rules.find((rule) => rule.op === op && rule.family === this.family);
+      const order = [...rule?.prefer ?? [], ...variants] as V[];
+      const found = order.find((v) => variants.includes(v) && unsupported[v] === undefined);
+      if (found === undefined) {
+        throw new KernelPolicyError(`${key}: no ${op} variant can run this shape`);
+      }
+      variant = found;
+    }
+    this.#choices.set(key, { op, variant });
+    return variant;
+  }
+
+  /** Every choice made so far, to store (KernelPolicyOptions.pinned takes them back). */
+  choices(): KernelChoices {
+    const choices: Record<string, string> = {};
+    for (const [key, { variant }] of this.#choices) choices[key] = variant;
+    return { family: this.family, choices };
+  }
+
+  /**
+   * One line for the headers: "cpu family (the adapter's): conv2d blocked, batchnorm serial"; an op
+   * whose call sites differ lists each variant with its count of call sites.
+   */
+  describe(): string {
+    const byOp = new Map<string, Map<string, number>>();
+    for (const { op, variant } of this.#choices.values()) {
+      const counts = byOp.get(op) ?? new Map<string, number>();
+      counts.set(variant, (counts.get(variant) ?? 0) + 1);
+      byOp.set(op, counts);
+    }
+    const ops = [...byOp].map(([op, counts]) =>
+      counts.size === 1
+        ? `${op} ${[...counts.keys()][0]}`
+        : `${op} ${[...counts].map(([variant, count]) => `${variant} x${count}`).join(" / ")}`
+    );
+    const source = {
+      adapter: "the adapter's",
+      flag: "forced by --kernels",
+      checkpoint: "as the checkpoint stored them",
+    }[this.source];
+    return `${this.family} family (${source})${ops.length ? `: ${ops.join(", ")}` : ""}`;
+  }
+}
