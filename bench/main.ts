@@ -118,6 +118,7 @@ await runCli(async () => {
     console.log(
       "\nplan build: kernel calls planned and allocated, then materialised (cold pipelines)",
     );
+    console.log(`kernels: ${policy.describe()}`);
     console.log(planBuildTable(rows));
     results.plan = rows;
   }

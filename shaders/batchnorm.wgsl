@@ -1,6 +1,6 @@
 // BatchNorm2d over NHWC activations with PyTorch's semantics, optionally fused with a residual add
 // and a ReLU: y = act(gamma · (x − mean) · invStd + beta [+ residual]). src/ops/batchnorm.ts builds
-// the passes; tests/reference/batchnorm.ts is the f64 reference.
+// the passes; tests/support/reference/batchnorm.ts is the f64 reference.
 //
 // Layout. x is ROWS = N·H·W rows of CHANNELS values. Channels go four at a time, as "channel
 // vectors": vector v holds channels 4v..4v+3, and a row has VECTORS_PER_ROW = ceil(CHANNELS / 4).
@@ -37,7 +37,7 @@
 // (for 1000 + U(−1, 1) it loses every digit); Welford's update keeps each lane's M2 centred and
 // Chan's merge combines (count, mean, M2) triples exactly, so the variance of 131,072 values of
 // 1000 + U(−1, 1) comes out within 4e-6 of f64, where the one-pass formula is 857x too large
-// (tests/batchnorm_test.ts). Counts are f32, exact up to 2^24 rows.
+// (tests/ops/batchnorm_test.ts). Counts are f32, exact up to 2^24 rows.
 //
 // Variants. The `_tree` combines give each channel vector a workgroup whose invocations merge
 // strided row blocks and then a workgroup-memory tree, for GPUs; the plain ones give it a single
@@ -498,7 +498,8 @@ fn gradient_combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_work
 
 var<workgroup> gradient_tree: array<GradientSums, WORKGROUP_SIZE>;
 
-// One workgroup per channel vector.
+// One workgroup per channel vector. The same tree as statistics_combine_tree over another
+// struct and merge: WGSL has no generics to share it.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gradient_combine_tree(@builtin(workgroup_id) workgroup: vec3u, @builtin(local_invocation_index) t: u32) {
   let v = workgroup.x;

@@ -1,5 +1,5 @@
 // 2-D convolution as an implicit GEMM (no im2col buffer), register-blocked for CPU adapters
-// (lavapipe, SwiftShader); src/ops/conv2d.ts picks this variant where gpu.isFallbackAdapter.
+// (lavapipe, SwiftShader); the kernel policy (src/ops/policy.ts) picks this variant on them.
 //   x [BATCH, IN_H, IN_W, IN_C] (NHWC), weight [OUT_C, KERNEL, KERNEL, IN_C] (OHWI),
 //   y and dy [BATCH, OUT_H, OUT_W, OUT_C]; zero padding, no bias. A tap is one (kh, kw).
 //   forward:         y[p, o]            = sum_{tap, c} x[p at tap, c] * weight[o, tap, c]

@@ -1,7 +1,7 @@
 /**
  * Every production WGSL kernel, imported as text from `shaders/` (the benchmarks' yardsticks live
  * in bench/shaders/, out of the bundle). Deno and the esbuild browser bundle read
- * the same files through these imports (tests/bundle_test.ts checks the bundle carries them
+ * the same files through these imports (tests/build/bundle_test.ts checks the bundle carries them
  * unchanged), so there is no copy to drift.
  */
 import type { Kernel } from "./gpu/pipeline.ts";

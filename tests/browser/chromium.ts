@@ -2,7 +2,7 @@
  * The browser build, in a real browser: headless Chromium (Debian's `chromium`, WebGPU on
  * SwiftShader) loads the esbuild bundle of src/browser.ts and runs one training step of a whole
  * ResNet, whose loss, logits and every parameter gradient must match the f64 CPU reference, as in
- * tests/network_test.ts. It needs Chromium installed, so it is not part of `deno task test`:
+ * tests/plan/network_test.ts. It needs Chromium installed, so it is not part of `deno task test`:
  * run it with `deno task test:browser`.
  */
 import assert from "node:assert/strict";

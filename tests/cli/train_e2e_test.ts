@@ -93,6 +93,10 @@ Deno.test({
         const stdout = output.stdout.join("\n");
         assert.match(stdout, /^adapter: .+$/m);
         assert.match(stdout, /^model: resnet18 width 0\.0625, [\d,]+ parameters$/m);
+        const kernels = stdout.match(
+          /^kernels: (cpu|gpu) family \(the adapter's\): conv2d (blocked|tiled), batchnorm (serial|tree)$/m,
+        );
+        assert.ok(kernels, stdout);
         assert.match(stdout, /^GPU memory: [\d.]+ \wiB planned \(parameters /m);
         assert.match(stdout, /^data: .* \(64 training images, 256 test images\)$/m);
         for (const epoch of [1, 2]) {
@@ -120,6 +124,11 @@ Deno.test({
         assert.equal(last.metadata?.step, 8);
         assert.equal(last.optimizer?.step, 8);
         assert.deepEqual(last.metadata?.training?.history, metrics);
+        // The kernels it computed with, for --resume: every layer's, of the family it printed.
+        const stored = last.metadata?.kernels;
+        assert.equal(stored?.family, kernels[1]);
+        const variants = new Set(Object.values(stored?.choices ?? {}));
+        assert.deepEqual([...variants].sort(), [kernels[2], kernels[3]].sort());
         const best = await readCheckpoint(join(full, "best.safetensors"));
         const bestEpoch = metrics.reduce((a, b) => b.testAccuracy > a.testAccuracy ? b : a);
         assert.equal(best.metadata?.epoch, bestEpoch.epoch);
@@ -145,6 +154,10 @@ Deno.test({
           const output = await run("train", ["--resume", resumed], dir);
           assertSucceeded(output);
           assert.match(output.stdout.join("\n"), /resuming after epoch 1 from .*last\.safetensors/);
+          assert.match(
+            output.stdout.join("\n"),
+            /^kernels: \w+ family \(as the checkpoint stored them\)/m,
+          );
           // Equal, not just close: the data order and augmentation are functions of (seed, epoch),
           // the schedule of the step, the weights, BN statistics and optimizer state come back bit
           // for bit, and the kernels are deterministic (variants picked by adapter and shape, not
@@ -156,6 +169,54 @@ Deno.test({
             await readCheckpoint(join(resumed, "last.safetensors")),
           ];
           assert.deepEqual(b.tensors, a.tensors, "weights, statistics and optimizer state");
+          assert.deepEqual(
+            b.metadata?.kernels,
+            a.metadata?.kernels,
+            "the kernels it computed with",
+          );
+        },
+      );
+
+      await t.step(
+        "--kernels forces the other family: the same epoch to float rounding",
+        async () => {
+          const first = await readCheckpoint(join(full, "last.safetensors"));
+          const other = first.metadata?.kernels?.family === "cpu" ? "gpu" : "cpu";
+          const forced = join(dir, "forced");
+          const output = await run("train", [
+            ...tiny,
+            "--epochs",
+            "2",
+            "--stop-after",
+            "1",
+            "--kernels",
+            other,
+            "--run-dir",
+            forced,
+          ], dir);
+          assertSucceeded(output);
+          const variants = other === "cpu"
+            ? "conv2d blocked, batchnorm serial"
+            : "conv2d tiled, batchnorm tree";
+          assert.ok(
+            output.stdout.includes(`kernels: ${other} family (forced by --kernels): ${variants}`),
+            output.stdout.join("\n"),
+          );
+          // Other summation orders, the same arithmetic: after the first epoch's 4 steps the losses
+          // agree to float rounding, and differ (the other kernels did run). Later epochs drift
+          // further apart, as rounding differences grow through SGD at learning rate 0.1.
+          const [expected] = await readMetrics(full);
+          const [actual] = await readMetrics(forced);
+          for (const key of ["trainLoss", "testLoss"] as const) {
+            assert.ok(
+              Math.abs(actual[key] - expected[key]) <= 1e-3 * Math.abs(expected[key]),
+              `${key}: ${actual[key]} against ${expected[key]}`,
+            );
+          }
+          assert.notDeepEqual(
+            [actual.trainLoss, actual.testLoss],
+            [expected.trainLoss, expected.testLoss],
+          );
         },
       );
 

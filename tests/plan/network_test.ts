@@ -1,6 +1,6 @@
 /**
  * A whole ResNet on the GPU against the f64 CPU reference of the same network
- * (tests/reference/resnet.ts, itself held to PyTorch by reference_pytorch_test.ts): loss,
+ * (tests/support/reference/resnet.ts, itself held to PyTorch by reference_pytorch_test.ts): loss,
  * logits, every parameter gradient and the updated running statistics of one training step;
  * the evaluation plan's logits with running statistics.
  */

@@ -1,6 +1,6 @@
 /**
  * Every tolerance the tests use, in one place, with the reason for each. All are bounds on
- * relativeMaxError (tests/reference/compare.ts): max |actual − expected| / max |expected|.
+ * relativeMaxError (tests/support/reference/compare.ts): max |actual − expected| / max |expected|.
  */
 
 /**

@@ -22,7 +22,7 @@ import { f32Array, Random } from "../support/reference/random.ts";
  * ≤ 1.5e-7 over 5 steps against displacements of order 0.1), and each update and state value
  * rounds a few times at 6e-8; Adam's division by sqrt(v) keeps those relative. 1e-5 leaves a
  * wide margin and still fails a wrong bias correction, eps, decay or momentum term, whose
- * errors are 1e-3 or more. (A candidate for tests/harness/tolerances.ts as OPTIMIZER.)
+ * errors are 1e-3 or more. (A candidate for tests/support/tolerances.ts as OPTIMIZER.)
  */
 const OPTIMIZER_STEPS = 1e-5;
 

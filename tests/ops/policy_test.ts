@@ -1,0 +1,113 @@
+/**
+ * The kernel policy without a GPU: the rules by family, forced and pinned variants, shapes a
+ * variant cannot run, the record of choices and its round trip, and the header line.
+ */
+import assert from "node:assert/strict";
+import { tensorDesc } from "../../src/gpu/tensor.ts";
+import { conv2dForward } from "../../src/ops/conv2d.ts";
+import { chooseBatchNormVariant } from "../../src/ops/batchnorm.ts";
+import { KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
+
+const VARIANTS = ["blocked", "tiled"] as const;
+
+function request(key: string, unsupported = {}) {
+  return { op: "conv2d", key, variants: VARIANTS, unsupported };
+}
+
+Deno.test("policy: each family's rule decides, and the choice is recorded per call site", () => {
+  const cpu = new KernelPolicy({ family: "cpu" });
+  const gpu = new KernelPolicy({ family: "gpu" });
+  assert.equal(cpu.choose(request("a")), "blocked");
+  assert.equal(gpu.choose(request("a")), "tiled");
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), cpu), "serial");
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), gpu), "tree");
+  assert.deepEqual(cpu.choices(), {
+    family: "cpu",
+    choices: { a: "blocked", "batchnorm [2,4,4,8]": "serial" },
+  });
+});
+
+Deno.test("policy: the adapter decides the family unless one is asked for", () => {
+  const software = { isFallbackAdapter: true };
+  const hardware = { isFallbackAdapter: false };
+  assert.equal(KernelPolicy.forAdapter(software).family, "cpu");
+  assert.equal(KernelPolicy.forAdapter(hardware).family, "gpu");
+  assert.equal(KernelPolicy.forAdapter(software, "gpu").family, "gpu");
+  assert.equal(KernelPolicy.forAdapter(hardware, "cpu").source, "flag");
+  assert.equal(KernelPolicy.forAdapter(hardware, "auto").source, "adapter");
+});
+
+Deno.test("policy: a variant that cannot run a shape is passed over, or refused when forced", () => {
+  const cpu = new KernelPolicy({ family: "cpu" });
+  assert.equal(cpu.choose(request("tiny", { blocked: "needs 4 elements" })), "tiled");
+  const forced = KernelPolicy.forcing("conv2d", "blocked");
+  assert.throws(
+    () => forced.choose(request("tiny", { blocked: "needs 4 elements" })),
+    (error: Error) =>
+      error instanceof KernelPolicyError &&
+      error.message === "tiny: the forced blocked variant needs 4 elements",
+  );
+  assert.throws(
+    () => KernelPolicy.forcing("conv2d", "winograd").choose(request("a")),
+    /forced variant "winograd" is not one of conv2d's \(blocked, tiled\)/,
+  );
+  assert.throws(
+    () => cpu.choose(request("none", { blocked: "no", tiled: "no" })),
+    /none: no conv2d variant can run this shape/,
+  );
+});
+
+Deno.test("policy: forcing one op leaves the others to the rules", () => {
+  const policy = KernelPolicy.forcing("conv2d", "tiled", "cpu");
+  assert.equal(policy.choose(request("a")), "tiled");
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), policy), "serial");
+});
+
+Deno.test("policy: stored choices are made again, before the rules, and round-trip", () => {
+  const first = new KernelPolicy({ family: "gpu" });
+  first.choose(request("layer 1"));
+  const stored = first.choices();
+  // A stored choice wins over the family's rule: the run computes as it started.
+  const resumed = KernelPolicy.restoring({ family: "cpu", choices: { "layer 1": "tiled" } });
+  assert.equal(resumed.choose(request("layer 1")), "tiled");
+  // Keys it does not hold fall to the stored family's rules.
+  assert.equal(resumed.choose(request("layer 2")), "blocked");
+  assert.equal(resumed.source, "checkpoint");
+  const again = KernelPolicy.restoring(stored);
+  assert.equal(again.choose(request("layer 1")), "tiled");
+  assert.deepEqual(again.choices(), stored);
+  assert.throws(
+    () => KernelPolicy.restoring({ family: "gpu", choices: { x: "fft" } }).choose(request("x")),
+    /x: pinned variant "fft" is not one of conv2d's/,
+  );
+});
+
+Deno.test("policy: the header line names the family, its source and each op's variants", () => {
+  const policy = new KernelPolicy({ family: "cpu" });
+  assert.equal(policy.describe(), "cpu family (the adapter's)");
+  const conv = (cin: number, h: number) => {
+    const x = tensorDesc("x", [1, h, h, cin]);
+    const weight = tensorDesc("w", [8, 3, 3, cin]);
+    conv2dForward({ x, weight, y: tensorDesc("y", [1, h, h, 8]) }, {
+      kernelSize: 3,
+      stride: 1,
+      padding: 1,
+    }, policy);
+  };
+  conv(4, 8);
+  chooseBatchNormVariant(tensorDesc("x", [1, 8, 8, 8]), policy);
+  assert.equal(policy.describe(), "cpu family (the adapter's): conv2d blocked, batchnorm serial");
+  conv(1, 1); // 1 input element: only the tiled kernels can bind it
+  assert.equal(
+    policy.describe(),
+    "cpu family (the adapter's): conv2d blocked x1 / tiled x1, batchnorm serial",
+  );
+  assert.match(
+    KernelPolicy.forAdapter({ isFallbackAdapter: true }, "gpu").describe(),
+    /^gpu family \(forced by --kernels\)$/,
+  );
+  assert.match(
+    KernelPolicy.restoring({ family: "cpu", choices: {} }).describe(),
+    /^cpu family \(as the checkpoint stored them\)$/,
+  );
+});
