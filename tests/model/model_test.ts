@@ -1,3 +1,4 @@
+import { elementCount } from "../../src/util/shape.ts";
 import assert from "node:assert/strict";
 import { buildArchitecture } from "../../src/model/architecture.ts";
 import { presetNames, resnetConfig } from "../../src/model/config.ts";
@@ -103,7 +104,7 @@ Deno.test("arena offsets are aligned and tensors do not overlap", () => {
   for (const { spec, offset } of entries) {
     assert.equal(offset % 256, 0);
     assert.ok(offset >= end, spec.name);
-    end = offset + spec.shape.reduce((a, b) => a * b) * 4;
+    end = offset + elementCount(spec.shape) * 4;
   }
   assert.ok(size >= end && size % 256 === 0);
 });
