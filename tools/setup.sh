@@ -3,13 +3,36 @@
 # when no Vulkan driver is present (a machine without a GPU), Mesa's software one (lavapipe).
 set -euo pipefail
 
-if ! command -v deno >/dev/null 2>&1 || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "2.9.6" ]; then
-  npm install -g deno@2.9.6
-fi
+# The folders where the Vulkan loader looks for installed drivers' manifests (ICD JSON files).
+VULKAN_ICD_FOLDERS=(/etc/vulkan/icd.d /usr/local/etc/vulkan/icd.d /usr/share/vulkan/icd.d
+  /usr/local/share/vulkan/icd.d)
 
-if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y mesa-vulkan-drivers
+# Succeeds when any of the folders given holds a driver manifest. Each folder is checked on its
+# own: a missing or empty one says nothing about the others.
+vulkan_driver_installed() {
+  local folder manifest
+  for folder in "$@"; do
+    for manifest in "$folder"/*.json; do
+      [ -f "$manifest" ] && return 0
+    done
+  done
+  return 1
+}
+
+main() {
+  if ! command -v deno >/dev/null 2>&1 || [ "$(deno --version | head -1 | cut -d' ' -f2)" != "2.9.6" ]; then
+    npm install -g deno@2.9.6
+  fi
+
+  if ! vulkan_driver_installed "${VULKAN_ICD_FOLDERS[@]}"; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y mesa-vulkan-drivers
+  fi
+}
+
+# Sourced (by its test), it only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
 fi

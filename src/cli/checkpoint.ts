@@ -3,6 +3,7 @@
  * config comes from the checkpoint's metadata; a bare PyTorch state dict has none, and then
  * --model and --width say what it is.
  */
+import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import {
@@ -36,14 +37,7 @@ export async function loadCheckpointModel(
   flags: ModelFlags,
   given: ReadonlySet<string>,
 ): Promise<LoadedModel> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new CheckpointError(path, "no such file");
-    throw error;
-  }
-  const { tensors, metadata } = decodeCheckpoint(bytes, path);
+  const { tensors, metadata } = decodeCheckpoint(await readCheckpointFile(path), path);
   const fromFlags = resnetConfig(flags.model, flags.width);
   const chosen = given.has("model") || given.has("width");
   if (metadata && chosen && describeModel(metadata.model) !== describeModel(fromFlags)) {
@@ -61,4 +55,39 @@ export async function loadCheckpointModel(
     throw error;
   }
   return { weights, config, metadata };
+}
+
+/** The checkpoints a run folder holds, best first: what to give instead of the folder. */
+const RUN_CHECKPOINTS = ["best.safetensors", "last.safetensors"];
+
+/** A checkpoint file's bytes; a folder, a missing or an unreadable file is one line. */
+async function readCheckpointFile(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new CheckpointError(path, "no such file");
+    if (error instanceof Deno.errors.IsADirectory) {
+      const inside = await firstExisting(RUN_CHECKPOINTS.map((name) => join(path, name)));
+      throw new CheckpointError(
+        path,
+        "is a folder, not a checkpoint file: " +
+          (inside ? `give the file, e.g. --checkpoint ${inside}` : "give a .safetensors file"),
+      );
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new CheckpointError(path, "cannot be read (permission denied): check its permissions");
+    }
+    throw error;
+  }
+}
+
+async function firstExisting(paths: string[]): Promise<string | undefined> {
+  for (const path of paths) {
+    try {
+      if ((await Deno.stat(path)).isFile) return path;
+    } catch {
+      // absent or unreadable: not one to suggest
+    }
+  }
+  return undefined;
 }

@@ -2,9 +2,15 @@
 import type { Gpu } from "../gpu/device.ts";
 import { presetNames, presets, type ResNetConfig } from "../model/config.ts";
 
-/** "llvmpipe (LLVM 15.0.6, 256 bits) (software)". */
-export function describeAdapter(gpu: Gpu): string {
-  return `${gpu.adapterName}${gpu.isFallbackAdapter ? " (software)" : ""}`;
+/**
+ * "llvmpipe (LLVM 15.0.6, 256 bits) (software, Vulkan)": the adapter, whether it runs on the CPU,
+ * and the backend, so that Deno's silent fallback to OpenGL shows.
+ */
+export function describeAdapter(
+  gpu: Pick<Gpu, "adapterName" | "isFallbackAdapter" | "backend">,
+): string {
+  const notes = [gpu.isFallbackAdapter ? "software" : undefined, gpu.backend].filter(Boolean);
+  return notes.length > 0 ? `${gpu.adapterName} (${notes.join(", ")})` : gpu.adapterName;
 }
 
 /** "resnet18 width 0.25"; a config that is no preset is named by its blocks. */

@@ -4,8 +4,8 @@
  */
 import { requestGpu } from "../gpu/device.ts";
 import { KernelPolicy } from "../ops/policy.ts";
-import { type EvaluationResult, Evaluator } from "../train/evaluator.ts";
-import { ProgressBar } from "../train/progress.ts";
+import { evaluateWithProgress, type EvaluationResult, Evaluator } from "../train/evaluator.ts";
+import { compilingKernels, type ProgressOutput } from "../train/progress.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
@@ -16,7 +16,15 @@ import { runCli } from "./run.ts";
 /** Columns of the confusion matrix are headed by this many letters of each class name. */
 const COLUMN_LETTERS = 5;
 
-export async function runEval(args: string[], log = console.log): Promise<void> {
+/**
+ * `progressOutput` is where the progress bar and the "compiling kernels" line are drawn (default
+ * stderr, only when it is a terminal).
+ */
+export async function runEval(
+  args: string[],
+  log = console.log,
+  progressOutput?: ProgressOutput,
+): Promise<void> {
   const line = parseCommandLine(evalCommand, args);
   if (line.help) return log(helpText(evalCommand));
   const { values, given } = line;
@@ -36,11 +44,15 @@ export async function runEval(args: string[], log = console.log): Promise<void> 
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
   const policy = KernelPolicy.forAdapter(gpu, values.kernels);
-  const evaluator = await Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy);
+  const compiled = await compilingKernels(
+    "the evaluation plan",
+    () => Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy),
+    { output: progressOutput },
+  );
+  const evaluator = compiled.value;
   log(`kernels: ${policy.describe()}`);
-  const bar = new ProgressBar("test", evaluator.batches, { unit: "batch" });
-  const result = await evaluator.evaluate((done) => bar.update(done, done));
-  bar.clear();
+  log(`kernels compiled in ${compiled.seconds.toFixed(1)} s (evaluation plan)`);
+  const result = await evaluateWithProgress(evaluator, "test", progressOutput);
   evaluator.destroy();
   weights.destroy();
   log("");

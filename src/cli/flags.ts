@@ -5,7 +5,15 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { type PresetName, presetNames, resNetConfigSchema } from "../model/config.ts";
+import {
+  MAX_WIDTH_MULTIPLIER,
+  MIN_STAGE_CHANNELS,
+  MIN_WIDTH_MULTIPLIER,
+  type PresetName,
+  presetNames,
+  resNetConfigSchema,
+} from "../model/config.ts";
+import { DEFAULT_DATA_FOLDER } from "../data/load.ts";
 import { UsageError } from "../errors.ts";
 
 /** One flag. A flag without a `valueName` is a switch, given as --name or --no-name. */
@@ -132,15 +140,20 @@ const modelFlag = (fallback: PresetName, help: string) =>
   valueFlag(choice(presetNames), help, fallback);
 const widthFlag = (fallback: number, help: string) =>
   valueFlag(
-    numberKind(resNetConfigSchema.shape.widthMultiplier, "a number in (0, 16]"),
+    numberKind(
+      resNetConfigSchema.shape.widthMultiplier.min(MIN_WIDTH_MULTIPLIER),
+      `a number from ${MIN_WIDTH_MULTIPLIER} to ${MAX_WIDTH_MULTIPLIER} (a smaller width leaves ` +
+        `the narrowest stage fewer than ${MIN_STAGE_CHANNELS} channels)`,
+    ),
     help,
     fallback,
   );
 
 const dataFlag = valueFlag(
   path,
-  "where CIFAR-10 is: a folder (downloaded there if missing) or a .tar.gz archive",
-  "./data",
+  "where CIFAR-10 is: a folder or a .tar.gz archive; when there is none, it is downloaded into " +
+    `${DEFAULT_DATA_FOLDER}, or into the folder given if that folder exists`,
+  DEFAULT_DATA_FOLDER,
 );
 const evalBatchSizeFlag = valueFlag(
   positiveInteger,

@@ -46,6 +46,9 @@ async function readImage(path: string): Promise<Uint8Array> {
     return decodePngToCifar(await Deno.readFile(path), path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) throw new UsageError(`${path}: no such file`);
+    if (error instanceof Deno.errors.IsADirectory) {
+      throw new UsageError(`${path}: is a folder, not a PNG file`);
+    }
     if (error instanceof ImageError) throw new UsageError(error.message);
     throw error;
   }

@@ -10,7 +10,15 @@ import { decodeCheckpoint } from "../model/checkpoint.ts";
 import { resnetConfig } from "../model/config.ts";
 import { type KernelChoices, KernelPolicy } from "../ops/policy.ts";
 import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
-import { epochRecordSchema, resumeTarget, RunDirectory } from "../train/run_dir.ts";
+import { RECORDS_PER_FILE } from "../data/cifar.ts";
+import { FileWriteError, removePendingTemporaryFiles } from "../io/atomic.ts";
+import {
+  bestEpoch,
+  type EpochRecord,
+  epochRecordSchema,
+  resumeTarget,
+  RunDirectory,
+} from "../train/run_dir.ts";
 import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
@@ -56,6 +64,10 @@ interface RunSettings {
   continuesInPlace: boolean;
 }
 
+/** CIFAR-10's training and test images, before --limit and --test-limit. */
+const TRAIN_IMAGES = 5 * RECORDS_PER_FILE;
+const TEST_IMAGES = RECORDS_PER_FILE;
+
 export async function runTrain(args: string[], log = console.log): Promise<void> {
   const line = parseCommandLine(trainCommand, args);
   if (line.help) return log(helpText(trainCommand));
@@ -63,51 +75,152 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
     ? newRunSettings(line)
     : await resumedRunSettings(line, line.values.resume);
   const { recipe } = settings;
+  // Every check of the flags together comes first, before the data, the run folder and the GPU.
   const stopAfter = lastEpochToRun(settings);
-  const gpu = await requestGpu();
-  log(`adapter: ${describeAdapter(gpu)}`);
-  const data = await loadData(settings.data, { train: recipe.limit, test: settings.testLimit });
-  const trainer = trainerOptions(recipe, data.train.count, kernelPolicy(gpu, settings));
   const model = resnetConfig(recipe.model, recipe.width);
-  const runDir = await RunDirectory.open(
-    settings.runDir,
-    `${describeModel(model)} on CIFAR-10`,
-    settings.continuesInPlace,
-  );
-  log(`settings: ${describeRecipe(recipe)}`);
-  const history = await runTraining({
-    gpu,
-    model,
-    modelName: describeModel(model),
-    trainSet: data.train,
-    testSet: data.test,
-    dataLocation: settings.data,
-    epochs: recipe.epochs,
-    stopAfter,
-    trainer,
-    evalBatchSize: settings.evalBatchSize,
-    runDir,
-    settings: {
-      recipe,
-      data: settings.data,
-      evalBatchSize: settings.evalBatchSize,
-      testLimit: settings.testLimit,
-    },
-    resume: settings.resume,
-    log,
-  });
+  checkImageLimits(recipe.limit ?? TRAIN_IMAGES, settings.testLimit ?? TEST_IMAGES);
+  trainingPlan(recipe, recipe.limit ?? TRAIN_IMAGES);
 
-  const best = history.reduce((a, b) => b.testAccuracy > a.testAccuracy ? b : a);
-  log(
-    `best test accuracy ${(best.testAccuracy * 100).toFixed(2)}% after epoch ${best.epoch}: ` +
-      runDir.bestCheckpointPath,
-  );
-  log(`chart: ${runDir.chartPath}`);
-  if (stopAfter < recipe.epochs) {
-    log(
-      `stopped after epoch ${stopAfter} of ${recipe.epochs}: continue with ` +
-        `deno task train --resume ${runDir.path}`,
-    );
+  // The data before the run folder: a download handles its own Ctrl-C (removing what it made),
+  // which the run folder's handler, exiting at once, would cut short.
+  const data = await loadData(settings.data, { train: recipe.limit, test: settings.testLimit });
+  const plan = trainingPlan(recipe, data.train.count);
+  const runDir = await RunDirectory.open(settings.runDir, {
+    chartTitle: `${describeModel(model)} on CIFAR-10`,
+    continuing: settings.continuesInPlace,
+    resumeSource: settings.resume?.source,
+  });
+  const interrupts = releaseOnInterrupt(runDir, () => savedAndNext(runDir, settings));
+  try {
+    const gpu = await requestGpu();
+    log(`adapter: ${describeAdapter(gpu)}`);
+    log(`settings: ${describeRecipe(recipe)}`);
+    const history = await runTraining({
+      gpu,
+      model,
+      modelName: describeModel(model),
+      trainSet: data.train,
+      testSet: data.test,
+      dataLocation: settings.data,
+      epochs: recipe.epochs,
+      stopAfter,
+      trainer: { ...plan, policy: kernelPolicy(gpu, settings) },
+      evalBatchSize: settings.evalBatchSize,
+      runDir,
+      settings: {
+        recipe,
+        data: settings.data,
+        evalBatchSize: settings.evalBatchSize,
+        testLimit: settings.testLimit,
+      },
+      resume: settings.resume,
+      log,
+    });
+    log(bestLine(history, runDir));
+    log(`chart: ${runDir.chartPath}`);
+    if (stopAfter < recipe.epochs) {
+      log(
+        `stopped after epoch ${stopAfter} of ${recipe.epochs}: continue with ` +
+          `deno task train --resume ${runDir.path}`,
+      );
+    }
+  } catch (error) {
+    const next = continueCommand(runDir, settings);
+    if (error instanceof FileWriteError && next !== undefined) {
+      // What was saved before is intact (every file is replaced whole): say how to go on.
+      throw new FileWriteError(
+        error.path,
+        error.code,
+        `${error.message}; then continue with ${next}`,
+        error,
+      );
+    }
+    throw error;
+  } finally {
+    interrupts.remove();
+    runDir.release();
+  }
+}
+
+/**
+ * "best test accuracy 61.20% after epoch 3: runs/x/best.safetensors", naming the file that holds
+ * that epoch's weights, or saying that none does (a checkpoint of the run removed by hand, or
+ * not copied along when the run was resumed into another folder).
+ */
+export function bestLine(history: readonly EpochRecord[], runDir: RunDirectory): string {
+  const best = bestEpoch(history)!;
+  const accuracy = `best test accuracy ${(best.testAccuracy * 100).toFixed(2)}% after epoch ` +
+    best.epoch;
+  const path = runDir.checkpointOf(best.epoch);
+  if (path !== undefined) return `${accuracy}: ${path}`;
+  const held = runDir.bestCheckpointEpoch;
+  return `${accuracy} (no checkpoint of that epoch was kept; ${runDir.bestCheckpointPath} ` +
+    (held === undefined ? "holds no epoch of this run)" : `holds epoch ${held})`);
+}
+
+/**
+ * The command that continues the run from what is saved now, if anything is: the run folder
+ * once an epoch was saved there, else the checkpoint it was resumed from.
+ */
+function continueCommand(runDir: RunDirectory, settings: RunSettings): string | undefined {
+  if (runDir.epochsSaved > 0) return `deno task train --resume ${runDir.path}`;
+  if (settings.resume === undefined) return undefined;
+  const { source } = settings.resume;
+  if (resolve(source) === resolve(runDir.lastCheckpointPath)) {
+    return `deno task train --resume ${runDir.path}`;
+  }
+  return `deno task train --resume ${source}` +
+    (settings.continuesInPlace ? "" : ` --run-dir ${runDir.path}`);
+}
+
+/**
+ * Until `remove()`: on Ctrl-C (or SIGTERM), removes the temporary files of the writes under way,
+ * releases the run folder (removing it if this run made it and saved nothing), prints
+ * `whatNext()` and exits. Without it the process would die in the middle of a write, leaving its
+ * temporary file behind.
+ */
+export function releaseOnInterrupt(
+  runDir: RunDirectory,
+  whatNext: () => string,
+): { remove(): void } {
+  // Windows has no SIGTERM to listen for.
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const listeners = signals.map((signal) => {
+    const listener = () => {
+      // Synchronous up to the exit: no other code runs, so no write starts meanwhile.
+      removePendingTemporaryFiles();
+      runDir.release();
+      const erase = Deno.stderr.isTerminal() ? "\r\x1b[2K" : "";
+      console.error(`${erase}stopped by ${signal}: ${whatNext()}`);
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    };
+    Deno.addSignalListener(signal, listener);
+    return { signal, listener };
+  });
+  return {
+    remove() {
+      for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+    },
+  };
+}
+
+/** After an interruption: what is saved, and how to go on. */
+function savedAndNext(runDir: RunDirectory, settings: RunSettings): string {
+  const next = continueCommand(runDir, settings);
+  if (next === undefined) return "no epoch had finished, nothing was kept";
+  const saved = runDir.epochsSaved > 0
+    ? `epoch ${(settings.resume?.history.length ?? 0) + runDir.epochsSaved} is saved`
+    : "no new epoch had finished";
+  return `${saved}; continue with ${next}`;
+}
+
+/** --limit and --test-limit against CIFAR-10's images, as loadData checks them. */
+function checkImageLimits(train: number, test: number): void {
+  if (train > TRAIN_IMAGES) {
+    throw new UsageError(`--limit ${train} is more than the ${TRAIN_IMAGES} training images`);
+  }
+  if (test > TEST_IMAGES) {
+    throw new UsageError(`--test-limit ${test} is more than the ${TEST_IMAGES} test images`);
   }
 }
 
@@ -228,12 +341,14 @@ function kernelPolicy(gpu: Gpu, settings: RunSettings): KernelPolicy {
     : KernelPolicy.forAdapter(gpu, settings.kernels);
 }
 
-/** The Trainer's options for `recipe` over `images` training images, checked. */
-function trainerOptions(
+/**
+ * The Trainer's options for `recipe` over `images` training images, checked, but for the kernel
+ * policy (which needs the adapter).
+ */
+function trainingPlan(
   recipe: TrainRecipe,
   images: number,
-  policy: KernelPolicy,
-): TrainingRunOptions["trainer"] {
+): Omit<TrainingRunOptions["trainer"], "policy"> {
   // As the Trainer counts them: full batches only.
   const stepsPerEpoch = Math.floor(images / recipe.batchSize);
   if (stepsPerEpoch === 0) {
@@ -251,7 +366,6 @@ function trainerOptions(
       : { kind, lr, weightDecay, betas: recipe.betas },
     schedule: schedule(recipe, stepsPerEpoch),
     seed: recipe.seed,
-    policy,
   };
 }
 

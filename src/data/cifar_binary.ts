@@ -11,6 +11,7 @@ import {
   IMAGE_BYTES,
   RECORDS_PER_FILE,
 } from "./cifar.ts";
+import { describeFileKind } from "./file_kind.ts";
 
 export const BINARY_RECORD_BYTES = 1 + IMAGE_BYTES;
 
@@ -21,6 +22,15 @@ export function parseBinaryBatch(
   recordsPerFile: number = RECORDS_PER_FILE,
 ): CifarSplit {
   if (bytes.length !== recordsPerFile * BINARY_RECORD_BYTES) {
+    const kind = describeFileKind(bytes);
+    // A label byte (0..9) starts a batch, and no format that describeFileKind knows.
+    if (kind !== undefined && kind !== "text" && kind !== "JSON text") {
+      throw new DataError(
+        fileName,
+        `is ${kind}, expected a batch of the binary version (${recordsPerFile} records of ` +
+          `${BINARY_RECORD_BYTES} bytes)`,
+      );
+    }
     throw new DataError(
       fileName,
       `${bytes.length} bytes is not ${recordsPerFile} records of ${BINARY_RECORD_BYTES} bytes ` +

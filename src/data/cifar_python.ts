@@ -12,7 +12,11 @@ import {
   IMAGE_BYTES,
   RECORDS_PER_FILE,
 } from "./cifar.ts";
+import { describeFileKind } from "./file_kind.ts";
 import { NumpyArray, type PickleDict, pickleText, type PickleValue, readPickle } from "./pickle.ts";
+
+/** The opcode that starts every pickle of protocol 2 and later. */
+const PROTO = 0x80;
 
 export function parsePythonBatch(
   bytes: Uint8Array,
@@ -46,6 +50,11 @@ export function parsePythonMeta(bytes: Uint8Array, fileName: string): string[] {
 }
 
 function readDict(bytes: Uint8Array, fileName: string): PickleDict {
+  // Pickles of protocol 2 and later (all this reader takes) start with the PROTO opcode, 0x80.
+  const kind = bytes[0] === PROTO ? undefined : describeFileKind(bytes);
+  if (kind !== undefined) {
+    throw new DataError(fileName, `is ${kind}, expected a pickle of the python version`);
+  }
   const value = readPickle(bytes, fileName);
   if (!(value instanceof Map)) throw new DataError(fileName, "pickle holds no dict (corrupt file)");
   return value;

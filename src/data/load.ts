@@ -3,7 +3,7 @@
  * binary or the python version, unpacked or as an archive), downloads it when asked to, and
  * checks every file before returning it.
  */
-import { join, posix } from "node:path";
+import { join, posix, resolve } from "node:path";
 import {
   checkRecordsPerFile,
   type CifarDataset,
@@ -17,8 +17,9 @@ import {
 import { BINARY_LAYOUT } from "./cifar_binary.ts";
 import { PYTHON_LAYOUT } from "./cifar_python.ts";
 import { downloadCifar10, type DownloadOptions, OFFICIAL_BINARY_ARCHIVE } from "./download.ts";
+import { describeFileKind } from "./file_kind.ts";
 import { gunzip, isGzip } from "./gzip.ts";
-import { readTar } from "./tar.ts";
+import { looksLikeTar, readTar } from "./tar.ts";
 
 export { type CifarDataset, type CifarSplit, DataError } from "./cifar.ts";
 export { parseBinaryBatch } from "./cifar_binary.ts";
@@ -28,9 +29,24 @@ export { readTar } from "./tar.ts";
 /** In order of preference: the binary files parse fastest. */
 const LAYOUTS: readonly CifarLayout[] = [BINARY_LAYOUT, PYTHON_LAYOUT];
 
+/** Where the commands look for CIFAR-10 (and download it) unless told otherwise. */
+export const DEFAULT_DATA_FOLDER = "./data";
+
+/** What --data may name, for the messages about a path that names something else. */
+const EXPECTED =
+  `expected a folder holding ${BINARY_LAYOUT.folder}/ or ${PYTHON_LAYOUT.folder}/, ` +
+  `or their archive ${BINARY_LAYOUT.archive} or ${PYTHON_LAYOUT.archive}`;
+
 export interface LoadOptions extends DownloadOptions {
   /** Download the official binary archive into `location` when no data is found there. */
   download?: boolean;
+  /**
+   * Whether a `location` that does not exist may be created to download into. By default only
+   * DEFAULT_DATA_FOLDER may: any other missing path is more likely mistyped than meant to receive
+   * a 170 MB download into a new folder, so it is refused, and the message says to create the
+   * folder to download there.
+   */
+  createFolder?: boolean;
   /** Records each batch file must hold: RECORDS_PER_FILE, except in tests with small files. */
   recordsPerFile?: number;
 }
@@ -42,13 +58,18 @@ export interface LoadOptions extends DownloadOptions {
 export async function loadCifar10(location: string, opts: LoadOptions = {}): Promise<CifarDataset> {
   const recordsPerFile = opts.recordsPerFile ?? RECORDS_PER_FILE;
   checkRecordsPerFile(recordsPerFile);
-  let files = await findData(location);
-  // A missing archive path is not downloaded into: that would make a folder of that name.
-  if (!files && opts.download && !/\.(tar|tar\.gz|tgz)$/.test(location)) {
+  const info = await statIfExists(location);
+  if (info && !info.isDirectory) {
+    return await readDataset(await readArchive(location), recordsPerFile);
+  }
+  let files = info ? await findInFolder(location) : undefined;
+  if (!files && opts.download) {
+    if (!info) checkMayCreate(location, opts.createFolder ?? isDefaultFolder(location));
     await downloadCifar10(location, opts);
-    files = await findData(location);
+    files = await findInFolder(location);
   }
   if (!files) {
+    if (!info) throw missingLocation(location);
     throw new DataError(
       location,
       `no CIFAR-10 data found (looked for the files of ${BINARY_LAYOUT.folder}/ or ` +
@@ -59,12 +80,51 @@ export async function loadCifar10(location: string, opts: LoadOptions = {}): Pro
   return await readDataset(files, recordsPerFile);
 }
 
+function isDefaultFolder(location: string): boolean {
+  return resolve(location) === resolve(DEFAULT_DATA_FOLDER);
+}
+
+/** A missing path named as an archive, or any other unless `mayCreate`, is not downloaded into. */
+function checkMayCreate(location: string, mayCreate: boolean): void {
+  if (ARCHIVE_NAME.test(location)) throw missingLocation(location);
+  if (!mayCreate) {
+    throw new DataError(
+      location,
+      "no such file or folder",
+      `check the path; to download CIFAR-10 there, create the folder first (mkdir -p ${location})`,
+    );
+  }
+}
+
+const ARCHIVE_NAME = /\.(tar|tar\.gz|tgz)$/;
+
+function missingLocation(location: string): DataError {
+  return new DataError(
+    location,
+    "no such file or folder",
+    ARCHIVE_NAME.test(location)
+      ? `check the path, or download ${OFFICIAL_BINARY_ARCHIVE.url} and save it there`
+      : "check the path",
+  );
+}
+
+async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
 /** The files of one layout, found in a folder on disk or in an archive. */
 interface DataFiles {
   layout: CifarLayout;
   /** The folder or archive, for messages about the set as a whole. */
   where: string;
   names: ReadonlySet<string>;
+  /** Folders found where files were looked for (none in an archive), to name a misplaced one. */
+  folders: ReadonlySet<string>;
   read(name: string): Promise<Uint8Array>;
   /** How messages name one file: its path, or the archive and the member's path in it. */
   nameOf(name: string): string;
@@ -72,9 +132,17 @@ interface DataFiles {
 
 async function readDataset(files: DataFiles, recordsPerFile: number): Promise<CifarDataset> {
   const { layout } = files;
-  const missing = [...layout.trainFiles, layout.testFile].filter((name) => !files.names.has(name));
-  if (missing.length > 0) {
-    throw new DataError(files.where, `${missing.join(", ")} missing from the ${layout.name}`);
+  const absent = [...layout.trainFiles, layout.testFile].filter((name) => !files.names.has(name));
+  const folders = absent.filter((name) => files.folders.has(name));
+  if (folders.length > 0) {
+    throw new DataError(
+      files.where,
+      `${folders.join(", ")} ${folders.length === 1 ? "is a folder" : "are folders"}, expected ` +
+        `the ${layout.name}'s batch ${folders.length === 1 ? "file" : "files"} of that name`,
+    );
+  }
+  if (absent.length > 0) {
+    throw new DataError(files.where, `${absent.join(", ")} missing from the ${layout.name}`);
   }
   const readSplit = async (names: readonly string[]): Promise<CifarSplit> => {
     const parts: CifarSplit[] = [];
@@ -100,44 +168,42 @@ function detectLayout(names: { has(name: string): boolean }): CifarLayout | unde
   );
 }
 
-async function findData(location: string): Promise<DataFiles | undefined> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(location);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-  return info.isDirectory ? await findInFolder(location) : await readArchive(location);
-}
-
 /** Looks in the folder, then in each subfolder, then for an official archive in the folder. */
 async function findInFolder(folder: string): Promise<DataFiles | undefined> {
   const top = await listFolder(folder);
-  const here = folderFiles(folder, top.files);
+  const here = folderFiles(folder, top);
   if (here) return here;
   for (const sub of top.folders) {
     const path = join(folder, sub);
-    const found = folderFiles(path, (await listFolder(path)).files);
+    const found = folderFiles(path, await listFolder(path));
     if (found) return found;
   }
   const archive = LAYOUTS.map((layout) => layout.archive).find((name) => top.files.has(name));
   return archive ? await readArchive(join(folder, archive)) : undefined;
 }
 
-function folderFiles(folder: string, names: Set<string>): DataFiles | undefined {
-  const layout = detectLayout(names);
+function folderFiles(folder: string, listing: FolderListing): DataFiles | undefined {
+  const { files: names, folders } = listing;
+  // A folder named as a batch file counts too, so that it is reported as misplaced.
+  const layout = detectLayout({ has: (name) => names.has(name) || folders.includes(name) });
   if (!layout) return undefined;
   return {
     layout,
     where: folder,
     names,
+    folders: new Set(folders),
     read: (name) => Deno.readFile(join(folder, name)),
     nameOf: (name) => join(folder, name),
   };
 }
 
-async function listFolder(folder: string): Promise<{ files: Set<string>; folders: string[] }> {
+interface FolderListing {
+  files: Set<string>;
+  /** Sorted. */
+  folders: string[];
+}
+
+async function listFolder(folder: string): Promise<FolderListing> {
   const files = new Set<string>();
   const folders: string[] = [];
   for await (const entry of Deno.readDir(folder)) {
@@ -150,10 +216,16 @@ async function listFolder(folder: string): Promise<{ files: Set<string>; folders
   return { files, folders: folders.sort() };
 }
 
-/** Reads a tar or tar.gz archive whole and finds the folder in it that holds a layout's files. */
+/**
+ * Reads a tar or tar.gz archive whole and finds the folder in it that holds a layout's files. A
+ * file that is no tar archive (an image, a zip) is named for what it is.
+ */
 async function readArchive(path: string): Promise<DataFiles> {
   const bytes = await Deno.readFile(path);
-  const members = readTar(isGzip(bytes) ? gunzip(bytes, path) : bytes, path);
+  const compressed = isGzip(bytes);
+  const tar = compressed ? gunzip(bytes, path) : bytes;
+  if (!looksLikeTar(tar)) throw notAnArchive(path, tar, compressed);
+  const members = readTar(tar, path);
   const byFolder = new Map<string, Map<string, Uint8Array>>();
   for (const [member, data] of members) {
     const folder = posix.dirname(member);
@@ -168,6 +240,7 @@ async function readArchive(path: string): Promise<DataFiles> {
         layout,
         where: path,
         names: new Set(files.keys()),
+        folders: new Set(),
         read: (name) => Promise.resolve(files.get(name)!),
         nameOf: (name) => `${path} (${posix.join(folder, name)})`,
       };
@@ -177,5 +250,29 @@ async function readArchive(path: string): Promise<DataFiles> {
     path,
     "holds no CIFAR-10 batch files (not a CIFAR-10 archive)",
     `use the official ${BINARY_LAYOUT.archive} or ${PYTHON_LAYOUT.archive}`,
+  );
+}
+
+/** "is a PNG image, not CIFAR-10 data"; "holds gzip-compressed text, not a tar archive". */
+function notAnArchive(path: string, bytes: Uint8Array, compressed: boolean): DataError {
+  const kind = describeFileKind(bytes);
+  if (compressed) {
+    return new DataError(
+      path,
+      `holds gzip-compressed ${kind ? kind.replace(/^an? /, "") : "data"}, not a tar archive`,
+      EXPECTED,
+    );
+  }
+  if (kind === "a zip archive") {
+    return new DataError(
+      path,
+      "is a zip archive, which the loader does not read",
+      `unzip it and give the folder, or use the official ${BINARY_LAYOUT.archive}`,
+    );
+  }
+  return new DataError(
+    path,
+    `is ${kind ?? "no archive the loader knows"}, not CIFAR-10 data`,
+    EXPECTED,
   );
 }

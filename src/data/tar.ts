@@ -48,6 +48,18 @@ export function readTar(bytes: Uint8Array, fileName = "tar archive"): Map<string
   );
 }
 
+/**
+ * Whether `bytes` start as a tar archive does: a header block with the ustar magic or a valid
+ * checksum (old v7 archives have no magic), or the end-of-archive zero blocks of an empty one.
+ * Anything else is not a tar archive at all, rather than a damaged or truncated one.
+ */
+export function looksLikeTar(bytes: Uint8Array): boolean {
+  if (bytes.length < BLOCK) return false;
+  const header = bytes.subarray(0, BLOCK);
+  if (readString(header, 257, 5) === "ustar") return true;
+  return header.every((byte) => byte === 0) || headerChecksumMatches(header);
+}
+
 /** Bytes up to the first NUL, as text (tar names are ASCII or UTF-8). */
 function readString(bytes: Uint8Array, start: number, length: number): string {
   const field = bytes.subarray(start, start + length);
@@ -69,15 +81,20 @@ function normalize(path: string): string {
 
 /** The checksum catches a file that is not a tar archive at all, or a damaged header. */
 function checkHeaderChecksum(header: Uint8Array, offset: number, fileName: string): void {
-  const stored = parseOctal(header.subarray(148, 156));
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i];
-  if (stored !== sum) {
+  if (!headerChecksumMatches(header)) {
     throw new DataError(
       fileName,
       `not a tar archive, or corrupt: bad header checksum at byte ${offset}`,
     );
   }
+}
+
+/** The stored checksum is the sum of the header's bytes, its own 8 counted as spaces. */
+function headerChecksumMatches(header: Uint8Array): boolean {
+  const stored = parseOctal(header.subarray(148, 156));
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i];
+  return stored === sum;
 }
 
 /** Sizes are octal text, or GNU base-256 (high bit set) for members of 8 GiB and more. */

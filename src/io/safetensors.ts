@@ -9,6 +9,7 @@
  * platform Deno runs on.
  */
 import { elementCount } from "../util/shape.ts";
+import { describeFileKind } from "../data/file_kind.ts";
 import { UserError } from "../errors.ts";
 
 /** The typed array that holds each supported dtype. */
@@ -42,9 +43,20 @@ export interface Safetensors {
 
 /** A checkpoint file that cannot be read; the message is one line naming the file. */
 export class CheckpointError extends UserError {
-  constructor(source: string, problem: string) {
+  constructor(readonly source: string, readonly problem: string) {
     super(`${source}: ${problem}`);
     this.name = "CheckpointError";
+  }
+}
+
+/**
+ * A file that is no safetensors file at all (a metrics log, an image, a PyTorch zip), as opposed
+ * to a damaged one; the problem says what the file is instead.
+ */
+export class NotSafetensorsError extends CheckpointError {
+  constructor(source: string, problem: string) {
+    super(source, problem);
+    this.name = "NotSafetensorsError";
   }
 }
 
@@ -53,6 +65,8 @@ const HEADER_LENGTH_BYTES = 8;
 const HEADER_ALIGNMENT = 8;
 /** The reference implementation refuses larger headers; so do we, before allocating for one. */
 const MAX_HEADER_BYTES = 100_000_000;
+/** "{": every safetensors header is a JSON object. */
+const OPENING_BRACE = 0x7b;
 
 type Fail = (problem: string) => never;
 
@@ -125,12 +139,23 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     throw new CheckpointError(source, problem);
   };
   if (bytes.length < HEADER_LENGTH_BYTES) {
-    fail(`too short for a safetensors file (${bytes.length} bytes, need at least 8)`);
+    throw new NotSafetensorsError(
+      source,
+      `too short for a safetensors file (${bytes.length} bytes, need at least 8)`,
+    );
   }
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     .getBigUint64(0, true);
   if (headerLength > BigInt(bytes.length - HEADER_LENGTH_BYTES)) {
-    fail(`header length ${headerLength} goes beyond the end of the ${bytes.length}-byte file`);
+    // A header that starts as JSON does is a safetensors file cut short; anything else (a
+    // metrics log, an image) only reads as a header length by accident.
+    if (bytes[HEADER_LENGTH_BYTES] !== OPENING_BRACE) {
+      throw new NotSafetensorsError(source, notSafetensorsProblem(bytes));
+    }
+    fail(
+      `header length ${headerLength} goes beyond the end of the ${bytes.length}-byte file ` +
+        "(truncated)",
+    );
   }
   if (headerLength > MAX_HEADER_BYTES) {
     fail(`header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
@@ -166,6 +191,18 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     fail(`data bytes ${covered}..${data.length} belong to no tensor`);
   }
   return { tensors, metadata };
+}
+
+/** "not a safetensors file (it is a PNG image)", with a hint for PyTorch's own format. */
+function notSafetensorsProblem(bytes: Uint8Array): string {
+  const kind = describeFileKind(bytes);
+  if (kind === undefined) {
+    return "not a safetensors file (its first 8 bytes are no header length that fits the file)";
+  }
+  const hint = kind === "a zip archive"
+    ? ", as PyTorch's torch.save writes: save the state dict with safetensors.torch.save_file"
+    : "";
+  return `not a safetensors file (it is ${kind}${hint})`;
 }
 
 function parseHeader(json: Uint8Array, fail: Fail): Record<string, unknown> {

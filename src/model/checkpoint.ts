@@ -10,6 +10,8 @@ import {
   CheckpointError,
   decodeSafetensors,
   encodeSafetensors,
+  NotSafetensorsError,
+  type Safetensors,
   type Tensor,
 } from "../io/safetensors.ts";
 import { KERNEL_FAMILIES } from "../ops/policy.ts";
@@ -176,6 +178,28 @@ export function loadModelStateDict(
   weights.uploadState(state, counters);
 }
 
+/**
+ * Refuses a tensor holding NaN or an infinity, naming it: such weights give NaN logits, which
+ * evaluate silently as a loss of NaN with every image put in the first class, and a run resumed
+ * from them (or from such optimizer state) stays NaN.
+ */
+function checkFinite(tensors: Map<string, Tensor>, source: string): void {
+  for (const [name, tensor] of tensors) {
+    if (tensor.dtype !== "F32" && tensor.dtype !== "F64") continue;
+    const { data } = tensor;
+    const first = data.findIndex((value) => !Number.isFinite(value));
+    if (first === -1) continue;
+    let count = 0;
+    for (const value of data) if (!Number.isFinite(value)) count++;
+    throw new CheckpointError(
+      source,
+      `${name} holds ${data[first]} at element ${first} (${count} of its ${data.length} values ` +
+        "are NaN or infinite): no usable model (saved from a run that diverged, or damaged); use " +
+        "another checkpoint",
+    );
+  }
+}
+
 export interface Checkpoint {
   tensors: Map<string, Tensor>;
   metadata?: CheckpointMetadata;
@@ -206,9 +230,24 @@ export async function encodeCheckpoint(
   return encodeSafetensors(tensors, metadata ? { checkpoint: JSON.stringify(metadata) } : {});
 }
 
-/** Parses a checkpoint file's bytes; model tensors are checked when loaded into a model. */
+/** What a checkpoint is, for the message about a file that is none. */
+const CHECKPOINT_EXPECTED = "give a .safetensors checkpoint (a run's last.safetensors or " +
+  "best.safetensors, or a PyTorch state dict saved with safetensors)";
+
+/**
+ * Parses a checkpoint file's bytes. Every floating-point tensor must be finite; model tensors'
+ * names and shapes are checked when loaded into a model.
+ */
 export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
-  const { tensors, metadata: raw } = decodeSafetensors(bytes, source);
+  let file: Safetensors;
+  try {
+    file = decodeSafetensors(bytes, source);
+  } catch (error) {
+    if (!(error instanceof NotSafetensorsError)) throw error;
+    throw new CheckpointError(source, `not a checkpoint: ${error.problem}; ${CHECKPOINT_EXPECTED}`);
+  }
+  const { tensors, metadata: raw } = file;
+  checkFinite(tensors, source);
   let metadata: CheckpointMetadata | undefined;
   if (raw.checkpoint !== undefined) {
     let json: unknown;

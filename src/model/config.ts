@@ -5,6 +5,23 @@
  */
 import { z } from "zod";
 
+export const STAGE_WIDTHS = [64, 128, 256, 512] as const;
+export const STAGE_STRIDES = [1, 2, 2, 2] as const;
+
+/**
+ * The fewest channels a stage of a network the commands train may have: below it the network is
+ * too narrow to learn anything (--width 1e-9 once built, and trained, a network of 1-channel
+ * stages, 234 parameters).
+ */
+export const MIN_STAGE_CHANNELS = 4;
+export const MAX_WIDTH_MULTIPLIER = 16;
+/**
+ * The smallest width multiplier that leaves the narrowest stages (the stem and the first stage,
+ * 64 channels at width 1) MIN_STAGE_CHANNELS after rounding: 3.5 / 64 = 0.0546875, at which their
+ * 3.5 channels round to 4.
+ */
+export const MIN_WIDTH_MULTIPLIER = (MIN_STAGE_CHANNELS - 0.5) / STAGE_WIDTHS[0];
+
 export const blockKinds = ["basic", "bottleneck"] as const;
 export type BlockKind = typeof blockKinds[number];
 
@@ -16,7 +33,9 @@ export const resNetConfigSchema = z.object({
     z.number().int().min(1),
     z.number().int().min(1),
   ]),
-  widthMultiplier: z.number().positive().max(16),
+  // Any positive width builds (the tests and the PyTorch fixtures use narrower ones); the
+  // commands' --width holds to MIN_WIDTH_MULTIPLIER.
+  widthMultiplier: z.number().positive().max(MAX_WIDTH_MULTIPLIER),
   classes: z.number().int().min(2),
 });
 export type ResNetConfig = z.infer<typeof resNetConfigSchema>;
@@ -35,9 +54,6 @@ export function resnetConfig(preset: PresetName, widthMultiplier = 1, classes = 
   const { block, blocksPerStage } = presets[preset];
   return { block, blocksPerStage: [...blocksPerStage], widthMultiplier, classes };
 }
-
-export const STAGE_WIDTHS = [64, 128, 256, 512] as const;
-export const STAGE_STRIDES = [1, 2, 2, 2] as const;
 
 export function expansion(block: BlockKind): number {
   return block === "basic" ? 1 : 4;

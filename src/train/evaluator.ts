@@ -12,6 +12,7 @@ import type { KernelPolicy } from "../ops/policy.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
+import { ProgressBar, type ProgressOutput } from "./progress.ts";
 
 export interface EvaluationResult {
   /** Mean cross-entropy over the split. */
@@ -28,6 +29,18 @@ export interface EvaluationResult {
 interface BatchedPipeline {
   pipeline: EvalPipeline;
   batches: number;
+  /** Images in each of its batches. */
+  batchSize: number;
+}
+
+/** Where an evaluation stands: reported after every submitted batch. */
+export interface EvaluationProgress {
+  /** Batches submitted to the GPU so far. */
+  submitted: number;
+  /** Batches known to be done, as of the latest wait for the GPU. */
+  done: number;
+  /** Images in the submitted batches. */
+  images: number;
 }
 
 export class Evaluator {
@@ -77,7 +90,7 @@ export class Evaluator {
         metrics,
         confusion,
       });
-      pipelines.push({ pipeline, batches });
+      pipelines.push({ pipeline, batches, batchSize: batch });
     }
     return new Evaluator(gpu, dataset, metrics, confusion, pipelines);
   }
@@ -94,24 +107,34 @@ export class Evaluator {
   }
 
   /**
-   * Evaluates the split. With `onProgress`, the GPU is waited for about every tenth of the
-   * batches (each wait costs milliseconds) and the batches done so far are reported.
+   * Evaluates the split. With `onProgress`, every batch is reported as it is submitted, and the
+   * GPU is waited for about every tenth of the batches (each wait costs milliseconds) to learn
+   * how many are done.
    */
-  async evaluate(onProgress?: (batchesDone: number) => void): Promise<EvaluationResult> {
+  async evaluate(
+    onProgress?: (progress: EvaluationProgress) => void,
+  ): Promise<EvaluationResult> {
     resetMetrics(this.#gpu, this.#metrics);
     writeBuffer(this.#gpu, this.#confusion.buffer, new Uint32Array(this.#classes ** 2));
-    const reportEvery = Math.max(1, Math.ceil(this.batches / 10));
-    let done = 0;
-    for (const { pipeline, batches } of this.#pipelines) {
+    const waitEvery = Math.max(1, Math.ceil(this.batches / 10));
+    const progress: EvaluationProgress = { submitted: 0, done: 0, images: 0 };
+    for (const { pipeline, batches, batchSize } of this.#pipelines) {
       for (let batch = 0; batch < batches; batch++) {
         this.#gpu.device.queue.submit([pipeline.encode(batch).finish()]);
-        if (onProgress && ++done % reportEvery === 0) {
+        progress.submitted++;
+        progress.images += batchSize;
+        if (!onProgress) continue;
+        // Reported before any wait, so the first batch shows at once.
+        onProgress({ ...progress });
+        if (progress.submitted % waitEvery === 0) {
           await this.#gpu.device.queue.onSubmittedWorkDone();
-          onProgress(done);
+          progress.done = progress.submitted;
+          onProgress({ ...progress });
         }
       }
     }
     const metrics = await readMetrics(this.#gpu, this.#metrics);
+    if (progress.done < progress.submitted) onProgress?.({ ...progress, done: progress.submitted });
     const counts = new Uint32Array(await readBuffer(this.#gpu, this.#confusion.buffer));
     const confusion = Array.from(
       { length: this.#classes },
@@ -133,5 +156,24 @@ export class Evaluator {
     this.#dataset.destroy();
     this.#metrics.buffer.destroy();
     this.#confusion.buffer.destroy();
+  }
+}
+
+/**
+ * Evaluates with a progress bar in images per second on the terminal (`output`, default
+ * stderr), labelled `label`; the bar is erased when the evaluation ends.
+ */
+export async function evaluateWithProgress(
+  evaluator: Evaluator,
+  label: string,
+  output?: ProgressOutput,
+): Promise<EvaluationResult> {
+  const bar = new ProgressBar(label, evaluator.batches, { unit: "img", output });
+  try {
+    return await evaluator.evaluate((progress) =>
+      bar.update({ ...progress, items: progress.images })
+    );
+  } finally {
+    bar.clear();
   }
 }

@@ -16,8 +16,9 @@ import {
 import type { ResNetConfig } from "../model/config.ts";
 import { countParameters } from "../model/parameters.ts";
 import { ModelWeights } from "../model/weights.ts";
-import { Evaluator } from "./evaluator.ts";
+import { evaluateWithProgress, Evaluator } from "./evaluator.ts";
 import {
+  compilingKernels,
   formatBytes,
   formatDuration,
   formatRate,
@@ -55,7 +56,10 @@ export interface TrainingRunOptions {
   settings: Record<string, unknown>;
   resume?: ResumePoint;
   log: (line: string) => void;
-  /** Where the progress bar is drawn (default stderr, only when it is a terminal). */
+  /**
+   * Where the progress bars and the "compiling kernels" line are drawn (default stderr, only
+   * when it is a terminal).
+   */
   progressOutput?: ProgressOutput;
 }
 
@@ -66,14 +70,20 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
   let trainer: Trainer | undefined;
   let evaluator: Evaluator | undefined;
   try {
-    trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
-    evaluator = await Evaluator.create(
-      gpu,
-      weights,
-      options.testSet,
-      options.evalBatchSize,
-      trainerOptions.policy,
-    );
+    // Building the plans compiles their kernels: seconds, with nothing else to show meanwhile.
+    const compiled = await compilingKernels("the training and evaluation plans", async () => {
+      trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
+      evaluator = await Evaluator.create(
+        gpu,
+        weights,
+        options.testSet,
+        options.evalBatchSize,
+        trainerOptions.policy,
+      );
+      return { trainer, evaluator };
+    }, { output: options.progressOutput });
+    trainer = compiled.value.trainer;
+    evaluator = compiled.value.evaluator;
     if (resume) {
       loadModelStateDict(weights, resume.checkpoint.tensors, resume.source);
       trainer.optimizer.importState(resume.checkpoint.optimizer);
@@ -81,7 +91,7 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
     } else {
       weights.initialize(trainerOptions.seed);
     }
-    printHeader(options, trainer, evaluator);
+    printHeader(options, trainer, evaluator, compiled.seconds);
     return await runEpochs(options, trainer, evaluator);
   } finally {
     trainer?.destroy();
@@ -90,8 +100,13 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
   }
 }
 
-/** A decoded checkpoint's optimizer state, its arrays copied into buffers of their own. */
-function printHeader(options: TrainingRunOptions, trainer: Trainer, evaluator: Evaluator): void {
+/** The run's header: the model, the kernels and their compile time, memory, data, run folder. */
+function printHeader(
+  options: TrainingRunOptions,
+  trainer: Trainer,
+  evaluator: Evaluator,
+  compileSeconds: number,
+): void {
   const { log, resume } = options;
   const memory = { ...trainer.memory(), evaluation: evaluator.memoryBytes };
   const total = Object.values(memory).reduce((sum, bytes) => sum + bytes, 0);
@@ -99,6 +114,7 @@ function printHeader(options: TrainingRunOptions, trainer: Trainer, evaluator: E
   const parameters = countParameters(trainer.weights.architecture).toLocaleString("en-US");
   log(`model: ${options.modelName}, ${parameters} parameters`);
   log(`kernels: ${options.trainer.policy.describe()}`);
+  log(`kernels compiled in ${compileSeconds.toFixed(1)} s (training and evaluation plans)`);
   log(`GPU memory: ${formatBytes(total)} planned (${parts.join(", ")})`);
   log(
     `data: ${options.dataLocation} (${options.trainSet.count} training images, ` +
@@ -129,10 +145,13 @@ async function runEpochs(
     const trainStart = performance.now() / 1000;
     let train;
     try {
-      train = await trainer.trainEpoch(
-        epoch,
-        ({ step }) => bar.update(step, step * trainer.batchSize),
-      );
+      train = await trainer.trainEpoch(epoch, ({ submitted, done, metrics }) =>
+        bar.update({
+          submitted,
+          done,
+          items: submitted * trainer.batchSize,
+          loss: metrics && metrics.samples > 0 ? metrics.lossSum / metrics.samples : undefined,
+        }));
     } catch (error) {
       bar.clear();
       if (error instanceof TrainingDivergedError) throw diverged(error.message, lastGood);
@@ -140,12 +159,7 @@ async function runEpochs(
     }
     bar.clear();
     const trainSeconds = performance.now() / 1000 - trainStart;
-    const testBar = new ProgressBar(`${label} test`, evaluator.batches, {
-      unit: "batch",
-      output: options.progressOutput,
-    });
-    const test = await evaluator.evaluate((done) => testBar.update(done, done));
-    testBar.clear();
+    const test = await evaluateWithProgress(evaluator, `${label} test`, options.progressOutput);
     // The last step's update is not in the training loss: it may still have broken the weights.
     if (!Number.isFinite(test.loss)) {
       throw diverged(

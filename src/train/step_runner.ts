@@ -2,6 +2,9 @@
  * One submit per step: the step's dispatches in one compute pass of one command encoder. Every
  * few steps the metrics are copied to a staging buffer in the same submit and mapped: that is the
  * only wait, and it both bounds how far the CPU runs ahead of the GPU and gives a running loss.
+ * The readbacks come at steps 1, 2, 4, … below `readEvery`, then every `readEvery` steps: the
+ * first loss and the pace are known after 2 and 4 steps rather than 16 (minutes, with a large
+ * model on a CPU adapter), for three more waits an epoch.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
@@ -21,7 +24,10 @@ export class StepRunner {
   /** Two staging buffers: one being filled by the GPU while the other is read. */
   readonly #staging: GPUBuffer[];
   #pending: { buffer: GPUBuffer; mapped: Promise<void> }[] = [];
-  #stepsSinceRead = 0;
+  /** Steps submitted since `restart`. */
+  #submitted = 0;
+  /** After a `submit`: the staging buffer its metrics were copied to (null: none) for `collect`. */
+  #copied: GPUBuffer | null | undefined;
 
   constructor(gpu: Gpu, metrics: Tensor, options: StepRunnerOptions = {}) {
     this.#gpu = gpu;
@@ -36,19 +42,33 @@ export class StepRunner {
     );
   }
 
+  /** Starts a new run of steps (an epoch), with its early readbacks; call it after `drain`. */
+  restart(): void {
+    if (this.#pending.length > 0 || this.#copied !== undefined) {
+      throw new Error("StepRunner.restart with readbacks pending");
+    }
+    this.#submitted = 0;
+  }
+
+  /** Whether the metrics are read back after the `step`th step (from 1) of a run. */
+  #readsAfter(step: number): boolean {
+    const early = step < this.#readEvery && (step & (step - 1)) === 0;
+    return early || step % this.#readEvery === 0;
+  }
+
   /**
-   * Submits one step. Returns the metrics as of an earlier step when a readback completed (at
-   * most one read in flight beyond the current one), else undefined.
+   * Submits one step, and never waits: the caller can report it before `collect`, which may.
+   * Every `submit` is followed by a `collect`.
    */
-  async submit(dispatches: readonly (readonly Dispatch[])[]): Promise<Metrics | undefined> {
+  submit(dispatches: readonly (readonly Dispatch[])[]): void {
+    if (this.#copied !== undefined) throw new Error("StepRunner.submit twice without collect");
     const encoder = this.#gpu.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     for (const group of dispatches) encodeDispatches(pass, group);
     pass.end();
-    this.#stepsSinceRead++;
+    this.#submitted++;
     let staging: GPUBuffer | undefined;
-    if (this.#stepsSinceRead >= this.#readEvery) {
-      this.#stepsSinceRead = 0;
+    if (this.#readsAfter(this.#submitted)) {
       staging = this.#staging.find((buffer) => !this.#pending.some((p) => p.buffer === buffer));
       if (staging) {
         encoder.copyBufferToBuffer(
@@ -61,6 +81,18 @@ export class StepRunner {
       }
     }
     this.#gpu.device.queue.submit([encoder.finish()]);
+    this.#copied = staging ?? null;
+  }
+
+  /**
+   * Starts the readback of the step just submitted, if it has one (on some adapters mapping
+   * waits for the GPU at once). Returns the metrics as of an earlier step when a readback
+   * completed (at most one read in flight beyond the current one), else undefined.
+   */
+  async collect(): Promise<Metrics | undefined> {
+    const staging = this.#copied;
+    if (staging === undefined) throw new Error("StepRunner.collect without a submit");
+    this.#copied = undefined;
     if (staging) this.#pending.push({ buffer: staging, mapped: staging.mapAsync(GPUMapMode.READ) });
     // Keep at most one readback outstanding: wait for the older one.
     if (this.#pending.length > 1) return await this.#take();
@@ -69,6 +101,7 @@ export class StepRunner {
 
   /** Waits for every submitted step and pending readback. */
   async drain(): Promise<void> {
+    if (this.#copied !== undefined) await this.collect();
     while (this.#pending.length > 0) await this.#take();
     await this.#gpu.device.queue.onSubmittedWorkDone();
   }

@@ -36,11 +36,15 @@ export interface TrainerOptions {
   policy: KernelPolicy;
 }
 
+/** Where an epoch stands: reported after every submitted step, without waiting for the GPU. */
 export interface EpochProgress {
-  step: number;
+  /** Steps submitted to the GPU so far. */
+  submitted: number;
+  /** Steps known to be done: those the latest readback covers (the GPU may be further on). */
+  done: number;
   steps: number;
-  /** Metrics so far this epoch, as of a recent step (the GPU may be a step or two behind). */
-  metrics: Metrics;
+  /** Metrics summed over the `done` steps; undefined before the first readback. */
+  metrics?: Metrics;
 }
 
 /** Raised when the loss stops being finite; the message says what to change. */
@@ -154,6 +158,8 @@ export class Trainer {
   /**
    * Trains one epoch (0-based `epoch` picks the data order) and returns its metrics summed over
    * every step. Throws TrainingDivergedError as soon as a readback shows a non-finite loss.
+   * `onProgress` hears of every step as it is submitted (the GPU is not waited for), with the
+   * steps done and the metrics as of the latest readback.
    */
   async trainEpoch(
     epoch: number,
@@ -161,25 +167,39 @@ export class Trainer {
   ): Promise<Metrics> {
     resetMetrics(this.#gpu, this.#metrics);
     this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
+    this.#runner.restart();
     const groups = [this.#source.dispatches, this.plan.dispatches, this.optimizer.dispatches];
+    let latest: Metrics | undefined;
     for (let step = 0; step < this.stepsPerEpoch; step++) {
       this.#source.prepareBatch(step, this.#options.seed, epoch);
       this.optimizer.prepareStep(this.#options.schedule(this.optimizer.step));
-      const metrics = await this.#runner.submit(groups);
-      if (metrics) this.#check(metrics, epoch, step, onProgress);
+      this.#runner.submit(groups);
+      // Reported before any wait, so the first step shows at once.
+      onProgress?.(this.#progress(step + 1, latest));
+      const metrics = await this.#runner.collect();
+      if (metrics) {
+        latest = this.#check(metrics, epoch, step + 1);
+        onProgress?.(this.#progress(step + 1, latest));
+      }
     }
     await this.#runner.drain();
-    const metrics = await readMetrics(this.#gpu, this.#metrics);
-    this.#check(metrics, epoch, this.stepsPerEpoch, onProgress);
+    const metrics = this.#check(
+      await readMetrics(this.#gpu, this.#metrics),
+      epoch,
+      this.stepsPerEpoch,
+    );
+    onProgress?.(this.#progress(this.stepsPerEpoch, metrics));
     return metrics;
   }
 
-  #check(
-    metrics: Metrics,
-    epoch: number,
-    step: number,
-    onProgress?: (progress: EpochProgress) => void,
-  ): void {
+  #progress(submitted: number, metrics: Metrics | undefined): EpochProgress {
+    // The metrics count the images of the steps they cover: full batches only.
+    const done = metrics ? metrics.samples / this.batchSize : 0;
+    return { submitted, done, steps: this.stepsPerEpoch, metrics };
+  }
+
+  /** `metrics`, unless its loss is not finite: then training stops. */
+  #check(metrics: Metrics, epoch: number, step: number): Metrics {
     if (!Number.isFinite(metrics.lossSum)) {
       throw new TrainingDivergedError(
         `the training loss became ${metrics.lossSum} in epoch ${
@@ -188,7 +208,7 @@ export class Trainer {
           "lower the learning rate (--lr) or use a schedule with warm-up",
       );
     }
-    onProgress?.({ step, steps: this.stepsPerEpoch, metrics });
+    return metrics;
   }
 
   destroy(): void {

@@ -15,6 +15,9 @@ import {
   trainRecipeSchema,
 } from "../../src/cli/flags.ts";
 import { UsageError } from "../../src/errors.ts";
+import { buildArchitecture } from "../../src/model/architecture.ts";
+import { resnetConfig } from "../../src/model/config.ts";
+import { parameterSpecs } from "../../src/model/parameters.ts";
 import { newRunSettings } from "../../src/cli/train.ts";
 
 function parse<F extends FlagTable>(command: Command<F>, args: string[]) {
@@ -148,8 +151,8 @@ Deno.test("bad values are refused with one line naming the flag, what it takes a
     [["--lr", "-1"], '--lr must be a number > 0, got "-1"'],
     [["--lr", "fast"], '--lr must be a number > 0, got "fast"'],
     [["--lr", "Infinity"], '--lr must be a number > 0, got "Infinity"'],
-    [["--width", "0"], '--width must be a number in (0, 16], got "0"'],
-    [["--width", "17"], '--width must be a number in (0, 16], got "17"'],
+    [["--width", "0"], `${WIDTH_RANGE}, got "0"`],
+    [["--width", "17"], `${WIDTH_RANGE}, got "17"`],
     [["--warmup", "1"], '--warmup must be a fraction in [0, 1), got "1"'],
     [["--momentum", "-0.1"], '--momentum must be a number >= 0, got "-0.1"'],
     [["--seed", "-1"], '--seed must be an integer in 0..4294967295, got "-1"'],
@@ -172,6 +175,29 @@ Deno.test("bad values are refused with one line naming the flag, what it takes a
   for (const [args, message] of cases) {
     assertUsageError(() => parseCommandLine(trainCommand, args), message);
   }
+});
+
+const WIDTH_RANGE = "--width must be a number from 0.0546875 to 16 (a smaller width leaves the " +
+  "narrowest stage fewer than 4 channels)";
+
+Deno.test("a width that leaves a stage fewer than 4 channels is refused, naming the smallest", () => {
+  for (const command of [trainCommand, evalCommand, predictCommand] as Command<FlagTable>[]) {
+    for (const width of ["1e-9", "0.05", "0.0546874"]) {
+      assertUsageError(
+        () => parseCommandLine(command, ["--width", width]),
+        `${WIDTH_RANGE}, got "${width}"`,
+      );
+    }
+  }
+  // The smallest width named is valid: 64 x 0.0546875 = 3.5 rounds to a first stage of 4.
+  const smallest = parse(trainCommand, ["--width", "0.0546875"]).values.width;
+  assert.equal(smallest, 0.0546875);
+  const stages = buildArchitecture(resnetConfig("resnet18", smallest));
+  assert.equal(Math.min(...parameterSpecs(stages).map((spec) => spec.shape[0])), 4);
+  // A checkpoint's recipe, checked by the flags' schemas when a run resumes, is held to it too.
+  const recipe = parse(trainCommand, []).values;
+  assert.ok(trainRecipeSchema.safeParse({ ...recipe, width: 0.0625 }).success);
+  assert.ok(!trainRecipeSchema.safeParse({ ...recipe, width: 0.05 }).success);
 });
 
 Deno.test("unknown flags and stray arguments are refused, naming them", () => {

@@ -7,70 +7,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { encode } from "fast-png";
-import { decodeCheckpoint } from "../../src/model/checkpoint.ts";
-import { type EpochRecord, epochRecordSchema } from "../../src/train/run_dir.ts";
+import type { EpochRecord } from "../../src/train/run_dir.ts";
+import {
+  assertSucceeded,
+  readCheckpoint,
+  readMetrics,
+  RECORDS_PER_FILE,
+  runCommand,
+  TINY_RUN,
+} from "../support/cli.ts";
 import { binaryFiles, writeFiles } from "../support/data_fixtures.ts";
 import { needs } from "../support/permissions.ts";
-
-const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
-/** The loader takes only full-size batch files, as the official ones are. */
-const RECORDS_PER_FILE = 10000;
-const TINY_RUN = [
-  "--width",
-  "0.0625",
-  "--limit",
-  "64",
-  "--batch-size",
-  "16",
-  "--eval-batch-size",
-  "32",
-  "--test-limit",
-  "256",
-];
-
-interface Output {
-  code: number;
-  stdout: string[];
-  stderr: string[];
-}
-
-/** Runs `deno run src/cli/<command>.ts args...` with the permissions the deno.json tasks grant. */
-async function run(command: string, args: string[], tempDir: string): Promise<Output> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      `src/cli/${command}.ts`,
-      ...args,
-    ],
-    cwd: REPOSITORY,
-    // Mesa warns on stderr without a runtime folder.
-    env: { XDG_RUNTIME_DIR: tempDir },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const lines = (bytes: Uint8Array) =>
-    new TextDecoder().decode(bytes).split("\n").filter((line) => line.length > 0);
-  return { code: output.code, stdout: lines(output.stdout), stderr: lines(output.stderr) };
-}
-
-function assertSucceeded(output: Output): void {
-  assert.equal(output.code, 0, [...output.stdout, ...output.stderr].join("\n"));
-}
-
-async function readMetrics(runDir: string): Promise<EpochRecord[]> {
-  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
-  return text.trimEnd().split("\n").map((line) => epochRecordSchema.parse(JSON.parse(line)));
-}
-
-async function readCheckpoint(path: string) {
-  return decodeCheckpoint(await Deno.readFile(path), path);
-}
 
 /** The numbers an epoch computes, without its timings. */
 function computed({ imagesPerSecond: _, elapsedSeconds: __, ...numbers }: EpochRecord) {
@@ -88,7 +36,11 @@ Deno.test({
     const full = join(dir, "full");
     try {
       await t.step("two epochs: epoch lines, metrics, checkpoints and the chart", async () => {
-        const output = await run("train", [...tiny, "--epochs", "2", "--run-dir", full], dir);
+        const output = await runCommand(
+          "train",
+          [...tiny, "--epochs", "2", "--run-dir", full],
+          dir,
+        );
         assertSucceeded(output);
         const stdout = output.stdout.join("\n");
         assert.match(stdout, /^adapter: .+$/m);
@@ -140,7 +92,7 @@ Deno.test({
         async () => {
           const resumed = join(dir, "resumed");
           assertSucceeded(
-            await run("train", [
+            await runCommand("train", [
               ...tiny,
               "--epochs",
               "2",
@@ -151,7 +103,7 @@ Deno.test({
             ], dir),
           );
           assert.equal((await readMetrics(resumed)).length, 1);
-          const output = await run("train", ["--resume", resumed], dir);
+          const output = await runCommand("train", ["--resume", resumed], dir);
           assertSucceeded(output);
           assert.match(output.stdout.join("\n"), /resuming after epoch 1 from .*last\.safetensors/);
           assert.match(
@@ -183,7 +135,7 @@ Deno.test({
           const first = await readCheckpoint(join(full, "last.safetensors"));
           const other = first.metadata?.kernels?.family === "cpu" ? "gpu" : "cpu";
           const forced = join(dir, "forced");
-          const output = await run("train", [
+          const output = await runCommand("train", [
             ...tiny,
             "--epochs",
             "2",
@@ -221,7 +173,7 @@ Deno.test({
       );
 
       await t.step("a run folder that holds a run is not overwritten", async () => {
-        const output = await run("train", [...tiny, "--run-dir", full], dir);
+        const output = await runCommand("train", [...tiny, "--run-dir", full], dir);
         assert.equal(output.code, 1);
         assert.deepEqual(output.stderr, [
           `error: ${full} already holds a run (${join(full, "last.safetensors")}): continue ` +
@@ -230,7 +182,7 @@ Deno.test({
       });
 
       await t.step("a bad flag: one line on stderr, exit code 1", async () => {
-        const output = await run("train", ["--epochs", "x"], dir);
+        const output = await runCommand("train", ["--epochs", "x"], dir);
         assert.equal(output.code, 1);
         assert.deepEqual(output.stdout, []);
         assert.deepEqual(output.stderr, ['error: --epochs must be a positive integer, got "x"']);
@@ -240,7 +192,7 @@ Deno.test({
         // One step per epoch. One-cycle's first step has learning rate 0, so epoch 1 ends well;
         // epoch 2's step at 1e38 sends Adam's weights to about 1e38, and the logits overflow.
         const diverged = join(dir, "diverged");
-        const output = await run("train", [
+        const output = await runCommand("train", [
           ...tiny,
           "--limit",
           "16",
@@ -272,7 +224,7 @@ Deno.test({
 
       await t.step("eval: the best checkpoint's accuracy, per class and as a matrix", async () => {
         const checkpoint = join(full, "best.safetensors");
-        const output = await run("eval", [
+        const output = await runCommand("eval", [
           "--checkpoint",
           checkpoint,
           "--data",
@@ -324,7 +276,7 @@ Deno.test({
           await Deno.writeFile(path, encode({ width, height, channels, depth: 8, data: pixels }));
           paths.push(path);
         }
-        const output = await run(
+        const output = await runCommand(
           "predict",
           ["--checkpoint", join(full, "best.safetensors"), ...paths],
           dir,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DataError } from "../../src/data/cifar.ts";
 import { downloadCifar10, formatProgress, type ProgressOutput } from "../../src/data/download.ts";
 import { loadCifar10 } from "../../src/data/load.ts";
@@ -90,6 +91,7 @@ Deno.test(
     await withServer(archive, 200, async (url) => {
       const dataset = await loadCifar10(target, {
         download: true,
+        createFolder: true,
         recordsPerFile: RECORDS,
         source: { url, md5 },
         progress: progress.output,
@@ -106,6 +108,213 @@ Deno.test(
     assert.match(progress.text(), /\ncifar-10-binary\.tar\.gz: [\d.]+ \/ [\d.]+ MB \(100\.0%\), /);
   }),
 );
+
+Deno.test(
+  downloadTest("an existing empty folder is downloaded into, without createFolder", async (dir) => {
+    const archive = await binaryArchive();
+    const md5 = createHash("md5").update(archive).digest("hex");
+    await withServer(archive, 200, async (url) => {
+      const dataset = await loadCifar10(dir, {
+        download: true,
+        recordsPerFile: RECORDS,
+        source: { url, md5 },
+        progress: captureProgress(false).output,
+      });
+      assert.deepEqual(dataset.test, expectedDataset(RECORDS).test);
+    });
+    assert.ok((await listTree(dir)).includes("cifar-10-batches-bin/test_batch.bin"));
+  }),
+);
+
+Deno.test(
+  downloadTest(
+    "a missing folder other than ./data is not created or downloaded into",
+    async (dir) => {
+      let requests = 0;
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+        requests++;
+        return new Response("x");
+      });
+      const typo = join(dir, "dtaa");
+      try {
+        await assert.rejects(
+          () =>
+            loadCifar10(typo, {
+              download: true,
+              source: { url: `http://127.0.0.1:${server.addr.port}/a.tar.gz`, md5: "0" },
+              progress: captureProgress(false).output,
+            }),
+          (error) =>
+            error instanceof DataError &&
+            error.message ===
+              `${typo}: no such file or folder; check the path; to download CIFAR-10 there, ` +
+                `create the folder first (mkdir -p ${typo})`,
+        );
+      } finally {
+        await server.shutdown();
+      }
+      assert.equal(requests, 0);
+      assert.deepEqual(await listTree(dir), []);
+    },
+  ),
+);
+
+Deno.test(
+  downloadTest("a failed download removes the folder it created, and all in it", async (dir) => {
+    const target = join(dir, "data", "cifar");
+    const load = (url: string, md5: string) =>
+      loadCifar10(target, {
+        download: true,
+        createFolder: true,
+        recordsPerFile: RECORDS,
+        source: { url, md5 },
+        progress: captureProgress(false).output,
+      });
+    // The server fails, then the MD5 is wrong, then the archive checks out but is no tar
+    // archive (found only once it is written and being unpacked).
+    await withServer(new TextEncoder().encode("gone"), 404, async (url) => {
+      await assert.rejects(() => load(url, "0"), /HTTP 404/);
+    });
+    assert.deepEqual(await listTree(dir), []);
+    const archive = await binaryArchive();
+    await withServer(archive, 200, async (url) => {
+      await assert.rejects(() => load(url, "0".repeat(32)), /has MD5 /);
+    });
+    assert.deepEqual(await listTree(dir), []);
+    const notTar = await gzip(new TextEncoder().encode("not a tar archive"));
+    await withServer(notTar, 200, async (url) => {
+      await assert.rejects(
+        () => load(url, createHash("md5").update(notTar).digest("hex")),
+        DataError,
+      );
+    });
+    assert.deepEqual(await listTree(dir), []);
+  }),
+);
+
+Deno.test(
+  downloadTest(
+    "a failed download into an existing folder removes only what it wrote",
+    async (dir) => {
+      await Deno.writeFile(join(dir, "notes.txt"), new Uint8Array(1));
+      await Deno.mkdir(join(dir, "cifar-10-batches-bin"));
+      const bad = await gzip(
+        makeTar([{ name: "cifar-10-batches-bin/x", data: new Uint8Array(600) }]),
+      );
+      const truncated = bad.subarray(0, bad.length - 8); // the gzip trailer is gone
+      await withServer(truncated, 200, async (url) => {
+        await assert.rejects(
+          () =>
+            downloadCifar10(dir, {
+              source: { url, md5: createHash("md5").update(truncated).digest("hex") },
+              progress: captureProgress(false).output,
+            }),
+          DataError,
+        );
+      });
+      assert.deepEqual(await listTree(dir), ["cifar-10-batches-bin", "notes.txt"]);
+    },
+  ),
+);
+
+Deno.test(
+  downloadTest(
+    "a partial archive left by a killed download is removed when the next starts",
+    async (dir) => {
+      const stale = join(dir, `.cifar-10-binary.tar.gz.${crypto.randomUUID()}.tmp`);
+      const fresh = join(dir, `.cifar-10-binary.tar.gz.${crypto.randomUUID()}.tmp`);
+      const other = join(dir, `.notes.txt.${crypto.randomUUID()}.tmp`);
+      for (const path of [stale, fresh, other]) await Deno.writeFile(path, new Uint8Array(10));
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      await Deno.utime(stale, hourAgo, hourAgo);
+      await Deno.utime(other, hourAgo, hourAgo);
+      const archive = await binaryArchive();
+      await withServer(archive, 200, async (url) => {
+        const md5 = createHash("md5").update(archive).digest("hex");
+        await downloadCifar10(dir, {
+          source: { url, md5 },
+          progress: captureProgress(false).output,
+        });
+      });
+      const names = await listTree(dir);
+      assert.ok(!names.includes(basename(stale)), "the stale partial archive is gone");
+      // One still growing may belong to another download; what is not ours stays.
+      assert.ok(names.includes(basename(fresh)) && names.includes(basename(other)), String(names));
+    },
+  ),
+);
+
+Deno.test({
+  name: "Ctrl-C during the download of ./data removes the partial archive and the folder",
+  ignore: needs("read", "write", "run").ignore || !loopbackGranted,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "cifar_download_test_" });
+    // Sends the first megabyte of a larger archive, then stalls until the test ends.
+    let release = () => {};
+    const stalled = new Promise<void>((resolve) => release = resolve);
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new Uint8Array(1 << 20));
+          await stalled;
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-length": String(170 << 20) } });
+    });
+    const url = `http://127.0.0.1:${server.addr.port}/cifar-10-binary.tar.gz`;
+    try {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--allow-read",
+          "--allow-write",
+          "--allow-net=127.0.0.1",
+          fileURLToPath(new URL("./download_child.ts", import.meta.url)),
+          url,
+        ],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      // The child prints a progress line once the first bytes are on disk.
+      while (!/cifar-10-binary\.tar\.gz: [\d.]+ \/ /.test(text)) {
+        const { value, done } = await stderr.read();
+        if (done) break;
+        text += value;
+      }
+      assert.ok(
+        (await listTree(dir)).some((name) =>
+          /^data\/\.cifar-10-binary\.tar\.gz\..*\.tmp$/.test(name)
+        ),
+        "the partial archive is on disk before Ctrl-C",
+      );
+      child.kill("SIGINT");
+      for (let part = await stderr.read(); !part.done; part = await stderr.read()) {
+        text += part.value;
+      }
+      const { code } = await child.status;
+      await child.stdout.cancel();
+      const lines = text.trim().split("\n");
+      assert.equal(
+        lines.at(-1),
+        "error: ./data: download interrupted (Ctrl-C); its files were removed; run the command " +
+          "again to download again",
+        text,
+      );
+      assert.equal(code, 1);
+      assert.deepEqual(await listTree(dir), []);
+    } finally {
+      release();
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
 
 Deno.test(downloadTest("a download whose MD5 does not match leaves no file behind", async (dir) => {
   const archive = await binaryArchive();

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { KernelError } from "../../src/gpu/pipeline.ts";
 import { BufferLimitError, createBuffer } from "../../src/gpu/buffer.ts";
+import { inferBackend } from "../../src/gpu/device.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { needs } from "../support/permissions.ts";
 
@@ -30,6 +31,69 @@ Deno.test({
       stderr[0],
       /^error: No WebGPU adapter found: .*apt-get install mesa-vulkan-drivers/,
     );
+  },
+});
+
+Deno.test("the backend is read from the limit wgpu's backends report differently", () => {
+  const unlimited = 2 ** 32 - 1;
+  // Deno 2.9's Vulkan adapters report WebGPU's default (1000, or 1024 on lavapipe).
+  assert.equal(inferBackend("linux", 1024), "Vulkan");
+  assert.equal(inferBackend("linux", 1000), "Vulkan");
+  assert.equal(inferBackend("linux", unlimited), "OpenGL");
+  assert.equal(inferBackend("darwin", unlimited), "Metal");
+  assert.equal(inferBackend("darwin", 1000), "Vulkan");
+  assert.equal(inferBackend("windows", unlimited), "Direct3D 12");
+  assert.equal(inferBackend("windows", unlimited, ["Vulkan", "OpenGL"]), "OpenGL");
+  // DENO_WEBGPU_BACKEND naming one backend settles it.
+  assert.equal(inferBackend("windows", unlimited, ["OpenGL"]), "OpenGL");
+  assert.equal(inferBackend("linux", unlimited, ["Vulkan"]), "Vulkan");
+});
+
+/** `deno task adapter` with `env`: its exit code and its lines, without Mesa's runtime warning. */
+async function adapterCommand(env: Record<string, string>) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-env", adapterCli],
+    env: { XDG_RUNTIME_DIR: "/tmp", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const lines = (bytes: Uint8Array) =>
+    new TextDecoder().decode(bytes).trim().split("\n")
+      .filter((line) => line && !line.includes("XDG_RUNTIME_DIR"));
+  return { code: output.code, stdout: lines(output.stdout), stderr: lines(output.stderr) };
+}
+
+Deno.test({
+  name: "the adapter line names the backend: Vulkan, or OpenGL when Deno falls back to it",
+  ...needs("run", "read", "env"),
+  async fn() {
+    // Each backend may be missing on a machine (no Vulkan driver, no EGL): then there is no
+    // adapter, and the one-line error says so. Where there is one, its backend is named.
+    const noAdapter = (run: Awaited<ReturnType<typeof adapterCommand>>) => {
+      assert.deepEqual(run.stdout, []);
+      assert.match(run.stderr.join("\n"), /^error: No WebGPU adapter found: /);
+    };
+    const vulkan = await adapterCommand({ DENO_WEBGPU_BACKEND: "vulkan" });
+    if (vulkan.code === 0) {
+      assert.match(vulkan.stdout[0], /^adapter: .+ \((software, )?Vulkan\)$/);
+      assert.equal(vulkan.stdout[1], "backend: Vulkan");
+    } else {
+      noAdapter(vulkan);
+    }
+    // With the Vulkan loader pointed at no driver, Deno takes OpenGL where the machine has it
+    // (Mesa's EGL), else finds no adapter; either way it is said.
+    const fallback = await adapterCommand({ VK_ICD_FILENAMES: "/nonexistent/icd.json" });
+    if (fallback.code === 0) {
+      assert.match(fallback.stdout[0], /^adapter: .+ \((software, )?OpenGL\)$/);
+      assert.equal(
+        fallback.stdout[1],
+        "backend: OpenGL, Deno's fallback when it finds no Vulkan driver: install one " +
+          "(Debian/Ubuntu: apt-get install mesa-vulkan-drivers) or check VK_ICD_FILENAMES and " +
+          "VK_DRIVER_FILES; DENO_WEBGPU_BACKEND=vulkan refuses the fallback",
+      );
+    } else {
+      noAdapter(fallback);
+    }
   },
 });
 

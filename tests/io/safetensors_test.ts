@@ -3,6 +3,7 @@ import {
   CheckpointError,
   decodeSafetensors,
   encodeSafetensors,
+  NotSafetensorsError,
   type Tensor,
 } from "../../src/io/safetensors.ts";
 
@@ -227,4 +228,50 @@ Deno.test("safetensors decoding refuses malformed files, naming the problem", ()
       throw new Error(`case "${what}": ${(error as Error).message}`);
     }
   }
+});
+
+Deno.test("a file that is no safetensors file is named for what it is, not for its header", () => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  const metrics = text(
+    '{"epoch":1,"step":4,"trainLoss":2.3,"trainAccuracy":0.1,"testLoss":2.3}\n'.repeat(18),
+  );
+  const png = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 73, 72);
+  const zip = new Uint8Array(64);
+  zip.set([0x50, 0x4b, 0x03, 0x04]);
+  const cases: [string, Uint8Array, string][] = [
+    ["a metrics log", metrics, "not a safetensors file (it is JSON text)"],
+    ["a PNG image", png, "not a safetensors file (it is a PNG image)"],
+    [
+      "a PyTorch .pt file",
+      zip,
+      "not a safetensors file (it is a zip archive, as PyTorch's torch.save writes: save the " +
+      "state dict with safetensors.torch.save_file)",
+    ],
+    [
+      "random bytes",
+      Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8, 200, 201),
+      "not a safetensors file (its first 8 bytes are no header length that fits the file)",
+    ],
+    ["a few bytes", text("hi\n"), "too short for a safetensors file (3 bytes, need at least 8)"],
+  ];
+  for (const [what, bytes, problem] of cases) {
+    assert.throws(() => decodeSafetensors(bytes, SOURCE), (error: unknown) => {
+      assert.ok(error instanceof NotSafetensorsError, `${what}: ${error}`);
+      assert.equal(error.message, `${SOURCE}: ${problem}`, what);
+      return true;
+    });
+  }
+  // A real file cut short is damaged, not something else: it says so.
+  const file = encodeSafetensors(
+    new Map([["w", { dtype: "F32", shape: [4], data: new Float32Array(4) }]]),
+  );
+  const cut = file.subarray(0, 20);
+  assert.throws(() => decodeSafetensors(cut, SOURCE), (error: unknown) => {
+    assert.ok(error instanceof CheckpointError && !(error instanceof NotSafetensorsError));
+    assert.match(
+      error.message,
+      /header length \d+ goes beyond the end of the 20-byte file \(truncated\)$/,
+    );
+    return true;
+  });
 });

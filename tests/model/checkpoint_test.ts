@@ -8,7 +8,7 @@ import {
   modelStateDict,
 } from "../../src/model/checkpoint.ts";
 import { ModelWeights } from "../../src/model/weights.ts";
-import { encodeSafetensors } from "../../src/io/safetensors.ts";
+import { CheckpointError, encodeSafetensors, type Tensor } from "../../src/io/safetensors.ts";
 import { gpuTest } from "../support/gpu.ts";
 
 const tiny = resnetConfig("resnet18", 1 / 16);
@@ -124,4 +124,70 @@ Deno.test("checkpoint metadata is validated", () => {
     () => decodeCheckpoint(notJson, "nj.safetensors"),
     /nj\.safetensors: its checkpoint metadata is not JSON/,
   );
+});
+
+Deno.test("a file that is no checkpoint is refused as such, saying what to give instead", () => {
+  const metrics = new TextEncoder().encode(
+    '{"epoch":1,"step":4,"trainLoss":2.3026,"trainAccuracy":0.09,"testLoss":2.3}\n'.repeat(17),
+  );
+  assert.throws(
+    () => decodeCheckpoint(metrics, "runs/a/metrics.jsonl"),
+    (error: Error) =>
+      error instanceof CheckpointError &&
+      error.message ===
+        "runs/a/metrics.jsonl: not a checkpoint: not a safetensors file (it is JSON text); give " +
+          "a .safetensors checkpoint (a run's last.safetensors or best.safetensors, or a PyTorch " +
+          "state dict saved with safetensors)",
+  );
+});
+
+Deno.test("a checkpoint holding NaN or an infinity is refused, naming the tensor", () => {
+  const weights = (values: number[]): Tensor => ({
+    dtype: "F32",
+    shape: [values.length],
+    data: Float32Array.from(values),
+  });
+  const cases: [string, Map<string, Tensor>, string][] = [
+    [
+      "NaN in a weight",
+      new Map([
+        ["conv.0.weight", weights([1, 2, 3])],
+        ["conv2_x.0.residual_function.1.weight", weights([1, NaN, NaN, 4])],
+      ]),
+      "conv2_x.0.residual_function.1.weight holds NaN at element 1 (2 of its 4 values are NaN or infinite)",
+    ],
+    [
+      "an infinity in a running variance, stored as F64",
+      new Map<string, Tensor>([
+        ["conv.1.running_var", { dtype: "F64", shape: [2], data: Float64Array.of(1, -Infinity) }],
+      ]),
+      "conv.1.running_var holds -Infinity at element 1 (1 of its 2 values are NaN or infinite)",
+    ],
+    [
+      "NaN in the optimizer state",
+      new Map<string, Tensor>([
+        ["conv.0.weight", weights([1])],
+        ["optimizer.step", { dtype: "I64", shape: [], data: BigInt64Array.of(3n) }],
+        ["optimizer.exp_avg", weights([0, 0, NaN])],
+      ]),
+      "optimizer.exp_avg holds NaN at element 2 (1 of its 3 values are NaN or infinite)",
+    ],
+  ];
+  for (const [what, tensors, problem] of cases) {
+    assert.throws(
+      () => decodeCheckpoint(encodeSafetensors(tensors), "best.safetensors"),
+      (error: Error) =>
+        error instanceof CheckpointError &&
+        error.message ===
+          `best.safetensors: ${problem}: no usable model (saved from a run that diverged, or ` +
+            "damaged); use another checkpoint",
+      what,
+    );
+  }
+  // Finite values of every kind load, integers untouched.
+  const fine = new Map<string, Tensor>([
+    ["conv.0.weight", weights([0, -0, 3.4e38, -1e-45])],
+    ["conv.1.num_batches_tracked", { dtype: "I64", shape: [], data: BigInt64Array.of(7n) }],
+  ]);
+  assert.equal(decodeCheckpoint(encodeSafetensors(fine), "ok.safetensors").tensors.size, 2);
 });
