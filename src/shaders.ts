@@ -5,6 +5,7 @@
  * unchanged), so there is no copy to drift.
  */
 import type { Kernel } from "./gpu/pipeline.ts";
+import type { DType } from "./gpu/tensor.ts";
 import add from "../shaders/add.wgsl" with { type: "text" };
 import batchnorm from "../shaders/batchnorm.wgsl" with { type: "text" };
 import conv2dBlocked from "../shaders/conv2d_blocked.wgsl" with { type: "text" };
@@ -34,3 +35,35 @@ export const kernels = {
   relu: kernel("relu", relu),
   softmaxCrossEntropy: kernel("softmax_cross_entropy", softmaxCrossEntropy),
 } as const;
+
+/**
+ * Activations (and their gradients) are stored as f32 or f16; arithmetic is f32 either way. A
+ * kernel that stores activations declares their type once, as the line `alias act = f32;`, and
+ * converts on every load (`f32(x[i])`, `vec4f(x4[i])`) and store (`act(v)`, `vec4<act>(v)`). Its
+ * f16 build is the same source with that line made `alias act = f16;` and `enable f16;` put first
+ * (WGSL has no type parameters, and an override cannot be a type): one source, two builds. The
+ * device must have `shader-f16`.
+ */
+export const ACTIVATION_ALIAS = "alias act = f32;";
+
+const f16Builds = new Map<Kernel, Kernel>();
+
+/** The build of `kernel` for activations of element type `dtype` (f32: the source as written). */
+export function activationKernel(kernel: Kernel, dtype: DType): Kernel {
+  if (dtype === "f32") return kernel;
+  if (dtype !== "f16") throw new TypeError(`${kernel.name}: no build for ${dtype} activations`);
+  let build = f16Builds.get(kernel);
+  if (!build) {
+    const lines = kernel.code.split("\n");
+    const at = lines.findIndex((line) => line.trim() === ACTIVATION_ALIAS);
+    if (at < 0 || lines.findIndex((line, i) => i > at && line.trim() === ACTIVATION_ALIAS) >= 0) {
+      throw new TypeError(
+        `${kernel.name}.wgsl has no f16 build: it must declare \`${ACTIVATION_ALIAS}\` once`,
+      );
+    }
+    lines[at] = "alias act = f16;";
+    build = { name: kernel.name, code: `enable f16;\n${lines.join("\n")}`, build: "f16" };
+    f16Builds.set(kernel, build);
+  }
+  return build;
+}

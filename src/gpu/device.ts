@@ -15,8 +15,16 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Limits above WebGPU's defaults, e.g. `{ maxStorageBufferBindingSize: 1 << 30 }`. */
   requiredLimits?: Record<string, number>;
+  /** Default: every feature of `OPTIONAL_FEATURES` the adapter offers. */
   requiredFeatures?: GPUFeatureName[];
 }
+
+/**
+ * Features the runtime uses where the adapter has them, asked for by default: f16 activations
+ * (`--precision f16`) and GPU timestamps (`deno task bench --profile`). `gpu.device.features`
+ * tells what the device got.
+ */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ["shader-f16", "timestamp-query"];
 
 /** The native graphics API under WebGPU, as wgpu (Deno's WebGPU) names its backends. */
 export type GpuBackend = "Vulkan" | "Metal" | "Direct3D 12" | "OpenGL";
@@ -69,7 +77,8 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
   try {
     device = await adapter.requestDevice({
       requiredLimits: options.requiredLimits,
-      requiredFeatures: options.requiredFeatures,
+      requiredFeatures: options.requiredFeatures ??
+        OPTIONAL_FEATURES.filter((feature) => adapter.features.has(feature)),
     });
   } catch (error) {
     throw new GpuUnavailableError(

@@ -32,6 +32,12 @@ export interface KernelCall {
   readonly grid: Dimensions;
   /** Bound at @group(0) @binding(i) in order: exactly the bindings the entry point uses. */
   readonly bindings: readonly Binding[];
+  /**
+   * Floating-point operations of the call's useful work (2 per multiply-add), for the ops whose
+   * speed is arithmetic (convolutions, matrix products); absent for memory-bound kernels, whose
+   * speed the profile states in bytes from the bindings.
+   */
+  readonly flops?: number;
 }
 
 export interface KernelCallRequest {
@@ -48,6 +54,7 @@ export interface KernelCallRequest {
   grid: readonly [number, number?, number?];
   bindings: readonly Binding[];
   label?: string;
+  flops?: number;
 }
 
 const WORKGROUP_CONSTANTS = ["WORKGROUP_SIZE", "WORKGROUP_SIZE_X", "WORKGROUP_SIZE_Y"];
@@ -83,6 +90,7 @@ export function kernelCall(request: KernelCallRequest): KernelCall {
     constants,
     grid,
     bindings: request.bindings,
+    ...(request.flops === undefined ? {} : { flops: request.flops }),
   };
 }
 

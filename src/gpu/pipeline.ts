@@ -5,10 +5,20 @@
  */
 import { UserError } from "../errors.ts";
 
-/** A WGSL source file and the name it is known by (its file name without `.wgsl`). */
+/**
+ * A WGSL source file and the name it is known by (its file name without `.wgsl`). `build` names a
+ * build of the file other than the source as written: "f16" for activations stored as f16
+ * (`activationKernel` in src/shaders.ts).
+ */
 export interface Kernel {
   readonly name: string;
   readonly code: string;
+  readonly build?: "f16";
+}
+
+/** How errors and caches name a kernel: its file, and its build where not the source as written. */
+export function kernelId(kernel: Kernel): string {
+  return kernel.build ? `${kernel.name}.wgsl (${kernel.build} build)` : `${kernel.name}.wgsl`;
 }
 
 export type OverrideConstants = Record<string, number>;
@@ -38,7 +48,7 @@ export class PipelineCache {
     constants: OverrideConstants = {},
   ): Promise<GPUComputePipeline> {
     const sorted = Object.keys(constants).sort().map((key) => `${key}=${constants[key]}`);
-    const key = `${kernel.name}:${entryPoint}:${sorted.join(",")}`;
+    const key = `${kernelId(kernel)}:${entryPoint}:${sorted.join(",")}`;
     let pipeline = this.#pipelines.get(key);
     if (!pipeline) {
       pipeline = this.#build(kernel, entryPoint, constants, key);
@@ -48,17 +58,16 @@ export class PipelineCache {
   }
 
   async #module(kernel: Kernel): Promise<GPUShaderModule> {
-    const cached = this.#modules.get(kernel.name);
+    const id = kernelId(kernel);
+    const cached = this.#modules.get(id);
     if (cached) return cached;
     this.#device.pushErrorScope("validation");
-    const module = this.#device.createShaderModule({ label: kernel.name, code: kernel.code });
+    const module = this.#device.createShaderModule({ label: id, code: kernel.code });
     const error = await this.#device.popErrorScope();
     if (error) {
-      throw new KernelError(
-        `Kernel ${kernel.name}.wgsl does not compile: ${oneLine(error.message)}`,
-      );
+      throw new KernelError(`Kernel ${id} does not compile: ${oneLine(error.message)}`);
     }
-    this.#modules.set(kernel.name, module);
+    this.#modules.set(id, module);
     return module;
   }
 
@@ -79,7 +88,7 @@ export class PipelineCache {
       });
     } catch (error) {
       throw new KernelError(
-        `Kernel ${kernel.name}.wgsl entry point ${entryPoint} (${JSON.stringify(constants)}) ` +
+        `Kernel ${kernelId(kernel)} entry point ${entryPoint} (${JSON.stringify(constants)}) ` +
           `fails validation: ${oneLine(error instanceof Error ? error.message : String(error))}`,
       );
     }

@@ -103,6 +103,14 @@ export function conv2dOutputShape(
   return [g.batch, g.outH, g.outW, g.outC];
 }
 
+/**
+ * Floating-point operations of each pass (forward, input gradient, weight gradient): one
+ * multiply-add per output element, tap and input channel, the same for all three.
+ */
+function passFlops(g: Geometry): number {
+  return 2 * outputPixels(g) * g.outC * g.kernel * g.kernel * g.inC;
+}
+
 /** The shape constants every conv2d kernel declares. */
 function shapeConstants(g: Geometry): OverrideConstants {
   return {
@@ -293,6 +301,7 @@ export function conv2dForward(
     constants: variant.constants(g),
     grid: variant.forwardGrid(g),
     bindings: [...variant.views(t.x), ...variant.views(t.weight), write(t.y)],
+    flops: passFlops(g),
   })];
 }
 
@@ -327,6 +336,7 @@ export function conv2dBackward(
       constants,
       grid: variant.inputGrid(g),
       bindings: [...variant.views(t.dy), ...variant.views(t.weight), write(t.dx)],
+      flops: passFlops(g),
     }));
   }
   calls.push(kernelCall({
@@ -336,6 +346,7 @@ export function conv2dBackward(
     constants: { ...constants, SPLIT_PIXELS: split.pixels },
     grid: variant.weightGrid(g, split.splits),
     bindings: [...variant.views(t.x), ...variant.views(t.dy), write(partial)],
+    flops: passFlops(g),
   }));
   if (split.splits > 1) {
     const weightSize = elementCount(t.weight.shape);

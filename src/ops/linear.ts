@@ -30,11 +30,13 @@ function sizes(op: string, t: LinearTensors) {
     inFeatures,
     outFeatures,
     constants: { BATCH: batch, IN: inFeatures, OUT: outFeatures },
+    /** Each pass is one batch x in x out product. */
+    flops: 2 * batch * inFeatures * outFeatures,
   };
 }
 
 export function linearForward(t: LinearTensors & { y: TensorDesc }): KernelCall[] {
-  const { batch, outFeatures, constants } = sizes("linear", t);
+  const { batch, outFeatures, constants, flops } = sizes("linear", t);
   expectTensor("linear", t.y, [batch, outFeatures]);
   return [kernelCall({
     kernel: kernels.linear,
@@ -43,6 +45,7 @@ export function linearForward(t: LinearTensors & { y: TensorDesc }): KernelCall[
     constants,
     grid: linearGrid(batch * outFeatures, WORKGROUP_SIZE),
     bindings: [read(t.x), read(t.weight), read(t.bias), write(t.y)],
+    flops,
   })];
 }
 
@@ -57,7 +60,7 @@ export interface LinearGradients {
 /** The gradients of x (if asked for), weight and bias; they overwrite, not accumulate. */
 export function linearBackward(t: LinearTensors & LinearGradients): KernelCall[] {
   const op = "linear backward";
-  const { batch, inFeatures, outFeatures, constants } = sizes(op, t);
+  const { batch, inFeatures, outFeatures, constants, flops } = sizes(op, t);
   expectTensor(op, t.dy, [batch, outFeatures]);
   expectTensor(op, t.dweight, t.weight.shape);
   expectTensor(op, t.dbias, [outFeatures]);
@@ -68,6 +71,7 @@ export function linearBackward(t: LinearTensors & LinearGradients): KernelCall[]
     constants,
     grid: linearGrid(outFeatures * inFeatures, WORKGROUP_SIZE),
     bindings: [read(t.x), read(t.dy), write(t.dweight), write(t.dbias)],
+    flops,
   })];
   if (t.dx) {
     expectTensor(op, t.dx, t.x.shape);
@@ -78,6 +82,7 @@ export function linearBackward(t: LinearTensors & LinearGradients): KernelCall[]
       constants,
       grid: linearGrid(batch * inFeatures, WORKGROUP_SIZE),
       bindings: [read(t.dy), read(t.weight), write(t.dx)],
+      flops,
     }));
   }
   return calls;

@@ -33,15 +33,28 @@ export function expectDtype(op: string, tensor: TensorDesc, dtype: DType): void 
   }
 }
 
-/** The NHWC dimensions of a rank-4 f32 tensor. */
+/** Element types activations and their gradients are stored in (see `activationKernel`). */
+export type ActivationDType = "f32" | "f16";
+
+/** The element type of an activation tensor: f32 or f16. */
+export function activationDtype(op: string, tensor: TensorDesc): ActivationDType {
+  if (tensor.dtype !== "f32" && tensor.dtype !== "f16") {
+    throw new ShapeError(
+      `${op}: ${tensor.label} holds ${tensor.dtype} elements, expected f32 or f16 activations`,
+    );
+  }
+  return tensor.dtype;
+}
+
+/** The NHWC dimensions and element type (f32 or f16) of a rank-4 activation tensor. */
 export function nhwc(
   op: string,
   tensor: TensorDesc,
-): { n: number; h: number; w: number; c: number } {
+): { n: number; h: number; w: number; c: number; dtype: ActivationDType } {
   if (tensor.shape.length !== 4) {
     throw new ShapeError(`${op}: ${tensor.label} has shape [${tensor.shape}], expected NHWC`);
   }
-  expectDtype(op, tensor, "f32");
+  const dtype = activationDtype(op, tensor);
   const [n, h, w, c] = tensor.shape;
-  return { n, h, w, c };
+  return { n, h, w, c, dtype };
 }
