@@ -72,10 +72,11 @@ export function createTensor(
 }
 
 /** Typed arrays a tensor can be made from, and the element type each holds. */
-export type TensorData = Float32Array | Uint32Array | Int32Array;
+export type TensorData = Float32Array | Float16Array | Uint32Array | Int32Array;
 
 function dtypeOf(data: TensorData): DType {
   if (data instanceof Float32Array) return "f32";
+  if (data instanceof Float16Array) return "f16";
   if (data instanceof Uint32Array) return "u32";
   return "i32";
 }

@@ -5,8 +5,16 @@ import { ShapeError } from "../../src/ops/shape.ts";
 import { submitCalls } from "../../src/plan/materialize.ts";
 import { elementCount } from "../../src/util/shape.ts";
 import { gradCheck } from "../support/gradcheck.ts";
-import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
-import { ELEMENTWISE } from "../support/tolerances.ts";
+import {
+  activationTensor,
+  f32Tensor,
+  gpuTest,
+  poisonedActivation,
+  poisonedTensor,
+  readTensor,
+  roundTo,
+} from "../support/gpu.ts";
+import { ELEMENTWISE, F16_STORAGE } from "../support/tolerances.ts";
 import {
   reluBackward as referenceBackward,
   reluForward as referenceForward,
@@ -19,23 +27,33 @@ function awayFromZero(random: Random): number {
   return random.uniform() < 0.5 ? -magnitude : magnitude;
 }
 
-for (const shape of [[1, 5, 5, 3], [3, 7, 7, 17], [2, 1, 1, 1027]]) {
-  gpuTest(`relu: gradient check on [${shape}]`, async (gpu) => {
+const CASES = [
+  { shape: [1, 5, 5, 3], dtype: "f32" },
+  { shape: [3, 7, 7, 17], dtype: "f32" },
+  { shape: [2, 1, 1, 1027], dtype: "f32" },
+  { shape: [1, 5, 5, 3], dtype: "f16" },
+  { shape: [3, 7, 7, 17], dtype: "f16" },
+] as const;
+
+for (const { shape, dtype } of CASES) {
+  gpuTest(`relu: gradient check on [${shape}] ${dtype}`, async (gpu) => {
     const count = elementCount(shape);
     const random = new Random(count);
     await gradCheck({
-      name: `relu [${shape}]`,
-      inputs: { x: f32Array(count, () => awayFromZero(random)) },
+      name: `relu [${shape}] ${dtype}`,
+      // f16 tensors hold these values exactly: the reference sees what the GPU sees.
+      inputs: { x: roundTo(f32Array(count, () => awayFromZero(random)), dtype) },
       reference: {
         forward: ({ x }) => referenceForward(x),
         backward: ({ x }, dy) => ({ x: referenceBackward(x, dy) }),
       },
-      tolerance: ELEMENTWISE,
+      tolerance: dtype === "f16" ? F16_STORAGE : ELEMENTWISE,
+      activations: dtype,
       async gpu({ x }, dy) {
-        const xTensor = f32Tensor(gpu, "x", shape, x);
-        const y = poisonedTensor(gpu, "y", shape);
-        const dyTensor = f32Tensor(gpu, "dy", shape, dy);
-        const dx = poisonedTensor(gpu, "dx", shape);
+        const xTensor = activationTensor(gpu, "x", shape, x, dtype);
+        const y = poisonedActivation(gpu, "y", shape, dtype);
+        const dyTensor = activationTensor(gpu, "dy", shape, dy, dtype);
+        const dx = poisonedActivation(gpu, "dx", shape, dtype);
         await submitCalls(gpu, [
           ...reluForward({ x: xTensor, y }),
           ...reluBackward({ y, dy: dyTensor, dx }),
@@ -70,7 +88,7 @@ Deno.test("relu: a tensor of the wrong element type is refused, naming it", () =
     error instanceof ShapeError && message.test(error.message);
   assert.throws(
     () => reluForward({ x: u32("x"), y: f32("y") }),
-    refused(/^relu: x holds u32 elements, expected f32$/),
+    refused(/^relu: x holds u32 elements, expected f32 or f16 activations$/),
   );
   assert.throws(
     () => reluForward({ x: f32("x"), y: u32("y") }),

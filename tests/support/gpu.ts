@@ -2,6 +2,7 @@
 import { readBuffer } from "../../src/gpu/buffer.ts";
 import { type Gpu, requestGpu } from "../../src/gpu/device.ts";
 import { type Tensor, tensorFromData } from "../../src/gpu/tensor.ts";
+import type { ActivationDType } from "../../src/ops/shape.ts";
 import { elementCount } from "../../src/util/shape.ts";
 
 let shared: Promise<Gpu> | undefined;
@@ -49,10 +50,55 @@ export function poisonedTensor(gpu: Gpu, label: string, shape: readonly number[]
   return f32Tensor(gpu, label, shape, new Float32Array(elementCount(shape)).fill(NaN));
 }
 
-/** Reads a tensor back, failing if any GPU validation error was raised since the last read. */
+/**
+ * An activation tensor of `dtype` holding `values`: f32 as given (f32-representable test data does
+ * not round), f16 rounded to nearest (the reference should be given the same rounded values, see
+ * `roundTo`).
+ */
+export function activationTensor(
+  gpu: Gpu,
+  label: string,
+  shape: readonly number[],
+  values: ArrayLike<number>,
+  dtype: ActivationDType,
+): Tensor {
+  const data = dtype === "f16" ? Float16Array.from(values) : Float32Array.from(values);
+  return tensorFromData(gpu, label, shape, data);
+}
+
+/** An activation tensor of `dtype` filled with NaN (see `poisonedTensor`). */
+export function poisonedActivation(
+  gpu: Gpu,
+  label: string,
+  shape: readonly number[],
+  dtype: ActivationDType,
+): Tensor {
+  return activationTensor(
+    gpu,
+    label,
+    shape,
+    new Float32Array(elementCount(shape)).fill(NaN),
+    dtype,
+  );
+}
+
+/** `values` rounded to `dtype` and back, as f64: what an f16 tensor made from them holds. */
+export function roundTo(values: ArrayLike<number>, dtype: ActivationDType): Float64Array {
+  return Float64Array.from(dtype === "f16" ? Float16Array.from(values) : Float32Array.from(values));
+}
+
+/**
+ * Reads a tensor back (f32 or f16 elements, widened to f32), failing if any GPU validation error
+ * was raised since the last read.
+ */
 export async function readTensor(gpu: Gpu, tensor: Tensor): Promise<Float32Array> {
   const count = elementCount(tensor.shape);
-  const values = new Float32Array(await readBuffer(gpu, tensor.buffer, tensor.offset, count * 4));
+  const bytesPerElement = tensor.dtype === "f16" ? 2 : 4;
+  const byteLength = Math.ceil(count * bytesPerElement / 4) * 4;
+  const bytes = await readBuffer(gpu, tensor.buffer, tensor.offset, byteLength);
+  const values = tensor.dtype === "f16"
+    ? Float32Array.from(new Float16Array(bytes, 0, count))
+    : new Float32Array(bytes, 0, count);
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(`GPU error before reading ${tensor.label}: ${error.message}`);
   return values;

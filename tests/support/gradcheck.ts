@@ -5,11 +5,15 @@
  *   (c) the CPU reference backward against central finite differences of the reference forward,
  *       so the reference is itself proven, not trusted.
  * Gradients are of L = sum(y · dy) for a random dy, which exercises every output element.
+ * For an op on f16 activations, give the inputs already rounded to f16 (`roundTo` in gpu.ts) and
+ * `activations: "f16"`: dy is then drawn f16-representable too, so the reference and the GPU see
+ * the same values and only the op's own roundings separate them.
  */
 import { assertAllClose } from "./reference/compare.ts";
 import { projectedGradient } from "./reference/finite_difference.ts";
 import { f32Array, Random } from "./reference/random.ts";
 import { FINITE_DIFFERENCE } from "./tolerances.ts";
+import type { ActivationDType } from "../../src/ops/shape.ts";
 
 export type Arrays = Record<string, Float64Array>;
 
@@ -30,13 +34,16 @@ export interface GradCheck<I extends Arrays> {
   ): Promise<{ y: ArrayLike<number>; grads: Record<string, ArrayLike<number>> }>;
   /** Tolerance for (a) and (b); see tolerances.ts. */
   tolerance: number;
+  /** The element type of the op's activations and their gradients (default f32). */
+  activations?: ActivationDType;
   seed?: number;
 }
 
 export async function gradCheck<I extends Arrays>(check: GradCheck<I>): Promise<void> {
   const random = new Random(check.seed ?? 12345);
   const expectedY = check.reference.forward(check.inputs);
-  const dy = f32Array(expectedY.length, () => random.uniform(-1, 1));
+  const drawn = f32Array(expectedY.length, () => random.uniform(-1, 1));
+  const dy = check.activations === "f16" ? Float64Array.from(Float16Array.from(drawn)) : drawn;
   const expectedGrads = check.reference.backward(check.inputs, dy);
   const names = check.differentiate ?? Object.keys(check.inputs);
 

@@ -29,3 +29,17 @@ export const NETWORK = 2e-3;
  * a correct derivative from a wrong one by many orders of magnitude.
  */
 export const FINITE_DIFFERENCE = 1e-6;
+
+/**
+ * f16 activations against the f64 reference: the op reads f16 inputs (the reference gets the same
+ * rounded values), computes in f32, and rounds its output to f16 once, whose unit roundoff is
+ * 4.9e-4 (11-bit significand). Relative to the largest output, one rounding stays below 4.9e-4;
+ * 1e-3 allows it with margin, and an indexing or missing-term bug still gives 1e-2 or more.
+ */
+export const F16_STORAGE = 1e-3;
+
+/**
+ * f16 activations through a few ops in a chain (batch norm's backward reads f16 x, y and dy, each
+ * rounded once, and sums products of them): a few f16 roundings compound, 5e-3.
+ */
+export const F16_CHAIN = 5e-3;
