@@ -85,11 +85,19 @@ export { StepPlan } from "./src/plan/plan.ts";
 
 // Training and evaluation.
 export {
+  type EpochMetrics,
   type EpochProgress,
   Trainer,
   type TrainerOptions,
   TrainingDivergedError,
 } from "./src/train/trainer.ts";
+export {
+  LOSS_SCALE_DEFAULTS,
+  type LossScaleConfig,
+  LossScaleConfigError,
+  type LossScaleState,
+} from "./src/train/loss_scale.ts";
+export { checkPrecision, PRECISIONS, PrecisionUnsupportedError } from "./src/train/precision.ts";
 export { type EvaluationResult, Evaluator } from "./src/train/evaluator.ts";
 export { createSchedule, type Schedule, type ScheduleConfig } from "./src/train/schedule.ts";
 export {

@@ -40,7 +40,7 @@ import {
 import { KernelPolicy } from "../src/ops/policy.ts";
 import { materialize, type Materialized } from "../src/plan/materialize.ts";
 import { elementCount } from "../src/util/shape.ts";
-import { yardsticks } from "./kernels.ts";
+import { copyTilings, yardsticks } from "./kernels.ts";
 import { formatTable, timeSubmits } from "./timing.ts";
 
 /** The input shapes of ResNet-18's batch norms at batch 128, NHWC. */
@@ -111,17 +111,6 @@ export function bytesMoved(plan: BatchNormPlan, form: BatchNormForm, pass: Batch
     vectorsLoadedPerLane(plan.reduction) / 4 + 2 * partials + 5 * channelVector +
     plan.vectorsPerRow * INPUT_GRADIENT_COEFFICIENTS * VECTOR_BYTES +
     INPUT_GRADIENT_COEFFICIENTS * vectorsLoadedPerLane(plan.elementwise);
-}
-
-/**
- * Copy tilings tried on each shape; the yardstick is the fastest. llvmpipe: each SIMD lane
- * streams its own run of vectors, long ones for large tensors. GPUs: one or a few vectors per
- * invocation.
- */
-function copyTilings(gpu: Gpu): CopyTiling[] {
-  return gpu.isFallbackAdapter
-    ? [64, 256, 1024].map((vectors) => ({ WORKGROUP_SIZE: 8, VECTORS_PER_INVOCATION: vectors }))
-    : [1, 4].map((vectors) => ({ WORKGROUP_SIZE: 256, VECTORS_PER_INVOCATION: vectors }));
 }
 
 /**

@@ -2,23 +2,31 @@
  * `deno task bench`: every microbenchmark and the whole-network throughput on this machine's
  * adapter, printed as tables (GFLOP/s for convolutions, GB/s for memory-bound kernels, images/s
  * and GPU memory for training). `--quick` runs small sizes as a smoke test; `--only NAME` runs
- * one section (conv2d, batchnorm, small, optimizer, input, plan, training); `--json FILE` also writes the rows;
+ * one section (conv2d, batchnorm, small, optimizer, input, plan, training, cpu-probe); `--json FILE` also writes the rows;
  * `--kernels cpu|gpu` runs the whole-network section with that kernel family (default: the
- * adapter's; the microbenchmarks time every variant anyway).
+ * adapter's; the microbenchmarks time every variant anyway); `--kernels tune` tunes ResNet-18 at
+ * the quick or default size (`--width`, 1/4) first (src/plan/autotune.ts), other models' call
+ * sites take the rules. `--width W` runs the training section at that width only. `--profile`
+ * times every kernel call of one training step instead (bench/profile.ts; sections only where
+ * `--only` names them): ResNet-18 at `--width` (default 1), batch 128; `--profile-calls` adds a
+ * row per call. `--precision f16` runs the training section with f16 activations and loss scaling.
  */
 import { parseArgs } from "node:util";
 import { describeAdapter } from "../src/cli/describe.ts";
 import { requestGpu } from "../src/gpu/device.ts";
-import { KernelPolicy } from "../src/ops/policy.ts";
+import { resnetConfig } from "../src/model/config.ts";
+import { kernelPolicyFor } from "../src/plan/autotune.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { runCli } from "../src/cli/run.ts";
 import { UsageError } from "../src/errors.ts";
 import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
 import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
+import { benchCpuProbe, formatCpuProbeRows } from "./cpu_probe.ts";
 import { benchInputBatch } from "./input_batch.ts";
 import { benchOptimizer } from "./optimizer.ts";
 import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
+import { formatProfile, profileTrainingStep } from "./profile.ts";
 import { formatTable } from "./timing.ts";
 import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
 
@@ -30,6 +38,7 @@ const SECTIONS = [
   "input",
   "plan",
   "training",
+  "cpu-probe",
 ] as const;
 
 await runCli(async () => {
@@ -40,22 +49,38 @@ await runCli(async () => {
       only: { type: "string", multiple: true },
       json: { type: "string" },
       kernels: { type: "string", default: "auto" },
+      profile: { type: "boolean", default: false },
+      "profile-calls": { type: "boolean", default: false },
+      width: { type: "string" },
+      precision: { type: "string", default: "f32" },
     },
   });
-  const only = values.only ?? [...SECTIONS];
+  const only = values.only ?? (values.profile ? [] : [...SECTIONS]);
   for (const name of only) {
     if (!(SECTIONS as readonly string[]).includes(name)) {
       throw new UsageError(`--only ${name}: not a section; use one of ${SECTIONS.join(", ")}`);
     }
   }
+  const width = values.width === undefined ? undefined : Number(values.width);
+  if (width !== undefined && !(width > 0)) {
+    throw new UsageError(`--width ${values.width}: use a positive number, e.g. 0.25`);
+  }
   const kernels = values.kernels;
-  if (kernels !== "auto" && kernels !== "cpu" && kernels !== "gpu") {
-    throw new UsageError(`--kernels ${kernels}: use auto, cpu or gpu`);
+  if (kernels !== "auto" && kernels !== "cpu" && kernels !== "gpu" && kernels !== "tune") {
+    throw new UsageError(`--kernels ${kernels}: use auto, cpu, gpu or tune`);
+  }
+  const precision = values.precision;
+  if (precision !== "f32" && precision !== "f16") {
+    throw new UsageError(`--precision ${precision}: use f32 or f16`);
   }
   const quick = values.quick;
   const gpu = await requestGpu();
   console.log(`adapter: ${describeAdapter(gpu)}`);
-  const policy = KernelPolicy.forAdapter(gpu, kernels);
+  const tuneBatch = quick ? 32 : 128;
+  const policy = await kernelPolicyFor(gpu, kernels, {
+    model: resnetConfig("resnet18", quick ? 0.125 : width ?? 0.25),
+    passes: [{ mode: "train", batchSize: tuneBatch }, { mode: "eval", batchSize: tuneBatch }],
+  }, console.log);
   const results: Record<string, unknown> = { adapter: gpu.adapterName, quick };
 
   if (only.includes("conv2d")) {
@@ -126,13 +151,41 @@ await runCli(async () => {
     const rows = await benchTrainingStep(
       gpu,
       quick
-        ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200, policy }
-        : { policy },
+        ? {
+          models: [{ preset: "resnet18", width: width ?? 0.125 }],
+          batchSize: 32,
+          minMs: 200,
+          policy,
+          precision,
+        }
+        : {
+          ...(width === undefined ? {} : { models: [{ preset: "resnet18", width }] }),
+          policy,
+          precision,
+        },
     );
     console.log("\nwhole ResNet training step (Adam) and evaluation, synthetic data");
     console.log(`kernels: ${policy.describe()}`);
     console.log(trainingStepTable(rows));
     results.training = rows;
+  }
+  if (values.profile) {
+    const profile = await profileTrainingStep(
+      gpu,
+      quick
+        ? { width: width ?? 0.125, batchSize: 32, repeats: 2, policy }
+        : { width: width ?? 1, policy },
+    );
+    console.log(`\n${formatProfile(profile, { calls: values["profile-calls"] })}`);
+    results.profile = profile;
+  }
+  if (only.includes("cpu-probe")) {
+    const rows = await benchCpuProbe(gpu, { quick });
+    console.log(
+      "\nload probes: GB/s each load form delivers to the invocations, beside the FMA peak",
+    );
+    console.log(formatCpuProbeRows(rows));
+    results.cpuProbe = rows;
   }
   if (values.json) await writeFileAtomic(values.json, JSON.stringify(results, null, 2));
 });

@@ -1,15 +1,19 @@
 /**
  * Training-step and evaluation throughput of whole ResNets at batch 128 on synthetic data:
- * forward, backward and optimizer time apart, images/s, and the plan's GPU memory.
+ * forward, backward and optimizer time apart, images/s, and the plan's GPU memory; activations in
+ * f32 or (`--precision f16`, with loss scaling) f16.
  *
- *   deno run --allow-env bench/training_step.ts [--quick]
+ *   deno run --allow-env bench/training_step.ts [--quick] [--precision f16]
  */
+import { parseArgs } from "node:util";
 import { type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { createTensor, type Tensor, tensorFromData } from "../src/gpu/tensor.ts";
 import { type PresetName, resnetConfig } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";
 import { Optimizer } from "../src/train/optimizer.ts";
 import { KernelPolicy } from "../src/ops/policy.ts";
+import type { ActivationDType } from "../src/ops/shape.ts";
+import { checkPrecision } from "../src/train/precision.ts";
 import { createMetrics } from "../src/ops/softmax_cross_entropy.ts";
 import { StepPlan } from "../src/plan/plan.ts";
 import { Random } from "../src/util/random.ts";
@@ -22,11 +26,14 @@ export interface TrainingStepBenchOptions {
   minMs?: number;
   /** Picks the kernel variants (default: the adapter's). */
   policy?: KernelPolicy;
+  /** The activations' element type (default f32); f16 trains with loss scaling. */
+  precision?: ActivationDType;
 }
 
 export interface TrainingStepBenchRow {
   model: string;
   adapter: string;
+  precision: ActivationDType;
   batchSize: number;
   forwardMs: number;
   backwardMs: number;
@@ -39,9 +46,14 @@ export interface TrainingStepBenchRow {
   activationsWithoutReuse: number;
 }
 
-function syntheticBatch(gpu: Gpu, batchSize: number): { input: Tensor; labels: Tensor } {
+function syntheticBatch(
+  gpu: Gpu,
+  batchSize: number,
+  precision: ActivationDType,
+): { input: Tensor; labels: Tensor } {
   const random = new Random(1);
-  const images = Float32Array.from({ length: batchSize * 32 * 32 * 3 }, () => random.normal());
+  const pixels = Array.from({ length: batchSize * 32 * 32 * 3 }, () => random.normal());
+  const images = precision === "f16" ? Float16Array.from(pixels) : Float32Array.from(pixels);
   const labels = Uint32Array.from({ length: batchSize }, () => random.integer(10));
   return {
     input: tensorFromData(gpu, "input", [batchSize, 32, 32, 3], images),
@@ -58,26 +70,34 @@ export async function benchTrainingStep(
     batchSize = 128,
     minMs = 2000,
     policy = KernelPolicy.forAdapter(gpu),
+    precision = "f32",
   } = options;
+  checkPrecision(gpu, precision);
   const rows: TrainingStepBenchRow[] = [];
   for (const { preset, width } of models) {
     const weights = new ModelWeights(gpu, resnetConfig(preset, width));
     weights.initialize(0);
-    const { input, labels } = syntheticBatch(gpu, batchSize);
+    const { input, labels } = syntheticBatch(gpu, batchSize, precision);
     const metrics = createMetrics(gpu);
     const confusion = createTensor(gpu, "confusion", [10, 10], "u32");
-    const train = await StepPlan.build(gpu, weights, "train", { input, labels, metrics }, policy);
+    const optimizer = await Optimizer.create(
+      gpu,
+      { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
+      { kind: "adam", lr: 1e-4 },
+      precision === "f16" ? { lossScaling: {} } : {},
+    );
+    const train = await StepPlan.build(gpu, weights, "train", {
+      input,
+      labels,
+      metrics,
+      lossScale: optimizer.lossScale,
+    }, policy);
     const evaluation = await StepPlan.build(gpu, weights, "eval", {
       input,
       labels,
       metrics,
       confusion,
     }, policy);
-    const optimizer = await Optimizer.create(
-      gpu,
-      { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
-      { kind: "adam", lr: 1e-4 },
-    );
     const prepare = () => optimizer.prepareStep(1e-4);
     const forward = train.dispatches.slice(0, train.forwardDispatches);
     const forwardMs = await timeSubmits(gpu, [forward], { minMs });
@@ -93,6 +113,7 @@ export async function benchTrainingStep(
     rows.push({
       model: `${preset} width ${width}`,
       adapter: gpu.adapterName,
+      precision,
       batchSize,
       forwardMs,
       backwardMs: stepMs - forwardMs - optimizerMs,
@@ -118,6 +139,7 @@ export function trainingStepTable(rows: TrainingStepBenchRow[]): string {
   return formatTable(
     [
       "model",
+      "activations",
       "batch",
       "forward ms",
       "backward ms",
@@ -129,6 +151,7 @@ export function trainingStepTable(rows: TrainingStepBenchRow[]): string {
     ],
     rows.map((row) => [
       row.model,
+      row.precision,
       row.batchSize,
       row.forwardMs.toFixed(0),
       row.backwardMs.toFixed(0),
@@ -143,14 +166,30 @@ export function trainingStepTable(rows: TrainingStepBenchRow[]): string {
 
 if (import.meta.main) {
   const gpu = await requestGpu();
-  const quick = Deno.args.includes("--quick");
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      precision: { type: "string", default: "f32" },
+    },
+  });
+  const { quick, precision } = values;
+  if (precision !== "f32" && precision !== "f16") {
+    throw new Error(`--precision ${precision}: use f32 or f16`);
+  }
   console.log(`adapter: ${gpu.adapterName}`);
   const policy = KernelPolicy.forAdapter(gpu);
   const rows = await benchTrainingStep(
     gpu,
     quick
-      ? { models: [{ preset: "resnet18", width: 0.125 }], batchSize: 32, minMs: 200, policy }
-      : { policy },
+      ? {
+        models: [{ preset: "resnet18", width: 0.125 }],
+        batchSize: 32,
+        minMs: 200,
+        policy,
+        precision,
+      }
+      : { policy, precision },
   );
   console.log(`kernels: ${policy.describe()}`);
   console.log(trainingStepTable(rows));

@@ -44,6 +44,10 @@
 // invocation that merges all row blocks in turn, with no workgroup memory or barrier, for CPU
 // adapters. The data passes are shared and tuned by constants only.
 //
+// Precision. Activations (x, residual, y, dy, dx, dresidual) hold `act` elements: f32, or f16 in the
+// kernel's f16 build (src/shaders.ts). Every sum, the statistics, the workspace, gamma/beta, their
+// gradients and the running statistics are f32 in both builds.
+//
 // Bindings follow shaders/README.md. The combine passes bind every storage buffer read_write:
 // wgpu rejects a buffer bound both read-only and read_write in one dispatch even where the ranges
 // are disjoint, and parameters, running statistics and gradients may share arena buffers. The data
@@ -53,6 +57,8 @@
 // Workspace (array<vec4f>): the dx coefficients first, 4 vectors per channel vector
 // (mean, gamma·invStd, the x̂ term's factor, the constant term), then the partials, 2 vectors per
 // (block, channel vector).
+
+alias act = f32;
 
 override CHANNELS: u32;
 override ROWS: u32;
@@ -186,8 +192,8 @@ fn input_gradient_at(k: InputGradientCoefficients, dy_eff: vec4f, x: vec4f) -> v
 
 // ---- statistics_partials ---------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> statistics_x: array<vec4f>;
-@group(0) @binding(0) var<storage, read> statistics_x_scalar: array<f32>;
+@group(0) @binding(0) var<storage, read> statistics_x: array<vec4<act>>;
+@group(0) @binding(0) var<storage, read> statistics_x_scalar: array<act>;
 @group(0) @binding(1) var<storage, read_write> statistics_workspace: array<vec4f>;
 
 fn store_moments(lane: Lane, moments: array<Moments, MAX_VECTORS_PER_LANE>) {
@@ -206,7 +212,7 @@ fn statistics_partials(@builtin(global_invocation_id) gid: vec3u, @builtin(num_w
   for (var row = lane.first_row; row < lane.end_row; row++) {
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
-      moments[k] = moments_add(moments[k], statistics_x[base + k]);
+      moments[k] = moments_add(moments[k], vec4f(statistics_x[base + k]));
     }
   }
   store_moments(lane, moments);
@@ -220,7 +226,7 @@ fn statistics_partials_scalar(@builtin(global_invocation_id) gid: vec3u, @builti
   for (var row = lane.first_row; row < lane.end_row; row++) {
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = scalar_offsets(row * CHANNELS, lane.first_vector + k);
-      let x = vec4f(statistics_x_scalar[i.x], statistics_x_scalar[i.y], statistics_x_scalar[i.z], statistics_x_scalar[i.w]);
+      let x = vec4f(vec4<act>(statistics_x_scalar[i.x], statistics_x_scalar[i.y], statistics_x_scalar[i.z], statistics_x_scalar[i.w]));
       moments[k] = moments_add(moments[k], x);
     }
   }
@@ -288,17 +294,17 @@ fn statistics_combine_tree(@builtin(workgroup_id) workgroup: vec3u, @builtin(loc
 
 // ---- normalize -------------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> normalize_x: array<vec4f>;
-@group(0) @binding(0) var<storage, read> normalize_x_scalar: array<f32>;
-@group(0) @binding(1) var<storage, read> normalize_residual: array<vec4f>;
-@group(0) @binding(1) var<storage, read> normalize_residual_scalar: array<f32>;
+@group(0) @binding(0) var<storage, read> normalize_x: array<vec4<act>>;
+@group(0) @binding(0) var<storage, read> normalize_x_scalar: array<act>;
+@group(0) @binding(1) var<storage, read> normalize_residual: array<vec4<act>>;
+@group(0) @binding(1) var<storage, read> normalize_residual_scalar: array<act>;
 @group(0) @binding(2) var<storage, read> normalize_gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> normalize_beta: array<f32>;
 @group(0) @binding(4) var<storage, read> normalize_mean: array<f32>;
 // invStd in training, running_var in eval (SPREAD_IS_VARIANCE).
 @group(0) @binding(5) var<storage, read> normalize_spread: array<f32>;
-@group(0) @binding(6) var<storage, read_write> normalize_y: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> normalize_y_scalar: array<f32>;
+@group(0) @binding(6) var<storage, read_write> normalize_y: array<vec4<act>>;
+@group(0) @binding(6) var<storage, read_write> normalize_y_scalar: array<act>;
 
 // y = x · scale + shift computed as (x − mean) · scale + beta, which keeps the digits of
 // x − mean when the mean is large.
@@ -333,16 +339,16 @@ fn normalized(f: Affine, x: vec4f, residual: vec4f) -> vec4f {
 // Optional inputs load only when their override asks for them, so that no dead load is left for
 // the compiler to remove.
 fn residual_vector(i: u32) -> vec4f {
-  if (RESIDUAL) { return normalize_residual[i]; }
+  if (RESIDUAL) { return vec4f(normalize_residual[i]); }
   return vec4f(0.0);
 }
 
 fn residual_scalars(i: vec4u) -> vec4f {
   if (RESIDUAL) {
-    return vec4f(
+    return vec4f(vec4<act>(
       normalize_residual_scalar[i.x], normalize_residual_scalar[i.y],
       normalize_residual_scalar[i.z], normalize_residual_scalar[i.w],
-    );
+    ));
   }
   return vec4f(0.0);
 }
@@ -356,7 +362,7 @@ fn normalize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = base + k;
-      normalize_y[i] = normalized(affines[k], normalize_x[i], residual_vector(i));
+      normalize_y[i] = vec4<act>(normalized(affines[k], vec4f(normalize_x[i]), residual_vector(i)));
     }
   }
 }
@@ -370,10 +376,10 @@ fn normalize_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num_work
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let v = lane.first_vector + k;
       let i = scalar_offsets(row * CHANNELS, v);
-      let x = vec4f(normalize_x_scalar[i.x], normalize_x_scalar[i.y], normalize_x_scalar[i.z], normalize_x_scalar[i.w]);
+      let x = vec4f(vec4<act>(normalize_x_scalar[i.x], normalize_x_scalar[i.y], normalize_x_scalar[i.z], normalize_x_scalar[i.w]));
       let y = normalized(affines[k], x, residual_scalars(i));
       for (var component = 0u; component < 4u; component++) {
-        if (is_real_channel(v, component)) { normalize_y_scalar[i[component]] = y[component]; }
+        if (is_real_channel(v, component)) { normalize_y_scalar[i[component]] = act(y[component]); }
       }
     }
   }
@@ -381,13 +387,13 @@ fn normalize_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num_work
 
 // ---- gradient_partials -----------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> partials_x: array<vec4f>;
-@group(0) @binding(0) var<storage, read> partials_x_scalar: array<f32>;
+@group(0) @binding(0) var<storage, read> partials_x: array<vec4<act>>;
+@group(0) @binding(0) var<storage, read> partials_x_scalar: array<act>;
 // Without RELU the op binds x here; it is never read.
-@group(0) @binding(1) var<storage, read> partials_y: array<vec4f>;
-@group(0) @binding(1) var<storage, read> partials_y_scalar: array<f32>;
-@group(0) @binding(2) var<storage, read> partials_dy: array<vec4f>;
-@group(0) @binding(2) var<storage, read> partials_dy_scalar: array<f32>;
+@group(0) @binding(1) var<storage, read> partials_y: array<vec4<act>>;
+@group(0) @binding(1) var<storage, read> partials_y_scalar: array<act>;
+@group(0) @binding(2) var<storage, read> partials_dy: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> partials_dy_scalar: array<act>;
 @group(0) @binding(3) var<storage, read> partials_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partials_workspace: array<vec4f>;
 
@@ -418,9 +424,9 @@ fn gradient_partials(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = base + k;
-      var dy_eff = partials_dy[i];
-      if (RELU) { dy_eff = effective_gradient(dy_eff, partials_y[i]); }
-      sums[k] = gradient_sums_add(sums[k], dy_eff, partials_x[i] - means[k]);
+      var dy_eff = vec4f(partials_dy[i]);
+      if (RELU) { dy_eff = effective_gradient(dy_eff, vec4f(partials_y[i])); }
+      sums[k] = gradient_sums_add(sums[k], dy_eff, vec4f(partials_x[i]) - means[k]);
     }
   }
   store_gradient_sums(lane, sums);
@@ -435,10 +441,10 @@ fn gradient_partials_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(
   for (var row = lane.first_row; row < lane.end_row; row++) {
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = scalar_offsets(row * CHANNELS, lane.first_vector + k);
-      let x = vec4f(partials_x_scalar[i.x], partials_x_scalar[i.y], partials_x_scalar[i.z], partials_x_scalar[i.w]);
-      var dy_eff = vec4f(partials_dy_scalar[i.x], partials_dy_scalar[i.y], partials_dy_scalar[i.z], partials_dy_scalar[i.w]);
+      let x = vec4f(vec4<act>(partials_x_scalar[i.x], partials_x_scalar[i.y], partials_x_scalar[i.z], partials_x_scalar[i.w]));
+      var dy_eff = vec4f(vec4<act>(partials_dy_scalar[i.x], partials_dy_scalar[i.y], partials_dy_scalar[i.z], partials_dy_scalar[i.w]));
       if (RELU) {
-        let y = vec4f(partials_y_scalar[i.x], partials_y_scalar[i.y], partials_y_scalar[i.z], partials_y_scalar[i.w]);
+        let y = vec4f(vec4<act>(partials_y_scalar[i.x], partials_y_scalar[i.y], partials_y_scalar[i.z], partials_y_scalar[i.w]));
         dy_eff = effective_gradient(dy_eff, y);
       }
       sums[k] = gradient_sums_add(sums[k], dy_eff, x - means[k]);
@@ -517,18 +523,18 @@ fn gradient_combine_tree(@builtin(workgroup_id) workgroup: vec3u, @builtin(local
 
 // ---- input_gradient --------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> input_x: array<vec4f>;
-@group(0) @binding(0) var<storage, read> input_x_scalar: array<f32>;
+@group(0) @binding(0) var<storage, read> input_x: array<vec4<act>>;
+@group(0) @binding(0) var<storage, read> input_x_scalar: array<act>;
 // Without RELU the op binds x here; it is never read.
-@group(0) @binding(1) var<storage, read> input_y: array<vec4f>;
-@group(0) @binding(1) var<storage, read> input_y_scalar: array<f32>;
-@group(0) @binding(2) var<storage, read> input_dy: array<vec4f>;
-@group(0) @binding(2) var<storage, read> input_dy_scalar: array<f32>;
+@group(0) @binding(1) var<storage, read> input_y: array<vec4<act>>;
+@group(0) @binding(1) var<storage, read> input_y_scalar: array<act>;
+@group(0) @binding(2) var<storage, read> input_dy: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> input_dy_scalar: array<act>;
 @group(0) @binding(3) var<storage, read> input_workspace: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> input_dx: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> input_dx_scalar: array<f32>;
-@group(0) @binding(5) var<storage, read_write> input_dresidual: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> input_dresidual_scalar: array<f32>;
+@group(0) @binding(4) var<storage, read_write> input_dx: array<vec4<act>>;
+@group(0) @binding(4) var<storage, read_write> input_dx_scalar: array<act>;
+@group(0) @binding(5) var<storage, read_write> input_dresidual: array<vec4<act>>;
+@group(0) @binding(5) var<storage, read_write> input_dresidual_scalar: array<act>;
 
 fn lane_coefficients(lane: Lane) -> array<InputGradientCoefficients, MAX_VECTORS_PER_LANE> {
   var coefficients: array<InputGradientCoefficients, MAX_VECTORS_PER_LANE>;
@@ -548,17 +554,17 @@ struct InputGradient {
 }
 
 fn input_gradient_vector(k: InputGradientCoefficients, i: u32) -> InputGradient {
-  var dy_eff = input_dy[i];
-  if (RELU) { dy_eff = effective_gradient(dy_eff, input_y[i]); }
-  return InputGradient(dy_eff, input_gradient_at(k, dy_eff, input_x[i]));
+  var dy_eff = vec4f(input_dy[i]);
+  if (RELU) { dy_eff = effective_gradient(dy_eff, vec4f(input_y[i])); }
+  return InputGradient(dy_eff, input_gradient_at(k, dy_eff, vec4f(input_x[i])));
 }
 
 // dy_eff and dx at the scalar indices i of the scalar view.
 fn input_gradient_scalars(k: InputGradientCoefficients, i: vec4u) -> InputGradient {
-  let x = vec4f(input_x_scalar[i.x], input_x_scalar[i.y], input_x_scalar[i.z], input_x_scalar[i.w]);
-  var dy_eff = vec4f(input_dy_scalar[i.x], input_dy_scalar[i.y], input_dy_scalar[i.z], input_dy_scalar[i.w]);
+  let x = vec4f(vec4<act>(input_x_scalar[i.x], input_x_scalar[i.y], input_x_scalar[i.z], input_x_scalar[i.w]));
+  var dy_eff = vec4f(vec4<act>(input_dy_scalar[i.x], input_dy_scalar[i.y], input_dy_scalar[i.z], input_dy_scalar[i.w]));
   if (RELU) {
-    let y = vec4f(input_y_scalar[i.x], input_y_scalar[i.y], input_y_scalar[i.z], input_y_scalar[i.w]);
+    let y = vec4f(vec4<act>(input_y_scalar[i.x], input_y_scalar[i.y], input_y_scalar[i.z], input_y_scalar[i.w]));
     dy_eff = effective_gradient(dy_eff, y);
   }
   return InputGradient(dy_eff, input_gradient_at(k, dy_eff, x));
@@ -573,8 +579,8 @@ fn input_gradient(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let gradient = input_gradient_vector(coefficients[k], base + k);
-      input_dx[base + k] = gradient.dx;
-      if (RESIDUAL) { input_dresidual[base + k] = gradient.dy_eff; }
+      input_dx[base + k] = vec4<act>(gradient.dx);
+      if (RESIDUAL) { input_dresidual[base + k] = vec4<act>(gradient.dy_eff); }
     }
   }
 }
@@ -591,8 +597,8 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
       let gradient = input_gradient_scalars(coefficients[k], i);
       for (var component = 0u; component < 4u; component++) {
         if (is_real_channel(v, component)) {
-          input_dx_scalar[i[component]] = gradient.dx[component];
-          if (RESIDUAL) { input_dresidual_scalar[i[component]] = gradient.dy_eff[component]; }
+          input_dx_scalar[i[component]] = act(gradient.dx[component]);
+          if (RESIDUAL) { input_dresidual_scalar[i[component]] = act(gradient.dy_eff[component]); }
         }
       }
     }

@@ -11,15 +11,21 @@
 //                                         unless there is one range, written to dweight itself.
 //
 // Why the kernels look like this: on a CPU adapter an invocation is one lane of an 8-wide SIMD
-// vector, and every storage-buffer load is a scalar loop over the lanes (a vec4 load costs
-// about 70 cycles, dozens of 8-wide multiply-adds), while a workgroup-memory tile only adds
-// more such loads and barriers. So each invocation keeps a block of 8 pixels x 16 channels
-// (8 matrices of 4x4) in registers, loads channel vectors as vec4 and does 21 multiply-adds per
-// vec4 loaded. The 4x4
-// blocks are mat4x4f products, written out one statement each: the compiler expands a matrix
-// product without loops, and an accumulator array indexed only by constants stays in
-// registers. The same arithmetic as loops over the blocks is not unrolled, which puts the
-// accumulators in memory and runs 2-4x slower (bench/README.md).
+// vector, and every storage-buffer load is a loop over the lanes, one scalar load per element
+// and lane, whatever addresses the lanes share (about 3 cycles per element and lane with
+// AVX-512, 17 with AVX2 alone: bench/README.md, "CPU adapters"), while a workgroup-memory tile
+// only adds more such loads and barriers. So the speed is multiply-adds per element loaded:
+// each invocation keeps a block of 16 pixels x 16 channels (16 matrices of 4x4) in registers,
+// 8 multiply-adds per element (8 x 16: 5.3, and slower; 32 x 16: 10.7, faster still, but LLVM
+// takes over 10x longer to compile it). The 4x4 blocks are mat4x4f products, written out one
+// statement each: the compiler expands a matrix product without loops, and an accumulator array
+// indexed only by constants stays in registers. The same arithmetic as loops over the blocks is
+// not unrolled, which puts the accumulators in memory and runs 2-4x slower (bench/README.md).
+//
+// x, y, dy and dx hold `act` elements: f32, or f16 in the kernel's f16 build (src/shaders.ts);
+// loads widen them to f32 and stores round once. Weights and weight gradients stay f32.
+
+alias act = f32;
 
 override BATCH: u32;
 override IN_H: u32;
@@ -106,16 +112,16 @@ fn channel_mask(c: u32, count: u32) -> vec4<bool> {
   return vec4u(c) + LANE < vec4u(count);
 }
 
-@group(0) @binding(0) var<storage, read> x_vec: array<vec4f>;
-@group(0) @binding(1) var<storage, read> x_flat: array<f32>;
+@group(0) @binding(0) var<storage, read> x_vec: array<vec4<act>>;
+@group(0) @binding(1) var<storage, read> x_flat: array<act>;
 @group(0) @binding(2) var<storage, read> weight_vec: array<vec4f>;
 @group(0) @binding(3) var<storage, read> weight_flat: array<f32>;
 
 // Channels c..c+3 of the x row at `base`, zero past IN_C.
 fn load_x(base: u32, c: u32) -> vec4f {
   let i = base + c;
-  if (VECTORIZED) { return x_vec[i / 4u]; }
-  let v = vec4f(x_flat[i], x_flat[i + 1u], x_flat[i + 2u], x_flat[i + 3u]);
+  if (VECTORIZED) { return vec4f(x_vec[i / 4u]); }
+  let v = vec4f(vec4(x_flat[i], x_flat[i + 1u], x_flat[i + 2u], x_flat[i + 3u]));
   return select(vec4f(), v, channel_mask(c, IN_C));
 }
 
@@ -148,76 +154,98 @@ fn weight_block(o: u32, tap: u32, c: u32) -> mat4x4f {
 }
 
 // ---- forward: x (two views), weight (two views) -> y ----
-@group(0) @binding(4) var<storage, read_write> forward_y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> forward_y: array<act>;
 
 // Output pixels `first`..+3 (column i: pixel first + i), channels o..o+3.
 fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   for (var i = 0u; i < 4u; i++) {
     for (var j = 0u; j < 4u; j++) {
-      if (pixels.live[i] && o + j < OUT_C) { forward_y[(first + i) * OUT_C + o + j] = block[i][j]; }
+      if (pixels.live[i] && o + j < OUT_C) { forward_y[(first + i) * OUT_C + o + j] = act(block[i][j]); }
     }
   }
 }
 
-// Invocation (gid.x, gid.y) computes output pixels 8 gid.x .. +8 and channels 16 gid.y .. +16:
-// 16 weight rows and 8 input rows per step of 4 input channels.
+// Invocation (gid.x, gid.y) computes output pixels 16 gid.x .. +16 and channels 16 gid.y .. +16:
+// 16 input rows and 16 weight rows per step of 4 input channels.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3u) {
-  let first = gid.x * 8u;
+  let first = gid.x * 16u;
   if (first >= OUT_PIXELS) { return; }
   let o = gid.y * 16u;
   let pixels0 = output_pixels(first, OUT_PIXELS);
   let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
-  // acc[2g + r] column i: output channels o + 4g .. +4 of pixel first + 4r + i.
-  var acc: array<mat4x4f, 8>;
+  let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
+  let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
+  // acc[4g + r] column i: output channels o + 4g .. +4 of pixel first + 4r + i.
+  var acc: array<mat4x4f, 16>;
   for (var kh = 0u; kh < KERNEL; kh++) {
     for (var kw = 0u; kw < KERNEL; kw++) {
       let rows0 = input_rows(pixels0, kh, kw);
       let rows1 = input_rows(pixels1, kh, kw);
+      let rows2 = input_rows(pixels2, kh, kw);
+      let rows3 = input_rows(pixels3, kh, kw);
       let tap = kh * KERNEL + kw;
       for (var c = 0u; c < IN_C; c += 4u) {
         let a0 = x_columns(rows0, c);
         let a1 = x_columns(rows1, c);
+        let a2 = x_columns(rows2, c);
+        let a3 = x_columns(rows3, c);
         let w0 = transpose(weight_block(o, tap, c));
-        let w1 = transpose(weight_block(o + 4u, tap, c));
-        let w2 = transpose(weight_block(o + 8u, tap, c));
-        let w3 = transpose(weight_block(o + 12u, tap, c));
         acc[0] += w0 * a0;
         acc[1] += w0 * a1;
-        acc[2] += w1 * a0;
-        acc[3] += w1 * a1;
-        acc[4] += w2 * a0;
-        acc[5] += w2 * a1;
-        acc[6] += w3 * a0;
-        acc[7] += w3 * a1;
+        acc[2] += w0 * a2;
+        acc[3] += w0 * a3;
+        let w1 = transpose(weight_block(o + 4u, tap, c));
+        acc[4] += w1 * a0;
+        acc[5] += w1 * a1;
+        acc[6] += w1 * a2;
+        acc[7] += w1 * a3;
+        let w2 = transpose(weight_block(o + 8u, tap, c));
+        acc[8] += w2 * a0;
+        acc[9] += w2 * a1;
+        acc[10] += w2 * a2;
+        acc[11] += w2 * a3;
+        let w3 = transpose(weight_block(o + 12u, tap, c));
+        acc[12] += w3 * a0;
+        acc[13] += w3 * a1;
+        acc[14] += w3 * a2;
+        acc[15] += w3 * a3;
       }
     }
   }
   store_y(acc[0], pixels0, first, o);
   store_y(acc[1], pixels1, first + 4u, o);
-  store_y(acc[2], pixels0, first, o + 4u);
-  store_y(acc[3], pixels1, first + 4u, o + 4u);
-  store_y(acc[4], pixels0, first, o + 8u);
-  store_y(acc[5], pixels1, first + 4u, o + 8u);
-  store_y(acc[6], pixels0, first, o + 12u);
-  store_y(acc[7], pixels1, first + 4u, o + 12u);
+  store_y(acc[2], pixels2, first + 8u, o);
+  store_y(acc[3], pixels3, first + 12u, o);
+  store_y(acc[4], pixels0, first, o + 4u);
+  store_y(acc[5], pixels1, first + 4u, o + 4u);
+  store_y(acc[6], pixels2, first + 8u, o + 4u);
+  store_y(acc[7], pixels3, first + 12u, o + 4u);
+  store_y(acc[8], pixels0, first, o + 8u);
+  store_y(acc[9], pixels1, first + 4u, o + 8u);
+  store_y(acc[10], pixels2, first + 8u, o + 8u);
+  store_y(acc[11], pixels3, first + 12u, o + 8u);
+  store_y(acc[12], pixels0, first, o + 12u);
+  store_y(acc[13], pixels1, first + 4u, o + 12u);
+  store_y(acc[14], pixels2, first + 8u, o + 12u);
+  store_y(acc[15], pixels3, first + 12u, o + 12u);
 }
 
 // ---- backward_input: dy (two views), weight (two views) -> dx ----
-@group(0) @binding(0) var<storage, read> input_dy_vec: array<vec4f>;
-@group(0) @binding(1) var<storage, read> input_dy_flat: array<f32>;
-@group(0) @binding(4) var<storage, read_write> input_dx: array<f32>;
+@group(0) @binding(0) var<storage, read> input_dy_vec: array<vec4<act>>;
+@group(0) @binding(1) var<storage, read> input_dy_flat: array<act>;
+@group(0) @binding(4) var<storage, read_write> input_dx: array<act>;
 
 // Output channels o..o+3 of the dy row at `base`, zero past OUT_C (o is the reduction here).
 fn load_input_dy(base: u32, o: u32) -> vec4f {
   let i = base + o;
-  if (VECTORIZED) { return input_dy_vec[i / 4u]; }
-  let v = vec4f(
+  if (VECTORIZED) { return vec4f(input_dy_vec[i / 4u]); }
+  let v = vec4f(vec4(
     input_dy_flat[i],
     input_dy_flat[i + 1u],
     input_dy_flat[i + 2u],
     input_dy_flat[i + 3u],
-  );
+  ));
   return select(vec4f(), v, channel_mask(o, OUT_C));
 }
 
@@ -253,73 +281,95 @@ fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
   for (var i = 0u; i < 4u; i++) {
     let base = ((q.n[i] * IN_H + u32(q.y[i])) * IN_W + u32(q.x[i])) * IN_C + c;
     for (var j = 0u; j < 4u; j++) {
-      if (q.live[i] && c + j < IN_C) { input_dx[base + j] = block[i][j]; }
+      if (q.live[i] && c + j < IN_C) { input_dx[base + j] = act(block[i][j]); }
     }
   }
 }
 
-// Invocation (gid.x, gid.y, gid.z) computes input pixels 8 gid.x .. +8 of parity class gid.z
+// Invocation (gid.x, gid.y, gid.z) computes input pixels 16 gid.x .. +16 of parity class gid.z
 // and input channels 16 gid.y .. +16.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3u) {
-  let first = gid.x * 8u;
+  let first = gid.x * 16u;
   if (first >= BATCH * CLASS_H * CLASS_W) { return; }
   let c = gid.y * 16u;
   let class_y = gid.z / STRIDE;
   let class_x = gid.z % STRIDE;
   let pixels0 = class_pixels(first, class_y, class_x);
   let pixels1 = class_pixels(first + 4u, class_y, class_x);
-  // acc[2g + r] column i: input channels c + 4g .. +4 of pixel 4r + i.
-  var acc: array<mat4x4f, 8>;
+  let pixels2 = class_pixels(first + 8u, class_y, class_x);
+  let pixels3 = class_pixels(first + 12u, class_y, class_x);
+  // acc[4g + r] column i: input channels c + 4g .. +4 of pixel 4r + i.
+  var acc: array<mat4x4f, 16>;
   for (var kh = (class_y + PADDING) % STRIDE; kh < KERNEL; kh += STRIDE) {
     for (var kw = (class_x + PADDING) % STRIDE; kw < KERNEL; kw += STRIDE) {
       let rows0 = output_rows(pixels0, kh, kw);
       let rows1 = output_rows(pixels1, kh, kw);
+      let rows2 = output_rows(pixels2, kh, kw);
+      let rows3 = output_rows(pixels3, kh, kw);
       let tap = kh * KERNEL + kw;
       for (var o = 0u; o < OUT_C; o += 4u) {
         let d0 = input_dy_columns(rows0, o);
         let d1 = input_dy_columns(rows1, o);
+        let d2 = input_dy_columns(rows2, o);
+        let d3 = input_dy_columns(rows3, o);
         let w0 = weight_block(o, tap, c);
-        let w1 = weight_block(o, tap, c + 4u);
-        let w2 = weight_block(o, tap, c + 8u);
-        let w3 = weight_block(o, tap, c + 12u);
         acc[0] += w0 * d0;
         acc[1] += w0 * d1;
-        acc[2] += w1 * d0;
-        acc[3] += w1 * d1;
-        acc[4] += w2 * d0;
-        acc[5] += w2 * d1;
-        acc[6] += w3 * d0;
-        acc[7] += w3 * d1;
+        acc[2] += w0 * d2;
+        acc[3] += w0 * d3;
+        let w1 = weight_block(o, tap, c + 4u);
+        acc[4] += w1 * d0;
+        acc[5] += w1 * d1;
+        acc[6] += w1 * d2;
+        acc[7] += w1 * d3;
+        let w2 = weight_block(o, tap, c + 8u);
+        acc[8] += w2 * d0;
+        acc[9] += w2 * d1;
+        acc[10] += w2 * d2;
+        acc[11] += w2 * d3;
+        let w3 = weight_block(o, tap, c + 12u);
+        acc[12] += w3 * d0;
+        acc[13] += w3 * d1;
+        acc[14] += w3 * d2;
+        acc[15] += w3 * d3;
       }
     }
   }
   store_dx(acc[0], pixels0, c);
   store_dx(acc[1], pixels1, c);
-  store_dx(acc[2], pixels0, c + 4u);
-  store_dx(acc[3], pixels1, c + 4u);
-  store_dx(acc[4], pixels0, c + 8u);
-  store_dx(acc[5], pixels1, c + 8u);
-  store_dx(acc[6], pixels0, c + 12u);
-  store_dx(acc[7], pixels1, c + 12u);
+  store_dx(acc[2], pixels2, c);
+  store_dx(acc[3], pixels3, c);
+  store_dx(acc[4], pixels0, c + 4u);
+  store_dx(acc[5], pixels1, c + 4u);
+  store_dx(acc[6], pixels2, c + 4u);
+  store_dx(acc[7], pixels3, c + 4u);
+  store_dx(acc[8], pixels0, c + 8u);
+  store_dx(acc[9], pixels1, c + 8u);
+  store_dx(acc[10], pixels2, c + 8u);
+  store_dx(acc[11], pixels3, c + 8u);
+  store_dx(acc[12], pixels0, c + 12u);
+  store_dx(acc[13], pixels1, c + 12u);
+  store_dx(acc[14], pixels2, c + 12u);
+  store_dx(acc[15], pixels3, c + 12u);
 }
 
 // ---- backward_weight: x (two views), dy (two views) -> dweight or partial sums ----
-@group(0) @binding(2) var<storage, read> weight_dy_vec: array<vec4f>;
-@group(0) @binding(3) var<storage, read> weight_dy_flat: array<f32>;
+@group(0) @binding(2) var<storage, read> weight_dy_vec: array<vec4<act>>;
+@group(0) @binding(3) var<storage, read> weight_dy_flat: array<act>;
 // [ranges, OUT_C, KERNEL, KERNEL, IN_C]
 @group(0) @binding(4) var<storage, read_write> weight_partial: array<f32>;
 
 // Output channels o..o+3 of output pixel p's dy row (past OUT_C: ignored by the caller).
 fn load_weight_dy(p: u32, o: u32) -> vec4f {
   let i = p * OUT_C + o;
-  if (VECTORIZED) { return weight_dy_vec[i / 4u]; }
-  return vec4f(
+  if (VECTORIZED) { return vec4f(weight_dy_vec[i / 4u]); }
+  return vec4f(vec4(
     weight_dy_flat[i],
     weight_dy_flat[i + 1u],
     weight_dy_flat[i + 2u],
     weight_dy_flat[i + 3u],
-  );
+  ));
 }
 
 // Column i: dy channels o..o+3 of output pixel first + i, zero for pixels outside the range.
@@ -347,8 +397,8 @@ fn store_dweight(block: mat4x4f, split: u32, o: u32, tap: u32, c: u32) {
 }
 
 // Invocation (gid.x, gid.y, gid.z) computes tap gid.x / CHANNEL_BLOCKS, input channels
-// 16 (gid.x % CHANNEL_BLOCKS) .. +16 and output channels 8 gid.y .. +8, summed over the output
-// pixels of range gid.z: 8 dy rows and 16 x rows per step of 4 pixels.
+// 16 (gid.x % CHANNEL_BLOCKS) .. +16 and output channels 16 gid.y .. +16, summed over the output
+// pixels of range gid.z: 16 dy rows and 16 x rows per step of 4 pixels.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
   if (gid.x >= TAPS * CHANNEL_BLOCKS) { return; }
@@ -356,28 +406,38 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
   let kh = tap / KERNEL;
   let kw = tap % KERNEL;
   let c = (gid.x % CHANNEL_BLOCKS) * 16u;
-  let o = gid.y * 8u;
+  let o = gid.y * 16u;
   let begin = gid.z * SPLIT_PIXELS;
   let end = min(begin + SPLIT_PIXELS, OUT_PIXELS);
   // acc[4h + g] column j: output channel o + 4h + j, input channels c + 4g .. +4.
-  var acc: array<mat4x4f, 8>;
+  var acc: array<mat4x4f, 16>;
   for (var p = begin; p < end; p += 4u) {
     let pixels = output_pixels(p, end);
     let rows = input_rows(pixels, kh, kw);
-    let d0 = transpose(weight_dy_columns(p, pixels.live, o));
-    let d1 = transpose(weight_dy_columns(p, pixels.live, o + 4u));
     let a0 = x_columns(rows, c);
     let a1 = x_columns(rows, c + 4u);
     let a2 = x_columns(rows, c + 8u);
     let a3 = x_columns(rows, c + 12u);
+    let d0 = transpose(weight_dy_columns(p, pixels.live, o));
     acc[0] += a0 * d0;
     acc[1] += a1 * d0;
     acc[2] += a2 * d0;
     acc[3] += a3 * d0;
+    let d1 = transpose(weight_dy_columns(p, pixels.live, o + 4u));
     acc[4] += a0 * d1;
     acc[5] += a1 * d1;
     acc[6] += a2 * d1;
     acc[7] += a3 * d1;
+    let d2 = transpose(weight_dy_columns(p, pixels.live, o + 8u));
+    acc[8] += a0 * d2;
+    acc[9] += a1 * d2;
+    acc[10] += a2 * d2;
+    acc[11] += a3 * d2;
+    let d3 = transpose(weight_dy_columns(p, pixels.live, o + 12u));
+    acc[12] += a0 * d3;
+    acc[13] += a1 * d3;
+    acc[14] += a2 * d3;
+    acc[15] += a3 * d3;
   }
   store_dweight(acc[0], gid.z, o, tap, c);
   store_dweight(acc[1], gid.z, o, tap, c + 4u);
@@ -387,4 +447,12 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
   store_dweight(acc[5], gid.z, o + 4u, tap, c + 4u);
   store_dweight(acc[6], gid.z, o + 4u, tap, c + 8u);
   store_dweight(acc[7], gid.z, o + 4u, tap, c + 12u);
+  store_dweight(acc[8], gid.z, o + 8u, tap, c);
+  store_dweight(acc[9], gid.z, o + 8u, tap, c + 4u);
+  store_dweight(acc[10], gid.z, o + 8u, tap, c + 8u);
+  store_dweight(acc[11], gid.z, o + 8u, tap, c + 12u);
+  store_dweight(acc[12], gid.z, o + 12u, tap, c);
+  store_dweight(acc[13], gid.z, o + 12u, tap, c + 4u);
+  store_dweight(acc[14], gid.z, o + 12u, tap, c + 8u);
+  store_dweight(acc[15], gid.z, o + 12u, tap, c + 12u);
 }

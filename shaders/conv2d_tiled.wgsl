@@ -14,6 +14,10 @@
 // addresses (coalesced), then every invocation reads its 4 + 4 values per element from the
 // tiles. Loads are scalar, so any channel count works. On a CPU adapter this is the slow recipe
 // (every workgroup-memory access and barrier is expensive there); tests run it for correctness.
+// x, y, dy and dx hold `act` elements (f32, or f16 in the f16 build, src/shaders.ts), widened to
+// f32 when staged; weights and weight gradients stay f32.
+
+alias act = f32;
 
 override BATCH: u32;
 override IN_H: u32;
@@ -99,9 +103,9 @@ fn input_row(p: Pixel, kh: u32, kw: u32) -> i32 {
 }
 
 // ---- forward: x, weight -> y ----
-@group(0) @binding(0) var<storage, read> forward_x: array<f32>;
+@group(0) @binding(0) var<storage, read> forward_x: array<act>;
 @group(0) @binding(1) var<storage, read> forward_weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> forward_y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> forward_y: array<act>;
 
 // Workgroup (x, y): output pixels 64 x .. +64, output channels 64 y .. +64.
 @compute @workgroup_size(WORKGROUP_SIZE_X, WORKGROUP_SIZE_Y)
@@ -124,7 +128,7 @@ fn forward(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid:
     for (var j = 0u; j < 4u; j++) {
       let row = input_row(pixels[j], tap / KERNEL, tap % KERNEL);
       let inside = row >= 0 && k < WEIGHT_ROW;
-      stage_a(t / DEPTH + 16u * j, kk, select(0.0, forward_x[u32(row) + c], inside));
+      stage_a(t / DEPTH + 16u * j, kk, select(0.0, f32(forward_x[u32(row) + c]), inside));
       let o = o0 + t / DEPTH + 16u * j;
       let live = o < OUT_C && k < WEIGHT_ROW;
       stage_b(kk, t / DEPTH + 16u * j, select(0.0, forward_weight[o * WEIGHT_ROW + k], live));
@@ -137,15 +141,15 @@ fn forward(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid:
     let p = first + 4u * lid.y + i;
     for (var j = 0u; j < 4u; j++) {
       let o = o0 + 4u * lid.x + j;
-      if (p < OUT_PIXELS && o < OUT_C) { forward_y[p * OUT_C + o] = acc[i][j]; }
+      if (p < OUT_PIXELS && o < OUT_C) { forward_y[p * OUT_C + o] = act(acc[i][j]); }
     }
   }
 }
 
 // ---- backward_input: dy, weight -> dx ----
-@group(0) @binding(0) var<storage, read> input_dy: array<f32>;
+@group(0) @binding(0) var<storage, read> input_dy: array<act>;
 @group(0) @binding(1) var<storage, read> input_weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> input_dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> input_dx: array<act>;
 
 // Input pixel q of parity class (class_y, class_x).
 fn class_pixel(q: u32, class_y: u32, class_x: u32) -> Pixel {
@@ -188,7 +192,7 @@ fn backward_input(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_i
         let o = o0 + t % DEPTH;
         for (var j = 0u; j < 4u; j++) {
           let inside = rows[j] >= 0 && o < OUT_C;
-          stage_a(t / DEPTH + 16u * j, t % DEPTH, select(0.0, input_dy[u32(rows[j]) + o], inside));
+          stage_a(t / DEPTH + 16u * j, t % DEPTH, select(0.0, f32(input_dy[u32(rows[j]) + o]), inside));
           let ko = t / TILE + 4u * j;
           let live = o0 + ko < OUT_C && c < IN_C;
           let w = input_weight[((o0 + ko) * TAPS + tap) * IN_C + c];
@@ -205,14 +209,14 @@ fn backward_input(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_i
     let base = row_base(q, IN_H, IN_W, IN_C);
     for (var j = 0u; j < 4u; j++) {
       let c = c0 + 4u * lid.x + j;
-      if (base >= 0 && c < IN_C) { input_dx[u32(base) + c] = acc[i][j]; }
+      if (base >= 0 && c < IN_C) { input_dx[u32(base) + c] = act(acc[i][j]); }
     }
   }
 }
 
 // ---- backward_weight: x, dy -> partial sums [ranges, OUT_C, KERNEL, KERNEL, IN_C] ----
-@group(0) @binding(0) var<storage, read> weight_x: array<f32>;
-@group(0) @binding(1) var<storage, read> weight_dy: array<f32>;
+@group(0) @binding(0) var<storage, read> weight_x: array<act>;
+@group(0) @binding(1) var<storage, read> weight_dy: array<act>;
 @group(0) @binding(2) var<storage, read_write> weight_partial: array<f32>;
 
 // Workgroup (x, y, z): weight columns (tap, input channel) 64 x .. +64, output channels
@@ -235,11 +239,11 @@ fn backward_weight(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_
     for (var j = 0u; j < 4u; j++) {
       let kp = t / TILE + 4u * j;
       let p = output_pixel(p0 + kp, end);
-      let d = weight_dy[min(p0 + kp, OUT_PIXELS - 1u) * OUT_C + o];
+      let d = f32(weight_dy[min(p0 + kp, OUT_PIXELS - 1u) * OUT_C + o]);
       stage_a(t % TILE, kp, select(0.0, d, p.live && o < OUT_C));
       let row = input_row(p, tap / KERNEL, tap % KERNEL);
       let inside = row >= 0 && column < WEIGHT_ROW;
-      stage_b(kp, t % TILE, select(0.0, weight_x[u32(row) + c], inside));
+      stage_b(kp, t % TILE, select(0.0, f32(weight_x[u32(row) + c]), inside));
     }
     workgroupBarrier();
     multiply_tiles(&acc, lid.x, lid.y);

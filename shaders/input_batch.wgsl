@@ -8,7 +8,9 @@
 //            twice; both bindings are read-only, which WebGPU allows).
 //   order:   the epoch's permutation of data set indices; sample n of the batch is image
 //            order[batch.order_offset + n].
-//   input:   [BATCH, 32, 32, 3] f32 NHWC, (raw / 255 - MEAN[c]) / STD[c].
+//   input:   [BATCH, 32, 32, 3] NHWC, (raw / 255 - MEAN[c]) / STD[c], computed in f32 and stored
+//            as `act`: f32, or f16 in the kernel's f16 build (src/shaders.ts), the network's
+//            activation type.
 //   labels_out: [BATCH] u32, the images' labels.
 // With AUGMENT, torchvision's RandomCrop(32, padding=4) then RandomHorizontalFlip(): the image is
 // padded with 4 black pixels (raw 0, before normalisation) on each side, a 32x32 window at
@@ -17,6 +19,8 @@
 // `augmentationDraw` in src/ops/input_batch.ts is the same function for the CPU.
 // One invocation per output pixel writes its 3 channels: the draws are per sample, the three
 // planes share the source position, and the writes are contiguous.
+
+alias act = f32;
 
 override WORKGROUP_SIZE: u32;
 override BATCH: u32;
@@ -47,7 +51,7 @@ struct BatchParams {
 @group(0) @binding(2) var<storage, read> dataset_labels: array<u32>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<uniform> batch: BatchParams;
-@group(0) @binding(5) var<storage, read_write> input: array<f32>;
+@group(0) @binding(5) var<storage, read_write> input: array<act>;
 @group(0) @binding(6) var<storage, read_write> labels_out: array<u32>;
 
 // The PCG hash of Jarzynski and Olano, "Hash Functions for GPU Rendering" (JCGT 2020): a
@@ -117,7 +121,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) gr
     );
   }
   let value = (vec3f(raw) / 255.0 - vec3f(MEAN_R, MEAN_G, MEAN_B)) / vec3f(STD_R, STD_G, STD_B);
-  input[3u * pixel] = value.r;
-  input[3u * pixel + 1u] = value.g;
-  input[3u * pixel + 2u] = value.b;
+  input[3u * pixel] = act(value.r);
+  input[3u * pixel + 1u] = act(value.g);
+  input[3u * pixel + 2u] = act(value.b);
 }

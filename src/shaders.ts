@@ -9,7 +9,9 @@ import type { DType } from "./gpu/tensor.ts";
 import add from "../shaders/add.wgsl" with { type: "text" };
 import batchnorm from "../shaders/batchnorm.wgsl" with { type: "text" };
 import conv2dBlocked from "../shaders/conv2d_blocked.wgsl" with { type: "text" };
+import conv2dPipelined from "../shaders/conv2d_pipelined.wgsl" with { type: "text" };
 import conv2dReduce from "../shaders/conv2d_reduce.wgsl" with { type: "text" };
+import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" };
 import conv2dTiled from "../shaders/conv2d_tiled.wgsl" with { type: "text" };
 import globalAvgPool from "../shaders/global_avg_pool.wgsl" with { type: "text" };
 import inputBatch from "../shaders/input_batch.wgsl" with { type: "text" };
@@ -17,6 +19,7 @@ import linear from "../shaders/linear.wgsl" with { type: "text" };
 import optimizer from "../shaders/optimizer.wgsl" with { type: "text" };
 import relu from "../shaders/relu.wgsl" with { type: "text" };
 import softmaxCrossEntropy from "../shaders/softmax_cross_entropy.wgsl" with { type: "text" };
+import toTexture from "../shaders/to_texture.wgsl" with { type: "text" };
 
 export function kernel(name: string, code: string): Kernel {
   return { name, code };
@@ -26,7 +29,9 @@ export const kernels = {
   add: kernel("add", add),
   batchnorm: kernel("batchnorm", batchnorm),
   conv2dBlocked: kernel("conv2d_blocked", conv2dBlocked),
+  conv2dPipelined: kernel("conv2d_pipelined", conv2dPipelined),
   conv2dReduce: kernel("conv2d_reduce", conv2dReduce),
+  conv2dTexture: kernel("conv2d_texture", conv2dTexture),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
   inputBatch: kernel("input_batch", inputBatch),
@@ -34,6 +39,7 @@ export const kernels = {
   optimizer: kernel("optimizer", optimizer),
   relu: kernel("relu", relu),
   softmaxCrossEntropy: kernel("softmax_cross_entropy", softmaxCrossEntropy),
+  toTexture: kernel("to_texture", toTexture),
 } as const;
 
 /**

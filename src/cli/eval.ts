@@ -3,9 +3,10 @@
  * matrix with each class's accuracy.
  */
 import { requestGpu } from "../gpu/device.ts";
-import { KernelPolicy } from "../ops/policy.ts";
+import { kernelPolicyFor } from "../plan/autotune.ts";
 import { evaluateWithProgress, type EvaluationResult, Evaluator } from "../train/evaluator.ts";
 import { compilingKernels, type ProgressOutput } from "../train/progress.ts";
+import { checkPrecision } from "../train/precision.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
@@ -32,6 +33,7 @@ export async function runEval(
     throw new UsageError("eval needs --checkpoint FILE: the checkpoint to evaluate (see --help)");
   }
   const gpu = await requestGpu();
+  checkPrecision(gpu, values.precision);
   const { weights, config, metadata } = await loadCheckpointModel(
     gpu,
     values.checkpoint,
@@ -43,14 +45,21 @@ export async function runEval(
   log(`adapter: ${describeAdapter(gpu)}`);
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
-  const policy = KernelPolicy.forAdapter(gpu, values.kernels);
+  const policy = await kernelPolicyFor(gpu, values.kernels, {
+    model: config,
+    passes: [{
+      mode: "eval",
+      batchSize: Math.min(values.evalBatchSize, data.test.count),
+      precision: values.precision,
+    }],
+  }, log);
   const compiled = await compilingKernels(
     "the evaluation plan",
-    () => Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy),
+    () => Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy, values.precision),
     { output: progressOutput },
   );
   const evaluator = compiled.value;
-  log(`kernels: ${policy.describe()}`);
+  log(`kernels: ${policy.describe()}, activations ${values.precision}`);
   log(`kernels compiled in ${compiled.seconds.toFixed(1)} s (evaluation plan)`);
   const result = await evaluateWithProgress(evaluator, "test", progressOutput);
   evaluator.destroy();

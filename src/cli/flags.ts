@@ -165,13 +165,19 @@ const testLimitFlag = optionalFlag(
   "evaluate on the first N test images only, for quick runs",
   "all",
 );
-/** The kernel family (src/ops/policy.ts); "auto" takes the adapter's. */
+/**
+ * The kernel family (src/ops/policy.ts); "auto" takes the adapter's, "tune" times the variants on
+ * the adapter (src/plan/autotune.ts).
+ */
 export const kernelsFlag = valueFlag(
-  choice(["auto", "cpu", "gpu"]),
+  choice(["auto", "cpu", "gpu", "tune"]),
   "kernel variants: cpu (no workgroup memory) or gpu (workgroup-memory tiles); auto picks by " +
-    "the adapter, and a resumed run keeps the kernels it started with",
+    "the adapter; tune times every variant on the adapter once and caches the fastest; a resumed " +
+    "run keeps the kernels it started with",
   "auto",
 );
+/** Activations and their gradients in f32, or f16 (src/train/precision.ts). */
+const precisionKind = choice(["f32", "f16"] as const);
 const checkpointFlag = optionalFlag(
   path,
   "the checkpoint to load: a .safetensors file from train, or a PyTorch state dict",
@@ -217,6 +223,14 @@ export const recipeFlags = {
     positiveInteger,
     "train on the first N training images only, for quick runs",
     "all",
+  ),
+  precision: valueFlag(
+    // Checkpoints from before f16 training stored no precision: they trained in f32.
+    { ...precisionKind, schema: precisionKind.schema.default("f32") },
+    "activations and their gradients in f32, or f16 (half the memory; needs the adapter's " +
+      "shader-f16; dynamic loss scaling; weights, optimizer state and batch-norm statistics stay " +
+      "f32); a resumed run keeps its precision",
+    "f32",
   ),
 } as const;
 
@@ -271,6 +285,13 @@ export const trainCommand: Command<typeof trainFlags> = {
   },
 };
 
+const inferencePrecisionFlag = valueFlag(
+  precisionKind,
+  "activations in f32, or f16 (needs the adapter's shader-f16); whatever the checkpoint was " +
+    "trained in",
+  "f32",
+);
+
 export const evalCommand = {
   name: "eval",
   summary: "Evaluates a checkpoint on the CIFAR-10 test set: accuracy, per-class accuracy and " +
@@ -283,6 +304,7 @@ export const evalCommand = {
     model: modelFlag("resnet18", "the model of a checkpoint without metadata"),
     width: widthFlag(1, "the width multiplier of a checkpoint without metadata"),
     kernels: kernelsFlag,
+    precision: inferencePrecisionFlag,
   },
 } satisfies Command<FlagTable>;
 
@@ -295,6 +317,7 @@ export const predictCommand = {
     model: evalCommand.flags.model,
     width: evalCommand.flags.width,
     kernels: kernelsFlag,
+    precision: inferencePrecisionFlag,
   },
 } satisfies Command<FlagTable>;
 

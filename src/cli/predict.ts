@@ -3,10 +3,11 @@
  * with their probabilities.
  */
 import { requestGpu } from "../gpu/device.ts";
-import { KernelPolicy } from "../ops/policy.ts";
+import { kernelPolicyFor } from "../plan/autotune.ts";
 import { DEFAULT_CLASS_NAMES } from "../data/cifar.ts";
 import { decodePngToCifar, ImageError } from "../data/image.ts";
 import { Predictor, topClasses } from "../train/predict.ts";
+import { checkPrecision } from "../train/precision.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { helpText, parseCommandLine, predictCommand } from "./flags.ts";
 import { UsageError } from "../errors.ts";
@@ -27,9 +28,16 @@ export async function runPredict(args: string[], log = console.log): Promise<voi
   // Every image is read before the GPU work starts, so that a bad file fails fast.
   const images = await Promise.all(paths.map(readImage));
   const gpu = await requestGpu();
+  checkPrecision(gpu, values.precision);
   const { weights } = await loadCheckpointModel(gpu, values.checkpoint, values, given);
-  const policy = KernelPolicy.forAdapter(gpu, values.kernels);
-  const predictor = await Predictor.create(gpu, weights, images, policy);
+  const policy = await kernelPolicyFor(gpu, values.kernels, {
+    model: weights.architecture.config,
+    // The Predictor's batch: its DEFAULT_MAX_BATCH (64), not exported by src/train/predict.ts.
+    passes: [{ mode: "eval", batchSize: Math.min(images.length, 64), precision: values.precision }],
+  }, log);
+  const predictor = await Predictor.create(gpu, weights, images, policy, {
+    precision: values.precision,
+  });
   const logits = await predictor.logits();
   predictor.destroy();
   weights.destroy();

@@ -7,8 +7,9 @@ import { z } from "zod";
 import { type Gpu, requestGpu } from "../gpu/device.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import { decodeCheckpoint } from "../model/checkpoint.ts";
-import { resnetConfig } from "../model/config.ts";
+import { type ResNetConfig, resnetConfig } from "../model/config.ts";
 import { type KernelChoices, KernelPolicy } from "../ops/policy.ts";
+import { kernelPolicyFor } from "../plan/autotune.ts";
 import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
 import { RECORDS_PER_FILE } from "../data/cifar.ts";
 import { FileWriteError, removePendingTemporaryFiles } from "../io/atomic.ts";
@@ -20,6 +21,7 @@ import {
   RunDirectory,
 } from "../train/run_dir.ts";
 import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
+import { checkPrecision } from "../train/precision.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { loadData } from "./data.ts";
 import {
@@ -93,6 +95,8 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
   const interrupts = releaseOnInterrupt(runDir, () => savedAndNext(runDir, settings));
   try {
     const gpu = await requestGpu();
+    // Before any plan is built: an f16 run on an adapter without shader-f16 stops here.
+    checkPrecision(gpu, recipe.precision);
     log(`adapter: ${describeAdapter(gpu)}`);
     log(`settings: ${describeRecipe(recipe)}`);
     const history = await runTraining({
@@ -104,7 +108,10 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
       dataLocation: settings.data,
       epochs: recipe.epochs,
       stopAfter,
-      trainer: { ...plan, policy: kernelPolicy(gpu, settings) },
+      trainer: {
+        ...plan,
+        policy: await kernelPolicy(gpu, settings, { model, testImages: data.test.count }, log),
+      },
       evalBatchSize: settings.evalBatchSize,
       runDir,
       settings: {
@@ -267,7 +274,10 @@ export function newRunSettings(line: ParsedTrainFlags): RunSettings {
 /** The settings of the run that `resume` names; only flags that leave its numbers alone apply. */
 async function resumedRunSettings(line: ParsedTrainFlags, resume: string): Promise<RunSettings> {
   const { values, given, preset } = line;
-  const fixed = preset === undefined ? [...given].find((key) => key in recipeFlags) : "preset";
+  // --precision may repeat the run's own (checked below), like no other recipe flag.
+  const fixed = preset === undefined
+    ? [...given].find((key) => key in recipeFlags && key !== "precision")
+    : "preset";
   if (fixed !== undefined) {
     throw new UsageError(
       `${flagName(fixed)} cannot be given with --resume: a resumed run keeps its settings ` +
@@ -286,6 +296,12 @@ async function resumedRunSettings(line: ParsedTrainFlags, resume: string): Promi
     );
   }
   const { recipe, history } = state.data;
+  if (given.has("precision") && values.precision !== recipe.precision) {
+    throw new UsageError(
+      `--precision ${values.precision} conflicts with the run's ${recipe.precision}: a resumed ` +
+        "run keeps its precision (leave out --precision, or start a new run)",
+    );
+  }
   if (history.length !== checkpoint.metadata?.epoch) {
     throw new CheckpointError(source, "its epoch and its metric history disagree (corrupt file)");
   }
@@ -333,12 +349,32 @@ function describeRecipe(recipe: TrainRecipe): string {
 
 /**
  * The kernel policy: a resumed run computes with the kernels it started with (so its numbers are
- * those of an uninterrupted run) unless --kernels is given; a new run takes --kernels.
+ * those of an uninterrupted run) unless --kernels is given; a new run takes --kernels, which may
+ * tune the training step and the evaluation at their batch sizes.
  */
-function kernelPolicy(gpu: Gpu, settings: RunSettings): KernelPolicy {
+async function kernelPolicy(
+  gpu: Gpu,
+  settings: RunSettings,
+  network: { model: ResNetConfig; testImages: number },
+  log: (line: string) => void,
+): Promise<KernelPolicy> {
   return settings.storedKernels
     ? KernelPolicy.restoring(settings.storedKernels)
-    : KernelPolicy.forAdapter(gpu, settings.kernels);
+    : await kernelPolicyFor(gpu, settings.kernels, {
+      model: network.model,
+      passes: [
+        {
+          mode: "train",
+          batchSize: settings.recipe.batchSize,
+          precision: settings.recipe.precision,
+        },
+        {
+          mode: "eval",
+          batchSize: Math.min(settings.evalBatchSize, network.testImages),
+          precision: settings.recipe.precision,
+        },
+      ],
+    }, log);
 }
 
 /**
@@ -366,6 +402,7 @@ function trainingPlan(
       : { kind, lr, weightDecay, betas: recipe.betas },
     schedule: schedule(recipe, stepsPerEpoch),
     seed: recipe.seed,
+    precision: recipe.precision,
   };
 }
 

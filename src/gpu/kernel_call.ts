@@ -10,9 +10,11 @@ import type { TensorDesc } from "./tensor.ts";
 /**
  * How an entry point uses a binding. `read` is `var<storage, read>`; `write` and `read_write` are
  * `var<storage, read_write>`, `write` when the call never reads what was there before (so a
- * transient tensor's first call must write it); `uniform` is `var<uniform>`.
+ * transient tensor's first call must write it); `uniform` is `var<uniform>`. A texture tensor
+ * (`TensorDesc.texture`) is bound `texture`, a `texture_2d<f32>` read with `textureLoad`, or
+ * `storage_texture`, a `texture_storage_2d<rgba32float, write>` (a write, like `write`).
  */
-export type Access = "read" | "write" | "read_write" | "uniform";
+export type Access = "read" | "write" | "read_write" | "uniform" | "texture" | "storage_texture";
 
 export interface Binding {
   readonly tensor: TensorDesc;
@@ -77,6 +79,15 @@ export function kernelCall(request: KernelCallRequest): KernelCall {
     constants.WORKGROUP_SIZE_X = size[0];
     constants.WORKGROUP_SIZE_Y = size[1];
   }
+  for (const { tensor, access } of request.bindings) {
+    const textureAccess = access === "texture" || access === "storage_texture";
+    if (textureAccess !== (tensor.texture !== undefined)) {
+      throw new TypeError(
+        `${label}: ${tensor.label} is ${tensor.texture ? "a texture" : "a buffer range"}, ` +
+          `bound ${access}`,
+      );
+    }
+  }
   const [x, y = 1, z = 1] = request.grid;
   const grid: Dimensions = [x, y, z];
   if (!grid.every((count) => Number.isInteger(count) && count >= 1)) {
@@ -98,10 +109,20 @@ export const read = (tensor: TensorDesc): Binding => ({ tensor, access: "read" }
 export const write = (tensor: TensorDesc): Binding => ({ tensor, access: "write" });
 export const readWrite = (tensor: TensorDesc): Binding => ({ tensor, access: "read_write" });
 export const uniform = (tensor: TensorDesc): Binding => ({ tensor, access: "uniform" });
+export const sampled = (tensor: TensorDesc): Binding => ({ tensor, access: "texture" });
+export const storageTexture = (tensor: TensorDesc): Binding => ({
+  tensor,
+  access: "storage_texture",
+});
 
-/** Whether the binding is `var<storage, read_write>`. */
+/** Whether the call may write the binding. */
 export function isWritable(access: Access): boolean {
-  return access === "write" || access === "read_write";
+  return access === "write" || access === "read_write" || access === "storage_texture";
+}
+
+/** Whether the call writes the whole binding without reading it: a transient tensor's first. */
+export function overwrites(access: Access): boolean {
+  return access === "write" || access === "storage_texture";
 }
 
 /** The largest workgroup count per grid dimension WebGPU guarantees. */

@@ -23,6 +23,11 @@ export interface TensorDesc {
   readonly dtype: DType;
   /** A kernel's scratch (a split reduction's partial sums), reported apart from activations. */
   readonly role?: "workspace";
+  /**
+   * Set for a tensor held as an `rgba32float` texture of [width, height] texels instead of a
+   * buffer range (see `textureDesc`); bound with the "texture" and "storage_texture" accesses.
+   */
+  readonly texture?: readonly [number, number];
 }
 
 /** A tensor with storage: `byteSize` bytes of `buffer` at `offset`. */
@@ -36,9 +41,44 @@ export function hasStorage(tensor: TensorDesc): tensor is Tensor {
   return "buffer" in tensor;
 }
 
-/** Bytes of a tensor's data, rounded up to whole 4-byte words as WebGPU binds them. */
-export function byteSize(tensor: Pick<TensorDesc, "shape" | "dtype">): number {
+/**
+ * Bytes of a tensor's data, rounded up to whole 4-byte words as WebGPU binds them; for a texture,
+ * its whole texels (16 bytes each).
+ */
+export function byteSize(tensor: Pick<TensorDesc, "shape" | "dtype" | "texture">): number {
+  if (tensor.texture) return tensor.texture[0] * tensor.texture[1] * 16;
   return Math.ceil(elementCount(tensor.shape) * DTYPE_BYTES[tensor.dtype] / 4) * 4;
+}
+
+/** WebGPU's default `maxTextureDimension2D`. */
+export const MAX_TEXTURE_SIDE = 8192;
+
+/**
+ * The [width, height] of the texture holding `elements` floats, four per texel, in rows of a
+ * power of two texels (a kernel finds texel t at (t & (width - 1), t >> log2(width))), at most
+ * MAX_TEXTURE_SIDE wide; undefined where it would be more than MAX_TEXTURE_SIDE rows.
+ */
+export function textureExtent(elements: number): [number, number] | undefined {
+  const texels = Math.max(1, Math.ceil(elements / 4));
+  const width = Math.min(MAX_TEXTURE_SIDE, 2 ** Math.ceil(Math.log2(texels)));
+  const height = Math.ceil(texels / width);
+  return height <= MAX_TEXTURE_SIDE ? [width, height] : undefined;
+}
+
+/**
+ * A tensor without storage holding `source`'s elements as f32 in an `rgba32float` texture
+ * (`textureExtent`), for a kernel to fill from `source` and others to read with `textureLoad`:
+ * a kernel's staged copy, so a workspace (memory reports it apart from the activations).
+ */
+export function textureDesc(label: string, source: TensorDesc): TensorDesc {
+  const extent = textureExtent(elementCount(source.shape));
+  if (!extent) {
+    throw new RangeError(
+      `${label}: [${source.shape}] needs more than ${MAX_TEXTURE_SIDE} rows of ` +
+        `${MAX_TEXTURE_SIDE} texels`,
+    );
+  }
+  return { label, shape: source.shape, dtype: "f32", role: "workspace", texture: extent };
 }
 
 /** A tensor without storage, for a plan to allocate. */

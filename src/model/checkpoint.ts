@@ -19,6 +19,7 @@ import { resNetConfigSchema } from "./config.ts";
 import { ohwiToOihw, oihwToOhwi } from "./layout.ts";
 import type { ParameterSpec, StateSpec } from "./parameters.ts";
 import type { ModelWeights } from "./weights.ts";
+import { type LossScaleState, lossScaleStateSchema } from "../train/loss_scale.ts";
 
 /** An optimizer's state, for checkpoints. */
 export interface OptimizerState {
@@ -26,6 +27,8 @@ export interface OptimizerState {
   step: number;
   /** Each state buffer under its torch.optim state key, in the arena's layout. */
   buffers: Record<string, Float32Array>;
+  /** With loss scaling (f16 training): the scale and step counts (src/train/loss_scale.ts). */
+  lossScale?: LossScaleState;
 }
 
 export const CHECKPOINT_FORMAT = "webgpu-resnet-checkpoint/1";
@@ -49,6 +52,8 @@ export const checkpointMetadataSchema = z.object({
 export type CheckpointMetadata = z.infer<typeof checkpointMetadataSchema>;
 
 const OPTIMIZER_PREFIX = "optimizer.";
+/** The safetensors header key of the optimizer's loss-scale state (f16 training). */
+const LOSS_SCALE_KEY = "loss_scale";
 
 function specOrder(weights: ModelWeights) {
   // PyTorch's state_dict order: per module, its parameters then its buffers.
@@ -227,7 +232,30 @@ export async function encodeCheckpoint(
       });
     }
   }
-  return encodeSafetensors(tensors, metadata ? { checkpoint: JSON.stringify(metadata) } : {});
+  const header: Record<string, string> = {};
+  if (metadata) header.checkpoint = JSON.stringify(metadata);
+  // A JSON number holds an f32 scale exactly, so a resumed run continues bit for bit.
+  if (optimizer?.lossScale) header[LOSS_SCALE_KEY] = JSON.stringify(optimizer.lossScale);
+  return encodeSafetensors(tensors, header);
+}
+
+/** A JSON entry of the safetensors header, validated by `schema`; `what` names it in errors. */
+function parseHeaderJson<T>(text: string, schema: z.ZodType<T>, source: string, what: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new CheckpointError(source, `its ${what} is not JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CheckpointError(
+      source,
+      `bad ${what} at ${issue.path.join(".") || "top level"}: ${issue.message}`,
+    );
+  }
+  return parsed.data;
 }
 
 /** What a checkpoint is, for the message about a file that is none. */
@@ -248,24 +276,9 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
   }
   const { tensors, metadata: raw } = file;
   checkFinite(tensors, source);
-  let metadata: CheckpointMetadata | undefined;
-  if (raw.checkpoint !== undefined) {
-    let json: unknown;
-    try {
-      json = JSON.parse(raw.checkpoint);
-    } catch {
-      throw new CheckpointError(source, "its checkpoint metadata is not JSON");
-    }
-    const parsed = checkpointMetadataSchema.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new CheckpointError(
-        source,
-        `bad checkpoint metadata at ${issue.path.join(".") || "top level"}: ${issue.message}`,
-      );
-    }
-    metadata = parsed.data;
-  }
+  const metadata = raw.checkpoint === undefined
+    ? undefined
+    : parseHeaderJson(raw.checkpoint, checkpointMetadataSchema, source, "checkpoint metadata");
   const step = tensors.get(`${OPTIMIZER_PREFIX}step`);
   let optimizer: OptimizerState | undefined;
   if (step) {
@@ -276,6 +289,14 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
       }
     }
     optimizer = { step: Number(step.data[0]), buffers };
+    if (raw[LOSS_SCALE_KEY] !== undefined) {
+      optimizer.lossScale = parseHeaderJson(
+        raw[LOSS_SCALE_KEY],
+        lossScaleStateSchema,
+        source,
+        "loss-scale state",
+      );
+    }
   }
   return { tensors, metadata, optimizer };
 }

@@ -24,9 +24,10 @@ import {
 } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
 import { type TensorDesc, workspaceDesc } from "../gpu/tensor.ts";
-import { kernels } from "../shaders.ts";
-import type { KernelPolicy } from "./policy.ts";
-import { expectTensor, nhwc, ShapeError } from "./shape.ts";
+import type { Kernel } from "../gpu/pipeline.ts";
+import { activationKernel, kernels } from "../shaders.ts";
+import { KernelPolicy } from "./policy.ts";
+import { activationDtype, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export type BatchNormActivation = "none" | "relu";
 
@@ -159,23 +160,35 @@ export function planBatchNorm(
   };
 }
 
-/** The policy's variant for the batch norms of an x of this shape. */
+/**
+ * The policy's variant for the batch norms of an x of this shape; `plan` builds the asking pass's
+ * calls in a given variant, for the autotune to time.
+ */
 export function chooseBatchNormVariant(
   x: TensorDesc,
   policy: KernelPolicy,
   op = "batch norm",
+  plan?: (variant: BatchNormVariant) => KernelCall[],
 ): BatchNormVariant {
-  const { n, h, w, c } = nhwc(op, x);
+  const { n, h, w, c, dtype } = nhwc(op, x);
+  // f16 layers are other call sites (as in conv2d.ts): their fastest variant may differ.
+  const precision = dtype === "f32" ? "" : ` ${dtype}`;
   return policy.choose({
     op: "batchnorm",
-    key: `batchnorm [${n},${h},${w},${c}]`,
+    key: `batchnorm [${n},${h},${w},${c}]${precision}`,
     variants: BATCH_NORM_VARIANTS,
+    plan,
   });
 }
 
 /** The policy's variant for an x of this shape, and that variant's geometry. */
-function checkedPlan(op: string, x: TensorDesc, policy: KernelPolicy): BatchNormPlan {
-  return planBatchNorm(x.shape, chooseBatchNormVariant(x, policy, op));
+function checkedPlan(
+  op: string,
+  x: TensorDesc,
+  policy: KernelPolicy,
+  plan: (variant: BatchNormVariant) => KernelCall[],
+): BatchNormPlan {
+  return planBatchNorm(x.shape, chooseBatchNormVariant(x, policy, op, plan));
 }
 
 /** The scratch of the split reductions, sized for this shape and variant. */
@@ -198,20 +211,25 @@ export function batchNormTrainForward(
 ): KernelCall[] {
   const op = "batch norm";
   const { x, y, params, saved, residual } = t;
-  const plan = checkedPlan(op, x, policy);
+  const plan = checkedPlan(
+    op,
+    x,
+    policy,
+    (variant) => batchNormTrainForward(t, config, KernelPolicy.forcing("batchnorm", variant)),
+  );
   if (plan.rows < 2) {
     // PyTorch refuses this too: the unbiased variance for the running statistics is undefined.
     throw new ShapeError(
       `${op}: ${x.label} has ${plan.rows} value per channel; training needs at least 2`,
     );
   }
-  checkActivation(op, y, x, residual);
+  const kernel = checkActivation(op, y, x, residual);
   checkParams(op, plan.channels, params, [saved.mean, saved.invStd]);
   const eps = config.eps ?? BATCH_NORM_EPS;
   const momentum = config.momentum ?? BATCH_NORM_MOMENTUM;
   const workspace = workspaceFor(x, plan);
   return [
-    dataPass(plan, plan.reduction, "statistics_partials", [read(x), write(workspace)]),
+    dataPass(kernel, plan, plan.reduction, "statistics_partials", [read(x), write(workspace)]),
     combinePass(plan, "statistics_combine", { EPS: eps, MOMENTUM: momentum }, [
       readWrite(workspace),
       write(saved.mean),
@@ -220,7 +238,7 @@ export function batchNormTrainForward(
       readWrite(params.runningVar),
       readWrite(params.numBatchesTracked),
     ]),
-    normalizePass(plan, {
+    normalizePass(kernel, plan, {
       x,
       y,
       residual,
@@ -243,11 +261,16 @@ export function batchNormEvalForward(
 ): KernelCall[] {
   const op = "batch norm eval";
   const { x, y, params, residual } = t;
-  const plan = checkedPlan(op, x, policy);
-  checkActivation(op, y, x, residual);
+  const plan = checkedPlan(
+    op,
+    x,
+    policy,
+    (variant) => batchNormEvalForward(t, config, KernelPolicy.forcing("batchnorm", variant)),
+  );
+  const kernel = checkActivation(op, y, x, residual);
   checkParams(op, plan.channels, params, []);
   return [
-    normalizePass(plan, {
+    normalizePass(kernel, plan, {
       x,
       y,
       residual,
@@ -285,10 +308,17 @@ export function batchNormBackward(
 ): KernelCall[] {
   const op = "batch norm backward";
   const { x, y, dy, dx, dgamma, dbeta, params, saved, dResidual } = t;
-  const plan = checkedPlan(op, x, policy);
+  const plan = checkedPlan(
+    op,
+    x,
+    policy,
+    (variant) => batchNormBackward(t, config, KernelPolicy.forcing("batchnorm", variant)),
+  );
+  const dtype = activationDtype(op, x);
   for (const tensor of [y, dy, dx, dResidual]) {
-    if (tensor) expectTensor(op, tensor, x.shape);
+    if (tensor) expectTensor(op, tensor, x.shape, dtype);
   }
+  const kernel = activationKernel(kernels.batchnorm, dtype);
   checkParams(op, plan.channels, params, [saved.mean, saved.invStd, dgamma, dbeta]);
   const relu = config.activation === "relu";
   // Without a ReLU the kernels never read y; x fills its binding.
@@ -296,7 +326,7 @@ export function batchNormBackward(
   const workspace = workspaceFor(x, plan);
   const flags = { RELU: Number(relu), RESIDUAL: Number(dResidual !== undefined) };
   return [
-    dataPass(plan, plan.reduction, "gradient_partials", [
+    dataPass(kernel, plan, plan.reduction, "gradient_partials", [
       read(x),
       read(maskSource),
       read(dy),
@@ -311,7 +341,7 @@ export function batchNormBackward(
       write(dgamma),
       write(dbeta),
     ]),
-    dataPass(plan, plan.elementwise, "input_gradient", [
+    dataPass(kernel, plan, plan.elementwise, "input_gradient", [
       read(x),
       read(maskSource),
       read(dy),
@@ -324,9 +354,17 @@ export function batchNormBackward(
   ];
 }
 
-function checkActivation(op: string, y: TensorDesc, x: TensorDesc, residual?: TensorDesc): void {
-  expectTensor(op, y, x.shape);
-  if (residual) expectTensor(op, residual, x.shape);
+/** Checks y and the residual against x; returns the kernel build for x's element type. */
+function checkActivation(
+  op: string,
+  y: TensorDesc,
+  x: TensorDesc,
+  residual?: TensorDesc,
+): Kernel {
+  const dtype = activationDtype(op, x);
+  expectTensor(op, y, x.shape, dtype);
+  if (residual) expectTensor(op, residual, x.shape, dtype);
+  return activationKernel(kernels.batchnorm, dtype);
 }
 
 /** The parameters and the other per-channel tensors of a call. */
@@ -356,8 +394,12 @@ function tilingConstants(plan: BatchNormPlan, tiling: LaneTiling): OverrideConst
   };
 }
 
-/** A pass over every element, with the vec4 or scalar binding of the activations. */
+/**
+ * A pass over every element, with the vec4 or scalar binding of the activations, in `kernel`: the
+ * build for their element type.
+ */
 function dataPass(
+  kernel: Kernel,
   plan: BatchNormPlan,
   tiling: LaneTiling,
   entryPoint: string,
@@ -365,7 +407,7 @@ function dataPass(
   constants: OverrideConstants = {},
 ): KernelCall {
   return kernelCall({
-    kernel: kernels.batchnorm,
+    kernel,
     entryPoint: plan.vectorized ? entryPoint : `${entryPoint}_scalar`,
     workgroupSize: tiling.workgroupSize,
     constants: { ...tilingConstants(plan, tiling), ...constants },
@@ -394,6 +436,7 @@ function combinePass(
 }
 
 function normalizePass(
+  kernel: Kernel,
   plan: BatchNormPlan,
   t: {
     x: TensorDesc;
@@ -408,7 +451,7 @@ function normalizePass(
     eps: number;
   },
 ): KernelCall {
-  return dataPass(plan, plan.elementwise, "normalize", [
+  return dataPass(kernel, plan, plan.elementwise, "normalize", [
     read(t.x),
     // Without a residual the kernel never reads this binding; x fills it.
     read(t.residual ?? t.x),

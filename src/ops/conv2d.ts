@@ -1,12 +1,22 @@
 /**
  * 2-D convolution without bias: NHWC activations, OHWI weights, zero padding; the 3x3 and 1x1
- * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Each pass is an implicit GEMM
- * in one of two variants, chosen by the kernel policy (src/ops/policy.ts) per layer:
- *   - "blocked" (shaders/conv2d_blocked.wgsl): no workgroup memory, 8 pixels x 16 channels in
+ * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Activations (x, y, dy, dx) are
+ * f32 or f16, all four alike (the kernels' f16 builds, src/shaders.ts); weights and dweight f32.
+ * Each pass is an implicit GEMM in one of five variants (four kernel files), chosen by the kernel
+ * policy (src/ops/policy.ts) per layer:
+ *   - "blocked" (shaders/conv2d_blocked.wgsl): no workgroup memory, 16 pixels x 16 channels in
  *     registers per invocation, vec4 loads: fast on CPU adapters (lavapipe), where every memory
  *     access is a scalar loop over the SIMD lanes.
+ *   - "blocked_texture" (shaders/conv2d_texture.wgsl): blocked's blocking, reading both operands
+ *     with textureLoad from rgba32float textures that a to_texture call (shaders/to_texture.wgsl)
+ *     fills first: on lavapipe a texel fetch is one gather, a storage load one scalar per element
+ *     and lane (5.5x dearer without AVX-512). Channel counts must be multiples of 4.
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
- *     by 256 invocations, 4x4 each: the recipe for real GPUs.
+ *     by 256 invocations, 4x4 each: the recipe for real GPUs, and the measured GPU baseline.
+ *   - "pipelined64" and "pipelined128" (shaders/conv2d_pipelined.wgsl): 64x64 tiles of 4x4 per
+ *     invocation (tiled's) or 128x128 of 8x8, with vec4 global loads, double-buffered workgroup
+ *     tiles filled one step ahead, index arithmetic once per tap and 1x1 stride-1 layers as plain
+ *     matrix products: the SGEMM recipe, not yet timed on a GPU.
  * On lavapipe blocked is 3.4x tiled, on an H100 tiled is 2-4x blocked (bench/README.md).
  * The weight gradient sums over batch x height x width; that sum is split into ranges, each
  * computed by its own workgroups into a workspace of partial sums, then added by a reduce pass
@@ -19,14 +29,22 @@ import {
   kernelCall,
   linearGrid,
   read,
+  sampled,
+  storageTexture,
   write,
 } from "../gpu/kernel_call.ts";
 import type { Kernel, OverrideConstants } from "../gpu/pipeline.ts";
-import { type TensorDesc, workspaceDesc } from "../gpu/tensor.ts";
+import {
+  MAX_TEXTURE_SIDE,
+  type TensorDesc,
+  textureDesc,
+  textureExtent,
+  workspaceDesc,
+} from "../gpu/tensor.ts";
 import { elementCount } from "../util/shape.ts";
-import { kernels } from "../shaders.ts";
-import type { KernelPolicy } from "./policy.ts";
-import { expectTensor, nhwc, ShapeError } from "./shape.ts";
+import { activationKernel, kernels } from "../shaders.ts";
+import { KernelPolicy } from "./policy.ts";
+import { type ActivationDType, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export interface Conv2dConfig {
   kernelSize: 1 | 3;
@@ -34,12 +52,25 @@ export interface Conv2dConfig {
   padding: 0 | 1;
 }
 
-export type Conv2dVariant = "blocked" | "tiled";
+export type Conv2dVariant =
+  | "blocked"
+  | "blocked_texture"
+  | "tiled"
+  | "pipelined64"
+  | "pipelined128";
 
-export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ["blocked", "tiled"];
+export const CONV2D_VARIANTS: readonly Conv2dVariant[] = [
+  "blocked",
+  "blocked_texture",
+  "tiled",
+  "pipelined64",
+  "pipelined128",
+];
 
-/** Every size a kernel needs, validated. */
+/** Every size a kernel needs, validated, and the activations' element type. */
 interface Geometry {
+  /** x, y, dy and dx: f32 or f16 (weights and their gradients are f32 either way). */
+  dtype: ActivationDType;
   batch: number;
   inH: number;
   inW: number;
@@ -74,6 +105,7 @@ function geometry(
   input: readonly number[],
   cout: number,
   config: Conv2dConfig,
+  dtype: ActivationDType = "f32",
 ): Geometry {
   checkConfig(op, config);
   if (input.length !== 4 || !input.every(isCount)) {
@@ -90,7 +122,7 @@ function geometry(
         `${padding}`,
     );
   }
-  return { batch, inH, inW, inC, outH, outW, outC: cout, kernel, stride, padding };
+  return { dtype, batch, inH, inW, inC, outH, outW, outC: cout, kernel, stride, padding };
 }
 
 /** [N, OH, OW, Cout] for an input [N, H, W, Cin]: OH = floor((H + 2·padding − K) / stride) + 1. */
@@ -133,13 +165,13 @@ function checkedGeometry(
   t: { x: TensorDesc; weight: TensorDesc },
   config: Conv2dConfig,
 ): Geometry {
-  const { c: inC } = nhwc(op, t.x);
+  const { c: inC, dtype } = nhwc(op, t.x);
   const k = config.kernelSize;
   if (t.weight.shape.length !== 4) {
     throw new ShapeError(`${op}: ${t.weight.label} has shape [${t.weight.shape}], expected OHWI`);
   }
   const cout = t.weight.shape[0];
-  const g = geometry(op, t.x.shape, cout, config);
+  const g = geometry(op, t.x.shape, cout, config, dtype);
   expectTensor(op, t.weight, [cout, k, k, inC]);
   return g;
 }
@@ -151,8 +183,11 @@ interface VariantKernels {
   kernel: Kernel;
   workgroupSize: number | [number, number];
   constants(g: Geometry): OverrideConstants;
-  /** The bindings of one read-only input: blocked binds each twice (vec4 and scalar views). */
-  views(tensor: TensorDesc): Binding[];
+  /**
+   * The bindings of one read-only input: blocked binds each twice (vec4 and scalar views),
+   * blocked_texture a texture that a call it adds to `staging` fills.
+   */
+  views(tensor: TensorDesc, staging: Staging): Binding[];
   forwardGrid(g: Geometry): Grid;
   inputGrid(g: Geometry): Grid;
   weightGrid(g: Geometry, splits: number): Grid;
@@ -171,9 +206,16 @@ const classPixels = (g: Geometry) =>
 const BLOCKED_WORKGROUP = 8;
 
 /**
- * shaders/conv2d_blocked.wgsl: per invocation 8 pixels x 16 channels (forward and
- * backward_input) or 8 output x 16 input channels at one tap (backward_weight).
+ * Pixels and channels per invocation of shaders/conv2d_blocked.wgsl: 16 pixels x 16 channels
+ * (forward and backward_input), or 16 output x 16 input channels at one tap (backward_weight).
+ * On llvmpipe every storage-buffer element costs the same whoever shares it, so multiply-adds
+ * per element loaded (8 here, 5.3 with the former 8 x 16) set the speed, most of all on CPUs
+ * without AVX-512, where such loads are 5x dearer (bench/README.md, "CPU adapters").
  */
+const BLOCKED_PIXELS = 16;
+const BLOCKED_CHANNELS = 16;
+
+/** shaders/conv2d_blocked.wgsl, blocked as above. */
 const BLOCKED: VariantKernels = {
   kernel: kernels.conv2dBlocked,
   workgroupSize: BLOCKED_WORKGROUP,
@@ -183,18 +225,18 @@ const BLOCKED: VariantKernels = {
   }),
   views: (tensor) => [read(tensor), read(tensor)],
   forwardGrid: (g) => [
-    Math.ceil(outputPixels(g) / 8 / BLOCKED_WORKGROUP),
-    Math.ceil(g.outC / 16),
+    Math.ceil(outputPixels(g) / BLOCKED_PIXELS / BLOCKED_WORKGROUP),
+    Math.ceil(g.outC / BLOCKED_CHANNELS),
     1,
   ],
   inputGrid: (g) => [
-    Math.ceil(classPixels(g) / 8 / BLOCKED_WORKGROUP),
-    Math.ceil(g.inC / 16),
+    Math.ceil(classPixels(g) / BLOCKED_PIXELS / BLOCKED_WORKGROUP),
+    Math.ceil(g.inC / BLOCKED_CHANNELS),
     g.stride ** 2,
   ],
   weightGrid: (g, splits) => [
-    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / 16)) / BLOCKED_WORKGROUP),
-    Math.ceil(g.outC / 8),
+    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / BLOCKED_CHANNELS)) / BLOCKED_WORKGROUP),
+    Math.ceil(g.outC / BLOCKED_CHANNELS),
     splits,
   ],
   // Every workgroup streams dy and x over its pixel range, and lavapipe runs the workgroups in
@@ -205,36 +247,145 @@ const BLOCKED: VariantKernels = {
   weightStep: 4,
 };
 
-/** 16x16 invocations of 4x4 outputs each: a 64x64 tile (the kernel's tiling assumes this). */
+/** The GPU kernels' workgroups: 16x16 invocations (their tilings assume this). */
 const TILED_SIDE = 16;
-const TILE = 4 * TILED_SIDE;
+
+/** The three passes' grids of workgroups for square output tiles of `tile` x `tile`. */
+function tileGrids(tile: number): Pick<VariantKernels, "forwardGrid" | "inputGrid" | "weightGrid"> {
+  return {
+    forwardGrid: (g) => [Math.ceil(outputPixels(g) / tile), Math.ceil(g.outC / tile), 1],
+    inputGrid: (g) => [Math.ceil(classPixels(g) / tile), Math.ceil(g.inC / tile), g.stride ** 2],
+    weightGrid: (g, splits) => [
+      Math.ceil((g.kernel * g.kernel * g.inC) / tile),
+      Math.ceil(g.outC / tile),
+      splits,
+    ],
+  };
+}
 
 /**
- * shaders/conv2d_tiled.wgsl: 64x64 output tiles, 16 reduction elements per step. (128x64 tiles
- * of 8x4 per invocation measured 10-40% slower on an H100, bench/README.md.)
+ * The GPU kernels' weight-gradient ranges for `tile` x `tile` output tiles: about 1024
+ * workgroups, a few per multiprocessor of a large GPU (132 on an H100), with at least 256 pixels
+ * each.
+ */
+function gpuSplitPixels(g: Geometry, tile: number): number {
+  const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / tile) * Math.ceil(g.outC / tile);
+  return Math.max(256, (outputPixels(g) * tiles) / 1024);
+}
+
+/**
+ * shaders/conv2d_tiled.wgsl: 64x64 output tiles of 4x4 per invocation, 16 reduction elements per
+ * step. (128x64 tiles of 8x4 per invocation measured 10-40% slower on an H100, bench/README.md.)
  */
 const TILED: VariantKernels = {
   kernel: kernels.conv2dTiled,
   workgroupSize: [TILED_SIDE, TILED_SIDE],
   constants: shapeConstants,
   views: (tensor) => [read(tensor)],
-  forwardGrid: (g) => [Math.ceil(outputPixels(g) / TILE), Math.ceil(g.outC / TILE), 1],
-  inputGrid: (g) => [Math.ceil(classPixels(g) / TILE), Math.ceil(g.inC / TILE), g.stride ** 2],
-  weightGrid: (g, splits) => [
-    Math.ceil((g.kernel * g.kernel * g.inC) / TILE),
-    Math.ceil(g.outC / TILE),
-    splits,
-  ],
-  // About 1024 workgroups, a few per multiprocessor of a large GPU (132 on an H100), with at
-  // least 256 pixels each.
-  splitPixels: (g) => {
-    const tiles = Math.ceil((g.kernel * g.kernel * g.inC) / TILE) * Math.ceil(g.outC / TILE);
-    return Math.max(256, (outputPixels(g) * tiles) / 1024);
-  },
+  ...tileGrids(64),
+  splitPixels: (g) => gpuSplitPixels(g, 64),
   weightStep: 16,
 };
 
-const VARIANTS: Record<Conv2dVariant, VariantKernels> = { blocked: BLOCKED, tiled: TILED };
+/**
+ * shaders/conv2d_pipelined.wgsl with `block` x `block` outputs per invocation: tiles of 16·block
+ * square, 1024 / tile reduction elements per step (64x64 in steps of 16, or 128x128 in steps of
+ * 8), vec4 global loads (inputs bound as vec4 and scalar views, as blocked does), double-buffered
+ * tiles (16 KiB) filled from registers loaded one step ahead, index arithmetic once per tap, and
+ * 1x1 stride-1 layers as plain matrix products.
+ */
+function pipelined(block: 4 | 8): VariantKernels {
+  const tile = TILED_SIDE * block;
+  return {
+    kernel: kernels.conv2dPipelined,
+    workgroupSize: [TILED_SIDE, TILED_SIDE],
+    constants: (g) => ({
+      ...shapeConstants(g),
+      VECTORIZED: g.inC % 4 === 0 && g.outC % 4 === 0 ? 1 : 0,
+      BLOCK: block,
+    }),
+    views: (tensor) => [read(tensor), read(tensor)],
+    ...tileGrids(tile),
+    splitPixels: (g) => gpuSplitPixels(g, tile),
+    weightStep: 1024 / tile,
+  };
+}
+
+/** to_texture's workgroup: one texel per invocation, a streaming pass like the elementwise ops. */
+const TO_TEXTURE_WORKGROUP = 64;
+
+/**
+ * The calls an op runs before its passes to put inputs in the form a variant reads them in
+ * (blocked_texture's textures), each input once whichever passes read it.
+ */
+class Staging {
+  readonly calls: KernelCall[] = [];
+  readonly #textures = new Map<TensorDesc, TensorDesc>();
+
+  /** `tensor` as an rgba32float texture (src/gpu/tensor.ts, textureDesc), filled once. */
+  texture(tensor: TensorDesc): TensorDesc {
+    let texture = this.#textures.get(tensor);
+    if (!texture) {
+      texture = textureDesc(`${tensor.label} texels`, tensor);
+      const texels = elementCount(tensor.shape) / 4;
+      this.calls.push(kernelCall({
+        kernel: activationKernel(kernels.toTexture, tensor.dtype),
+        entryPoint: "to_texture",
+        workgroupSize: TO_TEXTURE_WORKGROUP,
+        constants: { TEXELS: texels, ROW_SHIFT: Math.log2(texture.texture![0]) },
+        grid: linearGrid(texels, TO_TEXTURE_WORKGROUP),
+        bindings: [read(tensor), storageTexture(texture)],
+      }));
+      this.#textures.set(tensor, texture);
+    }
+    return texture;
+  }
+}
+
+/** log2 of the texels per row of the texture holding `elements` floats. */
+function rowShift(elements: number): number {
+  return Math.log2(textureExtent(elements)![0]);
+}
+
+/**
+ * Why blocked_texture cannot run a layer, or undefined where it can: its texels are four
+ * channels, and each texture is at most MAX_TEXTURE_SIDE x MAX_TEXTURE_SIDE texels.
+ */
+function textureUnsupported(g: Geometry): string | undefined {
+  if (g.inC % 4 !== 0 || g.outC % 4 !== 0) {
+    return "needs input and output channels in multiples of 4 (a texel holds 4)";
+  }
+  const largest = Math.max(
+    g.batch * g.inH * g.inW * g.inC,
+    g.outC * g.kernel * g.kernel * g.inC,
+    outputPixels(g) * g.outC,
+  );
+  if (!textureExtent(largest)) {
+    return `needs tensors of at most ${MAX_TEXTURE_SIDE}² texels (4 elements each)`;
+  }
+  return undefined;
+}
+
+/** shaders/conv2d_texture.wgsl: blocked's kernels and grids, operands read from textures. */
+const BLOCKED_TEXTURE: VariantKernels = {
+  ...BLOCKED,
+  kernel: kernels.conv2dTexture,
+  constants: (g) => ({
+    ...shapeConstants(g),
+    X_ROW_SHIFT: rowShift(g.batch * g.inH * g.inW * g.inC),
+    WEIGHT_ROW_SHIFT: rowShift(g.outC * g.kernel * g.kernel * g.inC),
+    DY_ROW_SHIFT: rowShift(outputPixels(g) * g.outC),
+  }),
+  views: (tensor, staging) => [sampled(staging.texture(tensor))],
+};
+
+const VARIANTS: Record<Conv2dVariant, VariantKernels> = {
+  blocked: BLOCKED,
+  blocked_texture: BLOCKED_TEXTURE,
+  tiled: TILED,
+  pipelined64: pipelined(4),
+  pipelined128: pipelined(8),
+};
 
 /** Largest scratch for weight-gradient partial sums, whatever the layer. */
 const MAX_WORKSPACE_BYTES = 32 * 2 ** 20;
@@ -259,27 +410,44 @@ function weightSplit(g: Geometry, variant: VariantKernels): { splits: number; pi
 
 /** Names a layer's call sites for the policy: forward and backward share the choice. */
 function conv2dKey(g: Geometry): string {
+  // f16 layers are other call sites: their fastest variant (and a tune's pin) may differ.
+  const precision = g.dtype === "f32" ? "" : ` ${g.dtype}`;
   return `conv2d [${g.batch},${g.inH},${g.inW},${g.inC}]->${g.outC} ` +
-    `k${g.kernel} s${g.stride} p${g.padding}`;
+    `k${g.kernel} s${g.stride} p${g.padding}${precision}`;
 }
 
 /**
- * The policy's variant. The blocked kernels read every input through a vec4 view too, which
- * WebGPU refuses for a tensor under 16 bytes: such toy shapes can only run the tiled kernels.
+ * The policy's variant. The blocked and pipelined kernels read every input through a vec4 view
+ * too, which WebGPU refuses for a tensor smaller than one vector: such toy shapes can only run the
+ * tiled kernels.
+ * `plan` builds the calls of the asking pass in a given variant, for the autotune to time.
  */
-function chooseVariant(g: Geometry, policy: KernelPolicy): VariantKernels {
+function chooseVariant(
+  g: Geometry,
+  policy: KernelPolicy,
+  plan: (variant: Conv2dVariant) => KernelCall[],
+): VariantKernels {
   const smallest = Math.min(
     g.batch * g.inH * g.inW * g.inC,
     g.outC * g.kernel * g.kernel * g.inC,
     outputPixels(g) * g.outC,
   );
+  const texture = textureUnsupported(g);
   const variant = policy.choose({
     op: "conv2d",
     key: conv2dKey(g),
     variants: CONV2D_VARIANTS,
-    unsupported: smallest < 4
-      ? { blocked: "needs tensors of at least 4 elements (it binds each as vec4 too)" }
-      : {},
+    unsupported: {
+      ...(smallest < 4
+        ? {
+          blocked: "needs tensors of at least 4 elements (it binds each as vec4 too)",
+          pipelined64: "needs tensors of at least 4 elements (it binds each as vec4 too)",
+          pipelined128: "needs tensors of at least 4 elements (it binds each as vec4 too)",
+        }
+        : {}),
+      ...(texture === undefined ? {} : { blocked_texture: texture }),
+    },
+    plan,
   });
   return VARIANTS[variant];
 }
@@ -292,17 +460,30 @@ export function conv2dForward(
 ): KernelCall[] {
   const op = "conv2d";
   const g = checkedGeometry(op, t, config);
-  expectTensor(op, t.y, [g.batch, g.outH, g.outW, g.outC]);
-  const variant = chooseVariant(g, policy);
-  return [kernelCall({
-    kernel: variant.kernel,
-    entryPoint: "forward",
-    workgroupSize: variant.workgroupSize,
-    constants: variant.constants(g),
-    grid: variant.forwardGrid(g),
-    bindings: [...variant.views(t.x), ...variant.views(t.weight), write(t.y)],
-    flops: passFlops(g),
-  })];
+  expectTensor(op, t.y, [g.batch, g.outH, g.outW, g.outC], g.dtype);
+  const variant = chooseVariant(
+    g,
+    policy,
+    (name) => conv2dForward(t, config, KernelPolicy.forcing("conv2d", name)),
+  );
+  const staging = new Staging();
+  const bindings = [
+    ...variant.views(t.x, staging),
+    ...variant.views(t.weight, staging),
+    write(t.y),
+  ];
+  return [
+    ...staging.calls,
+    kernelCall({
+      kernel: activationKernel(variant.kernel, g.dtype),
+      entryPoint: "forward",
+      workgroupSize: variant.workgroupSize,
+      constants: variant.constants(g),
+      grid: variant.forwardGrid(g),
+      bindings,
+      flops: passFlops(g),
+    }),
+  ];
 }
 
 /**
@@ -317,37 +498,49 @@ export function conv2dBackward(
 ): KernelCall[] {
   const op = "conv2d backward";
   const g = checkedGeometry(op, t, config);
-  expectTensor(op, t.dy, [g.batch, g.outH, g.outW, g.outC]);
+  expectTensor(op, t.dy, [g.batch, g.outH, g.outW, g.outC], g.dtype);
   expectTensor(op, t.dweight, t.weight.shape);
-  if (t.dx) expectTensor(op, t.dx, t.x.shape);
-  const variant = chooseVariant(g, policy);
+  if (t.dx) expectTensor(op, t.dx, t.x.shape, g.dtype);
+  const variant = chooseVariant(
+    g,
+    policy,
+    (name) => conv2dBackward(t, config, KernelPolicy.forcing("conv2d", name)),
+  );
+  const kernel = activationKernel(variant.kernel, g.dtype);
   const constants = variant.constants(g);
   const split = weightSplit(g, variant);
   const partial = split.splits > 1
     ? workspaceDesc(`${t.dweight.label} partial sums`, [split.splits, ...t.weight.shape])
     : t.dweight;
 
+  // Staged inputs (blocked_texture's textures) come first: dy's serves both passes.
+  const staging = new Staging();
   const calls: KernelCall[] = [];
   if (t.dx) {
     calls.push(kernelCall({
-      kernel: variant.kernel,
+      kernel,
       entryPoint: "backward_input",
       workgroupSize: variant.workgroupSize,
       constants,
       grid: variant.inputGrid(g),
-      bindings: [...variant.views(t.dy), ...variant.views(t.weight), write(t.dx)],
+      bindings: [
+        ...variant.views(t.dy, staging),
+        ...variant.views(t.weight, staging),
+        write(t.dx),
+      ],
       flops: passFlops(g),
     }));
   }
   calls.push(kernelCall({
-    kernel: variant.kernel,
+    kernel,
     entryPoint: "backward_weight",
     workgroupSize: variant.workgroupSize,
     constants: { ...constants, SPLIT_PIXELS: split.pixels },
     grid: variant.weightGrid(g, split.splits),
-    bindings: [...variant.views(t.x), ...variant.views(t.dy), write(partial)],
+    bindings: [...variant.views(t.x, staging), ...variant.views(t.dy, staging), write(partial)],
     flops: passFlops(g),
   }));
+  calls.unshift(...staging.calls);
   if (split.splits > 1) {
     const weightSize = elementCount(t.weight.shape);
     calls.push(kernelCall({

@@ -13,8 +13,8 @@ import {
   write,
 } from "../gpu/kernel_call.ts";
 import type { TensorDesc } from "../gpu/tensor.ts";
-import { kernels } from "../shaders.ts";
-import { expectTensor, ShapeError } from "./shape.ts";
+import { activationKernel, kernels } from "../shaders.ts";
+import { activationDtype, expectTensor, ShapeError } from "./shape.ts";
 
 /** Side of a CIFAR image in pixels. */
 export const IMAGE_SIZE = 32;
@@ -41,7 +41,7 @@ export interface InputBatchTensors {
   order: TensorDesc;
   /** u32 [3] uniform: BATCH_PARAMS_SHAPE. */
   batchParams: TensorDesc;
-  /** [batch, 32, 32, 3] f32 NHWC: the network's input. */
+  /** [batch, 32, 32, 3] NHWC, f32 or f16 (the network's activation type): the network's input. */
   input: TensorDesc;
   /** [batch] u32 */
   labels: TensorDesc;
@@ -69,7 +69,8 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
   expectTensor(op, order, [count], "u32");
   expectTensor(op, batchParams, BATCH_PARAMS_SHAPE, "u32");
   const batch = input.shape[0];
-  expectTensor(op, input, [batch, IMAGE_SIZE, IMAGE_SIZE, 3]);
+  const dtype = activationDtype(op, input);
+  expectTensor(op, input, [batch, IMAGE_SIZE, IMAGE_SIZE, 3], dtype);
   expectTensor(op, labels, [batch], "u32");
   const { mean, std } = config;
   if (
@@ -84,7 +85,7 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
   // A one-chunk data set binds its chunk twice; both bindings are read-only.
   const [firstChunk, secondChunk = firstChunk] = imageChunks;
   return [kernelCall({
-    kernel: kernels.inputBatch,
+    kernel: activationKernel(kernels.inputBatch, dtype),
     entryPoint: "gather",
     workgroupSize: WORKGROUP_SIZE,
     constants: {

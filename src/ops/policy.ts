@@ -3,13 +3,14 @@
  * naming the site by a key that holds its shape; the policy answers, in this order:
  *   1. a variant forced for the op (tests and benchmarks compare variants this way);
  *   2. a variant pinned for the key: the choices a run was started with, stored in its checkpoints,
- *      so that `--resume` computes with the same kernels and stays bit-exact (a timed autotune
- *      would pin its measured choices the same way);
+ *      so that `--resume` computes with the same kernels and stays bit-exact; the autotune
+ *      (src/plan/autotune.ts) pins the variants it measured fastest the same way;
  *   3. the rules: per (op, family) a preference order, the first variant that can run the shape.
  * The family is "cpu" on software adapters (lavapipe, SwiftShader) and "gpu" elsewhere, unless
  * forced (`--kernels cpu|gpu`). Every choice is recorded, for the headers and the checkpoints.
  */
 import { UserError } from "../errors.ts";
+import type { KernelCall } from "../gpu/kernel_call.ts";
 
 export type KernelFamily = "cpu" | "gpu";
 
@@ -28,14 +29,16 @@ export const DEFAULT_RULES: readonly KernelRule[] = [
   {
     op: "conv2d",
     family: "cpu",
-    prefer: ["blocked", "tiled"],
-    reason: "no workgroup memory, 8 pixels x 16 channels per invocation: 3.4x tiled on lavapipe",
+    prefer: ["blocked_texture", "blocked", "tiled"],
+    reason: "operands read from textures (llvmpipe's cheap load path), 16 pixels x 16 channels " +
+      "per invocation: 1.3-1.7x blocked with AVX-512, 4-7x without, the whole step 1.5-1.6x",
   },
   {
     op: "conv2d",
     family: "gpu",
-    prefer: ["tiled", "blocked"],
-    reason: "64x64 workgroup-memory tiles: 1.1-2.4x blocked on an H100",
+    prefer: ["tiled", "pipelined64", "pipelined128", "blocked"],
+    reason: "64x64 workgroup-memory tiles: 1.1-2.4x blocked on an H100; pipelined64/128 (vec4 " +
+      "loads, double buffering) not yet timed on a GPU: the autotune chooses",
   },
   {
     op: "batchnorm",
@@ -59,6 +62,11 @@ export interface VariantRequest<V extends string> {
   variants: readonly V[];
   /** Variants that cannot run this shape, each with the reason. */
   unsupported?: Partial<Record<V, string>>;
+  /**
+   * This call site's calls in `variant`, for the autotune to time. Every pass of one site asks
+   * under the same key (a conv's forward and its backward), so the key's time is their sum.
+   */
+  plan?: (variant: V) => readonly KernelCall[];
 }
 
 /** A policy that cannot honour what it was asked (a forced or pinned variant that cannot run). */
@@ -66,8 +74,11 @@ export class KernelPolicyError extends UserError {
   override name = "KernelPolicyError";
 }
 
-/** Where a policy's family came from, for the headers. */
-export type KernelFamilySource = "adapter" | "flag" | "checkpoint";
+/**
+ * Where a policy's family (and its pinned choices) came from, for the headers: "tuned" when the
+ * autotune measured them now, "tune cache" when it took them from its cache for this adapter.
+ */
+export type KernelFamilySource = "adapter" | "flag" | "checkpoint" | "tuned" | "tune cache";
 
 export interface KernelPolicyOptions {
   family: KernelFamily;
@@ -147,16 +158,23 @@ export class KernelPolicy {
     } else if (this.#pinned[key] !== undefined) {
       variant = check(this.#pinned[key], "pinned");
     } else {
-      const rule = this.#rules.find((rule) => rule.op === op && rule.family === this.family);
-      const order = [...rule?.prefer ?? [], ...variants] as V[];
-      const found = order.find((v) => variants.includes(v) && unsupported[v] === undefined);
-      if (found === undefined) {
+      const [preferred] = this.runnable(request);
+      if (preferred === undefined) {
         throw new KernelPolicyError(`${key}: no ${op} variant can run this shape`);
       }
-      variant = found;
+      variant = preferred;
     }
     this.#choices.set(key, { op, variant });
     return variant;
+  }
+
+  /** The variants that can run the request's shape, in the order of the family's rule. */
+  runnable<V extends string>(request: VariantRequest<V>): V[] {
+    const { op, variants } = request;
+    const unsupported: Partial<Record<string, string>> = request.unsupported ?? {};
+    const rule = this.#rules.find((rule) => rule.op === op && rule.family === this.family);
+    const order = [...rule?.prefer ?? [], ...variants] as V[];
+    return [...new Set(order)].filter((v) => variants.includes(v) && unsupported[v] === undefined);
   }
 
   /** Every choice made so far, to store (KernelPolicyOptions.pinned takes them back). */
@@ -186,6 +204,8 @@ export class KernelPolicy {
       adapter: "the adapter's",
       flag: "forced by --kernels",
       checkpoint: "as the checkpoint stored them",
+      tuned: "tuned on this adapter",
+      "tune cache": "tuned on this adapter, from the cache",
     }[this.source];
     return `${this.family} family (${source})${ops.length ? `: ${ops.join(", ")}` : ""}`;
   }

@@ -43,6 +43,12 @@ export async function readMetrics(gpu: Gpu, metrics: Tensor): Promise<Metrics> {
   return decodeMetrics(await readBuffer(gpu, metrics.buffer, metrics.offset, METRICS_BYTES));
 }
 
+/**
+ * The loss-scale state of f16 training, u32 [5] words: { scale: f32, growth_tracker, found_inf,
+ * skipped_steps, applied_steps } (shaders/optimizer.wgsl updates it; src/train/loss_scale.ts).
+ */
+export const LOSS_SCALE_SHAPE = [5] as const;
+
 export interface CrossEntropyTensors {
   /** [batch, classes] f32 */
   logits: TensorDesc;
@@ -63,18 +69,32 @@ function constants(op: string, t: CrossEntropyTensors) {
   return { BATCH: batch, CLASSES: classes };
 }
 
-/** Training: writes dlogits = (softmax - onehot) / batch and accumulates the metrics. */
-export function crossEntropyTrain(t: CrossEntropyTensors & { dlogits: TensorDesc }): KernelCall[] {
+/**
+ * Training: writes dlogits = (softmax - onehot) / batch and accumulates the metrics. With a
+ * `lossScale` (the loss-scale state of f16 training, src/train/loss_scale.ts, whose first word is
+ * the f32 scale), dlogits is multiplied by that scale on the GPU.
+ */
+export function crossEntropyTrain(
+  t: CrossEntropyTensors & { dlogits: TensorDesc; lossScale?: TensorDesc },
+): KernelCall[] {
   const op = "cross entropy";
   const shapeConstants = constants(op, t);
   expectTensor(op, t.dlogits, t.logits.shape);
+  if (t.lossScale) expectTensor(op, t.lossScale, LOSS_SCALE_SHAPE, "u32");
   return [kernelCall({
     kernel: kernels.softmaxCrossEntropy,
     entryPoint: "forward_backward",
     workgroupSize: WORKGROUP_SIZE,
-    constants: shapeConstants,
+    constants: { ...shapeConstants, LOSS_SCALED: Number(t.lossScale !== undefined) },
     grid: [1],
-    bindings: [read(t.logits), read(t.labels), readWrite(t.metrics), write(t.dlogits)],
+    bindings: [
+      read(t.logits),
+      read(t.labels),
+      // Without a loss scale the kernel never reads this binding; the labels fill it.
+      read(t.lossScale ?? t.labels),
+      readWrite(t.metrics),
+      write(t.dlogits),
+    ],
   })];
 }
 

@@ -4,13 +4,15 @@
  * when their lives do not overlap: each takes the smallest free slot of its role that holds it,
  * else grows the largest free one, else opens a new one (greedy, in order of first use).
  * Activations and kernel workspaces keep slots of their own so that memory reports them apart.
+ * A texture tensor (`TensorDesc.texture`) takes a texture slot, shared only by textures of the
+ * same width and height (a texture cannot grow, and a buffer is no texture).
  *
  * `checkPlacement` then proves the result, and any other placement, safe call by call: no tensor
  * a call writes overlaps another of its bindings, and no buffer is bound both read-only and
  * writable in one call (WebGPU refuses that even for disjoint ranges). Two writable bindings of
  * disjoint ranges of one buffer are fine (a layer's dweight and dbias in the gradient arena).
  */
-import { isWritable, type KernelCall } from "../gpu/kernel_call.ts";
+import { isWritable, type KernelCall, overwrites } from "../gpu/kernel_call.ts";
 import { byteSize, hasStorage, type TensorDesc } from "../gpu/tensor.ts";
 
 /** A program that cannot run as written: a tensor read before it is written, or aliasing. */
@@ -27,6 +29,8 @@ export interface Slot {
   bytes: number;
   /** The largest tensor's label, to name the buffer. */
   label: string;
+  /** Set for a texture of [width, height] texels instead of a buffer. */
+  readonly texture?: readonly [number, number];
 }
 
 export interface Lifetime {
@@ -60,7 +64,7 @@ export function lifetimes(calls: readonly KernelCall[]): Map<TensorDesc, Lifetim
         life.last = index;
         continue;
       }
-      if (access !== "write") {
+      if (!overwrites(access)) {
         throw new PlanError(
           `plan: ${tensor.label} is bound ${access} by ${call.label} before any call writes it`,
         );
@@ -69,6 +73,11 @@ export function lifetimes(calls: readonly KernelCall[]): Map<TensorDesc, Lifetim
     }
   });
   return lives;
+}
+
+/** Whether a slot can serve the tensor: both buffers, or textures of the same size. */
+function sameKind(slot: Slot, tensor: TensorDesc): boolean {
+  return slot.texture?.join("x") === tensor.texture?.join("x");
 }
 
 export function allocate(calls: readonly KernelCall[]): Allocation {
@@ -84,7 +93,9 @@ export function allocate(calls: readonly KernelCall[]): Allocation {
     const size = byteSize(tensor);
     const role = roleOf(tensor);
     bytesWithoutReuse[role] += size;
-    const free = slots.filter((slot) => slot.role === role && slot.freeAfter < life.first);
+    const free = slots.filter((slot) =>
+      slot.role === role && slot.freeAfter < life.first && sameKind(slot, tensor)
+    );
     const fits = free.filter((slot) => slot.bytes >= size);
     let slot = fits.length > 0
       ? fits.reduce((best, slot) => slot.bytes < best.bytes ? slot : best)
@@ -93,7 +104,13 @@ export function allocate(calls: readonly KernelCall[]): Allocation {
         undefined,
       );
     if (!slot) {
-      slot = { role, bytes: 0, label: tensor.label, freeAfter: -1 };
+      slot = {
+        role,
+        bytes: 0,
+        label: tensor.label,
+        freeAfter: -1,
+        ...(tensor.texture ? { texture: tensor.texture } : {}),
+      };
       slots.push(slot);
     }
     if (size > slot.bytes) {

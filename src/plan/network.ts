@@ -4,8 +4,13 @@
  * Every conv+BN unit records what its backward needs on a tape as the forward is built. Nothing
  * here touches a GPU: the weights are bound as tensors that already have storage, everything
  * else is transient and left to the allocator.
+ *
+ * Precision: the input's element type (f32 or f16) is the type of every activation and activation
+ * gradient from the input to the last block's output. Global average pooling reads them and
+ * writes f32 features, so the head (linear, logits, loss, their gradients) is f32, as are the
+ * parameters, their gradients (the arena), batch-norm statistics and the optimizer's state.
  */
-import { type TensorDesc, tensorDesc } from "../gpu/tensor.ts";
+import { type DType, type TensorDesc, tensorDesc } from "../gpu/tensor.ts";
 import { addForward } from "../ops/add.ts";
 import {
   type BatchNormActivation,
@@ -22,6 +27,7 @@ import {
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../ops/global_avg_pool.ts";
 import { linearBackward, linearForward } from "../ops/linear.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
+import { activationDtype } from "../ops/shape.ts";
 import { crossEntropyEvaluate, crossEntropyTrain } from "../ops/softmax_cross_entropy.ts";
 import type { ConvBn } from "../model/architecture.ts";
 import type { WeightTensors } from "../model/weights.ts";
@@ -33,7 +39,7 @@ export type Mode = "train" | "eval";
 export const FORWARD_END = "forward";
 
 export interface NetworkIo {
-  /** [N, 32, 32, 3] NHWC images, normalised. */
+  /** [N, 32, 32, 3] NHWC images, normalised; its element type is the activations' (f32 or f16). */
   input: TensorDesc;
   /** [N] u32 labels. */
   labels: TensorDesc;
@@ -43,6 +49,11 @@ export interface NetworkIo {
   confusion?: TensorDesc;
   /** Where the logits go when the caller wants them (prediction); transient otherwise. */
   logits?: TensorDesc;
+  /**
+   * Training with loss scaling: the loss-scale state (Optimizer.lossScale), whose scale multiplies
+   * the loss gradient.
+   */
+  lossScale?: TensorDesc;
 }
 
 /** What a conv+BN unit's backward needs from its forward. */
@@ -67,7 +78,7 @@ export function buildNetworkProgram(
   io: NetworkIo,
   policy: KernelPolicy,
 ): Program {
-  return new NetworkBuilder(weights, mode, policy).build(io);
+  return new NetworkBuilder(weights, mode, policy, activationDtype("network", io.input)).build(io);
 }
 
 class NetworkBuilder {
@@ -75,11 +86,18 @@ class NetworkBuilder {
   readonly #weights: WeightTensors;
   readonly #mode: Mode;
   readonly #policy: KernelPolicy;
+  readonly #dtype: DType;
 
-  constructor(weights: WeightTensors, mode: Mode, policy: KernelPolicy) {
+  constructor(weights: WeightTensors, mode: Mode, policy: KernelPolicy, dtype: DType) {
     this.#weights = weights;
     this.#mode = mode;
     this.#policy = policy;
+    this.#dtype = dtype;
+  }
+
+  /** A transient activation or activation gradient, in the network's activation type. */
+  #activation(label: string, shape: readonly number[]): TensorDesc {
+    return tensorDesc(label, shape, this.#dtype);
   }
 
   build(io: NetworkIo): Program {
@@ -127,7 +145,7 @@ class NetworkBuilder {
       return p;
     }
     const dlogits = tensorDesc("d logits", logits.shape);
-    p.add("loss", crossEntropyTrain({ ...loss, dlogits }));
+    p.add("loss", crossEntropyTrain({ ...loss, dlogits, lossScale: io.lossScale }));
     p.mark(FORWARD_END);
 
     // Backward, in reverse.
@@ -142,18 +160,21 @@ class NetworkBuilder {
         dbias: this.#weights.grad("fc.bias"),
       }),
     );
-    let dx = tensorDesc(`d ${x.label}`, x.shape);
+    let dx = this.#activation(`d ${x.label}`, x.shape);
     p.add("global_avg_pool backward", globalAvgPoolBackward({ dy: dpooled, dx }));
 
     for (const block of blocks.toReversed()) {
       const [lastUnit, ...earlier] = block.residual.toReversed();
-      const dResidual = tensorDesc(`d ${lastUnit.residual!.label}`, lastUnit.residual!.shape);
+      const dResidual = this.#activation(
+        `d ${lastUnit.residual!.label}`,
+        lastUnit.residual!.shape,
+      );
       let d = this.#convBnBackward(lastUnit, dx, dResidual);
       for (const unit of earlier) d = this.#convBnBackward(unit, d);
       const dFromShortcut = block.shortcut
         ? this.#convBnBackward(block.shortcut, dResidual)
         : dResidual;
-      const dInput = tensorDesc(`d ${block.input.label}`, block.input.shape);
+      const dInput = this.#activation(`d ${block.input.label}`, block.input.shape);
       p.add(
         `sum of gradients into ${block.input.label}`,
         addForward({ a: d, b: dFromShortcut, y: dInput }),
@@ -174,14 +195,14 @@ class NetworkBuilder {
     const p = this.program;
     const config = convConfig(unit);
     const weight = this.#weights.param(`${unit.conv.name}.weight`);
-    const conv = tensorDesc(
+    const conv = this.#activation(
       unit.conv.name,
       conv2dOutputShape(input.shape, unit.conv.outChannels, config),
     );
     p.add(unit.conv.name, conv2dForward({ x: input, weight, y: conv }, config, this.#policy));
 
     const params = this.#weights.batchNorm(unit.bn.name);
-    const output = tensorDesc(unit.bn.name, conv.shape);
+    const output = this.#activation(unit.bn.name, conv.shape);
     if (this.#mode === "eval") {
       p.add(
         unit.bn.name,
@@ -218,7 +239,7 @@ class NetworkBuilder {
   ): TensorDesc {
     const p = this.program;
     const { unit } = tape;
-    const dConv = tensorDesc(`d ${tape.conv.label}`, tape.conv.shape);
+    const dConv = this.#activation(`d ${tape.conv.label}`, tape.conv.shape);
     p.add(
       `${unit.bn.name} backward`,
       batchNormBackward(
@@ -237,7 +258,7 @@ class NetworkBuilder {
         this.#policy,
       ),
     );
-    const dInput = tensorDesc(`d ${tape.input.label}`, tape.input.shape);
+    const dInput = this.#activation(`d ${tape.input.label}`, tape.input.shape);
     p.add(
       `${unit.conv.name} backward`,
       conv2dBackward(

@@ -25,7 +25,7 @@ export interface BatchSourceOptions {
   /** Per-channel (RGB) mean and standard deviation of the pixels scaled to 0..1. */
   mean: ChannelValues;
   std: ChannelValues;
-  /** [batchSize, 32, 32, 3] f32 NHWC: the network's input. */
+  /** [batchSize, 32, 32, 3] NHWC, f32 or f16 (the activation type): the network's input. */
   input: Tensor;
   /** [batchSize] u32 */
   labels: Tensor;

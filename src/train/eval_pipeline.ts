@@ -9,6 +9,7 @@ import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { CIFAR10_MEAN, CIFAR10_STD, type GpuDataset } from "../data/gpu_dataset.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
+import type { ActivationDType } from "../ops/shape.ts";
 import { StepPlan } from "../plan/plan.ts";
 import { BatchSource } from "./batch_source.ts";
 
@@ -20,6 +21,8 @@ export interface EvalPipelineOptions {
   confusion: Tensor;
   /** Where the plan writes its logits, when the caller reads them. */
   logits?: Tensor;
+  /** The activations' element type (default f32; f16 needs shader-f16). */
+  precision?: ActivationDType;
 }
 
 export class EvalPipeline {
@@ -43,12 +46,12 @@ export class EvalPipeline {
     options: EvalPipelineOptions,
   ): Promise<EvalPipeline> {
     const { batchSize, first, metrics, confusion, logits } = options;
-    const input = createTensor(gpu, `evaluation input (batch ${batchSize})`, [
-      batchSize,
-      32,
-      32,
-      3,
-    ]);
+    const input = createTensor(
+      gpu,
+      `evaluation input (batch ${batchSize})`,
+      [batchSize, 32, 32, 3],
+      options.precision ?? "f32",
+    );
     const labels = createTensor(gpu, `evaluation labels (batch ${batchSize})`, [batchSize], "u32");
     const source = await BatchSource.create(gpu, dataset, {
       batchSize,

@@ -12,6 +12,8 @@ import type { KernelPolicy } from "../ops/policy.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
+import type { ActivationDType } from "../ops/shape.ts";
+import { checkPrecision } from "./precision.ts";
 import { ProgressBar, type ProgressOutput } from "./progress.ts";
 
 export interface EvaluationResult {
@@ -72,7 +74,9 @@ export class Evaluator {
     split: CifarSplit,
     batchSize: number,
     policy: KernelPolicy,
+    precision: ActivationDType = "f32",
   ): Promise<Evaluator> {
+    checkPrecision(gpu, precision);
     const classes = weights.architecture.config.classes;
     const dataset = GpuDataset.create(gpu, split, "evaluation images");
     const metrics = createMetrics(gpu, "evaluation metrics");
@@ -89,6 +93,7 @@ export class Evaluator {
         first,
         metrics,
         confusion,
+        precision,
       });
       pipelines.push({ pipeline, batches, batchSize: batch });
     }

@@ -176,6 +176,10 @@ async function runEpochs(
       trainAccuracy: train.correct / train.samples,
       testLoss: test.loss,
       testAccuracy: test.accuracy,
+      ...train.lossScale && {
+        lossScale: train.lossScale.scale,
+        skippedSteps: train.lossScale.skippedSteps,
+      },
       imagesPerSecond: train.samples / trainSeconds,
       elapsedSeconds: elapsedBefore + performance.now() / 1000 - startedAt,
     };
@@ -222,13 +226,23 @@ function diverged(
   return new TrainingDivergedError(`${problem}; ${keep}`);
 }
 
-/** "epoch 2/4  train loss 1.2345 acc 55.10%  test loss 1.1111 acc 60.02%  563 img/s  1:23". */
-function epochLine(label: string, record: EpochRecord): string {
+/**
+ * "epoch 2/4  train loss 1.2345 acc 55.10%  test loss 1.1111 acc 60.02%  563 img/s  1:23", with
+ * "loss scale 32768 (3 steps skipped)" before the rate in f16 training (skipped: since the run
+ * began).
+ */
+export function epochLine(label: string, record: EpochRecord): string {
   const percent = (fraction: number) => `${(fraction * 100).toFixed(2)}%`;
+  const scaling = record.lossScale === undefined ? [] : [
+    `loss scale ${record.lossScale} (${record.skippedSteps} step${
+      record.skippedSteps === 1 ? "" : "s"
+    } skipped)`,
+  ];
   return [
     label,
     `train loss ${record.trainLoss.toFixed(4)} acc ${percent(record.trainAccuracy)}`,
     `test loss ${record.testLoss.toFixed(4)} acc ${percent(record.testAccuracy)}`,
+    ...scaling,
     formatRate(record.imagesPerSecond, "img"),
     `elapsed ${formatDuration(record.elapsedSeconds)}`,
   ].join("  ");

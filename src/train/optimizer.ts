@@ -7,29 +7,44 @@
  * ResNet-152 has 232 MB of parameters), so the update runs one dispatch per chunk of at most that
  * size, each binding sub-ranges of the buffers. Everything is built once: per step the host only
  * writes a small uniform (the scheduled lr and Adam's bias corrections).
+ *
+ * With loss scaling (f16 training, ./loss_scale.ts) the optimizer also owns the loss-scale state:
+ * its dispatches check the gradients for overflow, skip or apply the update on the GPU, and update
+ * the scale. Whether a step was skipped is known only on the GPU, so Adam's step count for its bias
+ * corrections is the state's applied-step count there; `step` stays the count of steps prepared,
+ * which the learning-rate schedule follows (as PyTorch's schedulers step on skipped steps too).
  */
 import { UserError } from "../errors.ts";
-import { readFloat32, STORAGE_ALIGNMENT, STORAGE_USAGE, writeBuffer } from "../gpu/buffer.ts";
+import {
+  readBuffer,
+  readFloat32,
+  STORAGE_ALIGNMENT,
+  STORAGE_USAGE,
+  writeBuffer,
+} from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
-import {
-  type KernelCall,
-  kernelCall,
-  linearGrid,
-  read,
-  readWrite,
-  uniform,
-} from "../gpu/kernel_call.ts";
+import { kernelCall, linearGrid, read, readWrite, uniform } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { byteSize, createTensor, type Tensor } from "../gpu/tensor.ts";
 import type { OptimizerState } from "../model/checkpoint.ts";
+import { LOSS_SCALE_SHAPE } from "../ops/softmax_cross_entropy.ts";
 import { materialize } from "../plan/materialize.ts";
 import { kernels } from "../shaders.ts";
+import {
+  decodeLossScaleState,
+  encodeLossScaleState,
+  initialLossScaleState,
+  type LossScaleConfig,
+  type LossScaleState,
+  lossScaleStateSchema,
+  resolveLossScaleConfig,
+} from "./loss_scale.ts";
 
 const WORKGROUP_SIZE = 256;
 /** Each invocation updates one vec4 (16 bytes). */
 const BYTES_PER_INVOCATION = 16;
-/** The largest per-step uniform (Adam's three f32). */
+/** The largest per-step uniform (Adam's four f32). */
 const STEP_UNIFORM_BYTES = 16;
 
 interface AdamFamilyConfig {
@@ -134,7 +149,10 @@ interface UpdateRule {
   constants: OverrideConstants;
   /** torch.optim's state keys, bound after the params in this order. */
   stateNames: readonly string[];
-  /** The uniform for step `step` (1 for the first, as torch's state["step"]) at rate `lr`. */
+  /**
+   * The uniform for step `step` (1 for the first, as torch's state["step"]) at rate `lr`. With
+   * loss scaling the kernel takes Adam's bias corrections from the GPU's count instead.
+   */
   stepUniform(step: number, lr: number): ArrayBufferView<ArrayBuffer>;
 }
 
@@ -172,6 +190,8 @@ function updateRule(config: ResolvedOptimizerConfig): UpdateRule {
       ONE_MINUS_BETA1: 1 - beta1,
       ONE_MINUS_BETA2: 1 - beta2,
       EPS: config.eps,
+      LN_BETA1: Math.log(beta1),
+      LN_BETA2: Math.log(beta2),
     },
     stateNames: ["exp_avg", "exp_avg_sq"],
     // Folded in f64, then rounded once, as PyTorch passes these to its kernels as Python floats.
@@ -180,6 +200,7 @@ function updateRule(config: ResolvedOptimizerConfig): UpdateRule {
         lr / (1 - beta1 ** step),
         Math.sqrt(1 - beta2 ** step),
         decoupled ? 1 - lr * weightDecay : 1,
+        lr,
       ),
   };
 }
@@ -200,6 +221,8 @@ export interface OptimizerOptions {
    * device allows. Tests force it small to exercise the chunking.
    */
   chunkBytes?: number;
+  /** Dynamic loss scaling (f16 training); omitted settings take GradScaler's defaults. */
+  lossScaling?: LossScaleConfig;
 }
 
 function largestChunk(gpu: Gpu): number {
@@ -249,6 +272,13 @@ export class Optimizer {
   readonly dispatches: readonly Dispatch[];
   /** The state (m and v for Adam, the momentum buffer for SGD), in the arena's layout. */
   readonly stateBuffers: readonly { name: string; buffer: GPUBuffer }[];
+  /**
+   * With loss scaling: the loss-scale state (LOSS_SCALE_SHAPE), which the loss kernel reads its
+   * scale from (crossEntropyTrain's `lossScale`) and these dispatches update.
+   */
+  readonly lossScale?: Tensor;
+  /** `lossScale`, or without loss scaling the stand-in the kernels bind in its place. */
+  readonly #lossScaleBinding: Tensor;
   readonly #gpu: Gpu;
   readonly #rule: UpdateRule;
   readonly #uniform: GPUBuffer;
@@ -262,8 +292,11 @@ export class Optimizer {
     uniform: GPUBuffer,
     stateBuffers: { name: string; buffer: GPUBuffer }[],
     dispatches: readonly Dispatch[],
+    lossScale: { binding: Tensor; scaling: boolean },
   ) {
     this.#gpu = gpu;
+    this.#lossScaleBinding = lossScale.binding;
+    if (lossScale.scaling) this.lossScale = lossScale.binding;
     this.arena = arena;
     this.config = config;
     this.#rule = rule;
@@ -283,6 +316,20 @@ export class Optimizer {
     checkArena(arena);
     const chunkBytes = chunkBytesFor(gpu, options);
     const rule = updateRule(resolved);
+    const scaling = options.lossScaling && resolveLossScaleConfig(options.lossScaling);
+    // Without loss scaling the kernels never read it, but it fills their binding.
+    const lossScale = createTensor(gpu, "loss scale", LOSS_SCALE_SHAPE, "u32");
+    if (scaling) {
+      writeBuffer(gpu, lossScale.buffer, encodeLossScaleState(initialLossScaleState(scaling)));
+    }
+    const scalingConstants: OverrideConstants = scaling
+      ? {
+        LOSS_SCALING: 1,
+        GROWTH_FACTOR: scaling.growthFactor,
+        BACKOFF_FACTOR: scaling.backoffFactor,
+        GROWTH_INTERVAL: scaling.growthInterval,
+      }
+      : {};
     const stepBuffer = gpu.device.createBuffer({
       label: `${resolved.kind} step values`,
       size: STEP_UNIFORM_BYTES,
@@ -297,28 +344,69 @@ export class Optimizer {
     // Bound at its kind's struct size (Adam's and SGD's step values differ).
     const uniformBytes = rule.stepUniform(1, 0).byteLength;
     const stepValues = view(stepBuffer.label, stepBuffer, 0, uniformBytes);
-    const calls: KernelCall[] = [];
+    const chunks: { offset: number; bytes: number; label: string }[] = [];
     for (let offset = 0; offset < arena.size; offset += chunkBytes) {
       const bytes = Math.min(chunkBytes, arena.size - offset);
-      const chunk = `[${offset}, ${offset + bytes})`;
-      const views = (buffer: GPUBuffer) => view(`${buffer.label} ${chunk}`, buffer, offset, bytes);
-      calls.push(kernelCall({
+      chunks.push({ offset, bytes, label: `[${offset}, ${offset + bytes})` });
+    }
+    const grid = (bytes: number) => linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE);
+    const checks = scaling
+      ? chunks.map(({ offset, bytes, label }) =>
+        kernelCall({
+          kernel: kernels.optimizer,
+          entryPoint: "find_non_finite",
+          workgroupSize: WORKGROUP_SIZE,
+          grid: grid(bytes),
+          bindings: [
+            read(view(`${arena.grads.label} ${label}`, arena.grads, offset, bytes)),
+            readWrite(lossScale),
+          ],
+          label: `overflow check ${label}`,
+        })
+      )
+      : [];
+    const updates = chunks.map(({ offset, bytes, label }) => {
+      const views = (buffer: GPUBuffer) => view(`${buffer.label} ${label}`, buffer, offset, bytes);
+      return kernelCall({
         kernel: kernels.optimizer,
         entryPoint: rule.entryPoint,
         workgroupSize: WORKGROUP_SIZE,
-        constants: rule.constants,
-        grid: linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE),
+        constants: { ...rule.constants, ...scalingConstants },
+        grid: grid(bytes),
         bindings: [
           read(views(arena.grads)),
           uniform(stepValues),
+          read(lossScale),
           readWrite(views(arena.params)),
           ...stateBuffers.map(({ buffer }) => readWrite(views(buffer))),
         ],
-        label: `${resolved.kind} ${chunk}`,
-      }));
-    }
-    const { dispatches } = await materialize(gpu, calls, { label: resolved.kind });
-    return new Optimizer(gpu, arena, resolved, rule, stepBuffer, stateBuffers, dispatches);
+        label: `${resolved.kind} ${label}`,
+      });
+    });
+    const scaleUpdate = scaling
+      ? [kernelCall({
+        kernel: kernels.optimizer,
+        entryPoint: "update_scale",
+        workgroupSize: 1,
+        constants: scalingConstants,
+        grid: [1],
+        bindings: [readWrite(lossScale)],
+        label: "loss scale update",
+      })]
+      : [];
+    const { dispatches } = await materialize(gpu, [...checks, ...updates, ...scaleUpdate], {
+      label: resolved.kind,
+    });
+    return new Optimizer(
+      gpu,
+      arena,
+      resolved,
+      rule,
+      stepBuffer,
+      stateBuffers,
+      dispatches,
+      { binding: lossScale, scaling: scaling !== undefined },
+    );
   }
 
   /** Steps taken so far, counting the one prepared: torch's state["step"]. */
@@ -344,13 +432,23 @@ export class Optimizer {
     return this.stateBuffers.length * this.arena.size;
   }
 
+  /** Reads the loss-scale state back after the steps submitted so far (with loss scaling). */
+  async readLossScale(): Promise<LossScaleState | undefined> {
+    if (!this.lossScale) return undefined;
+    const { buffer, offset } = this.lossScale;
+    return decodeLossScaleState(
+      await readBuffer(this.#gpu, buffer, offset, byteSize(this.lossScale)),
+    );
+  }
+
   /** Reads the state back after the steps submitted so far. */
   async exportState(): Promise<OptimizerState> {
     const buffers: Record<string, Float32Array> = {};
     for (const { name, buffer } of this.stateBuffers) {
       buffers[name] = await readFloat32(this.#gpu, buffer, 0, this.arena.size / 4);
     }
-    return { step: this.#step, buffers };
+    const lossScale = await this.readLossScale();
+    return { step: this.#step, buffers, ...lossScale && { lossScale } };
   }
 
   /** Replaces the state with one exported from an optimizer of the same kind and arena size. */
@@ -373,6 +471,20 @@ export class Optimizer {
       }
       writeBuffer(this.#gpu, buffer, values);
     }
+    if (this.lossScale) {
+      if (!state.lossScale) {
+        throw new RangeError(
+          "optimizer: the state has no loss-scale state, which loss scaling needs",
+        );
+      }
+      const lossScale = lossScaleStateSchema.parse(state.lossScale);
+      writeBuffer(
+        this.#gpu,
+        this.lossScale.buffer,
+        encodeLossScaleState(lossScale),
+        this.lossScale.offset,
+      );
+    }
     this.#step = state.step;
   }
 
@@ -380,5 +492,6 @@ export class Optimizer {
   destroy(): void {
     for (const { buffer } of this.stateBuffers) buffer.destroy();
     this.#uniform.destroy();
+    this.#lossScaleBinding.buffer.destroy();
   }
 }

@@ -12,6 +12,8 @@ import type { KernelPolicy } from "../ops/policy.ts";
 import { createMetrics } from "../ops/softmax_cross_entropy.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
+import type { ActivationDType } from "../ops/shape.ts";
+import { checkPrecision } from "./precision.ts";
 
 /** Images per step: enough to amortise the dispatches, few enough to keep activations small. */
 const DEFAULT_MAX_BATCH = 64;
@@ -19,6 +21,8 @@ const DEFAULT_MAX_BATCH = 64;
 export interface PredictorOptions {
   /** The most images per step (default 64); tests make it small to exercise the batching. */
   maxBatch?: number;
+  /** The activations' element type (default f32; f16 needs shader-f16). */
+  precision?: ActivationDType;
 }
 
 export interface ClassProbability {
@@ -70,6 +74,8 @@ export class Predictor {
   ): Promise<Predictor> {
     const count = images.length;
     if (count === 0) throw new RangeError("predict: no images given");
+    const precision = options.precision ?? "f32";
+    checkPrecision(gpu, precision);
     const classes = weights.architecture.config.classes;
     const batch = Math.min(count, options.maxBatch ?? DEFAULT_MAX_BATCH);
     const padded = Math.ceil(count / batch) * batch;
@@ -91,6 +97,7 @@ export class Predictor {
       metrics,
       confusion,
       logits,
+      precision,
     });
     return new Predictor(gpu, count, classes, {
       dataset,

@@ -32,6 +32,10 @@ export const epochRecordSchema = z.object({
   /** Over the whole test set, after the epoch. */
   testLoss: z.number(),
   testAccuracy: z.number(),
+  /** f16 training: the loss scale at the end of the epoch (src/train/loss_scale.ts). */
+  lossScale: z.number().positive().optional(),
+  /** f16 training: steps skipped for an overflow since the run began. */
+  skippedSteps: z.number().int().min(0).optional(),
   /** Training images per second, evaluation not counted. */
   imagesPerSecond: z.number(),
   /** Seconds since the run began, training and evaluation, over every resumed part. */

@@ -8,18 +8,32 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { byteSize, type Tensor } from "../gpu/tensor.ts";
 import { decodeMetrics, type Metrics, METRICS_BYTES } from "../ops/softmax_cross_entropy.ts";
+import { decodeLossScaleState, type LossScaleState } from "./loss_scale.ts";
 
 export interface StepRunnerOptions {
   /** Read the metrics back every this many steps (default 8). */
   readEvery?: number;
+  /** f16 training: the loss-scale state, read back with the metrics (the same copy and map). */
+  lossScale?: Tensor;
 }
+
+/** What one readback holds. */
+export interface StepReadback {
+  metrics: Metrics;
+  /** With loss scaling. */
+  lossScale?: LossScaleState;
+}
+
+/** Where the loss-scale state lies in a staging buffer, after the metrics. */
+const LOSS_SCALE_STAGING_OFFSET = 16;
 
 /** Submits steps and reads the metrics back every `readEvery` steps without stalling the GPU. */
 export class StepRunner {
   readonly #gpu: Gpu;
   readonly #metrics: Tensor;
+  readonly #lossScale?: Tensor;
   readonly #readEvery: number;
   /** Two staging buffers: one being filled by the GPU while the other is read. */
   readonly #staging: GPUBuffer[];
@@ -32,11 +46,15 @@ export class StepRunner {
   constructor(gpu: Gpu, metrics: Tensor, options: StepRunnerOptions = {}) {
     this.#gpu = gpu;
     this.#metrics = metrics;
+    this.#lossScale = options.lossScale;
     this.#readEvery = options.readEvery ?? 8;
+    const size = this.#lossScale
+      ? LOSS_SCALE_STAGING_OFFSET + byteSize(this.#lossScale)
+      : LOSS_SCALE_STAGING_OFFSET;
     this.#staging = [0, 1].map((i) =>
       gpu.device.createBuffer({
         label: `metrics staging ${i}`,
-        size: 16,
+        size,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       })
     );
@@ -78,6 +96,11 @@ export class StepRunner {
           0,
           METRICS_BYTES,
         );
+        if (this.#lossScale) {
+          const { buffer, offset } = this.#lossScale;
+          const bytes = byteSize(this.#lossScale);
+          encoder.copyBufferToBuffer(buffer, offset, staging, LOSS_SCALE_STAGING_OFFSET, bytes);
+        }
       }
     }
     this.#gpu.device.queue.submit([encoder.finish()]);
@@ -86,10 +109,10 @@ export class StepRunner {
 
   /**
    * Starts the readback of the step just submitted, if it has one (on some adapters mapping
-   * waits for the GPU at once). Returns the metrics as of an earlier step when a readback
+   * waits for the GPU at once). Returns the metrics (and loss-scale state) as of an earlier step when a readback
    * completed (at most one read in flight beyond the current one), else undefined.
    */
-  async collect(): Promise<Metrics | undefined> {
+  async collect(): Promise<StepReadback | undefined> {
     const staging = this.#copied;
     if (staging === undefined) throw new Error("StepRunner.collect without a submit");
     this.#copied = undefined;
@@ -106,12 +129,14 @@ export class StepRunner {
     await this.#gpu.device.queue.onSubmittedWorkDone();
   }
 
-  async #take(): Promise<Metrics> {
+  async #take(): Promise<StepReadback> {
     const { buffer, mapped } = this.#pending.shift()!;
     await mapped;
-    const bytes = buffer.getMappedRange(0, METRICS_BYTES).slice(0);
+    const bytes = buffer.getMappedRange().slice(0);
     buffer.unmap();
-    return decodeMetrics(bytes);
+    const metrics = decodeMetrics(bytes);
+    if (!this.#lossScale) return { metrics };
+    return { metrics, lossScale: decodeLossScaleState(bytes, LOSS_SCALE_STAGING_OFFSET) };
   }
 
   destroy(): void {

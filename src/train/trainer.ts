@@ -15,12 +15,15 @@ import {
   resetMetrics,
 } from "../ops/softmax_cross_entropy.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
+import type { ActivationDType } from "../ops/shape.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { StepPlan } from "../plan/plan.ts";
 import { BatchSource } from "./batch_source.ts";
+import type { LossScaleConfig, LossScaleState } from "./loss_scale.ts";
+import { checkPrecision } from "./precision.ts";
 import { Optimizer, type OptimizerConfig } from "./optimizer.ts";
 import type { Schedule } from "./schedule.ts";
-import { StepRunner } from "./step_runner.ts";
+import { type StepReadback, StepRunner } from "./step_runner.ts";
 
 export interface TrainerOptions {
   batchSize: number;
@@ -34,6 +37,18 @@ export interface TrainerOptions {
   readEvery?: number;
   /** Picks the kernel variants of the plan. */
   policy: KernelPolicy;
+  /**
+   * The element type of activations and their gradients (default f32). f16 needs `shader-f16`
+   * and trains with dynamic loss scaling.
+   */
+  precision?: ActivationDType;
+  /** f16 only: loss-scaling settings other than GradScaler's defaults (tests). */
+  lossScaling?: LossScaleConfig;
+}
+
+/** An epoch's metrics, and with loss scaling the scale and skipped-step count at its end. */
+export interface EpochMetrics extends Metrics {
+  lossScale?: LossScaleState;
 }
 
 /** Where an epoch stands: reported after every submitted step, without waiting for the GPU. */
@@ -45,6 +60,8 @@ export interface EpochProgress {
   steps: number;
   /** Metrics summed over the `done` steps; undefined before the first readback. */
   metrics?: Metrics;
+  /** With loss scaling: the state as of the latest readback. */
+  lossScale?: LossScaleState;
 }
 
 /** Raised when the loss stops being finite; the message says what to change. */
@@ -91,7 +108,10 @@ export class Trainer {
     this.batchSize = options.batchSize;
     // Like PyTorch's drop_last: every step sees a full batch, so the plan stays static.
     this.stepsPerEpoch = Math.floor(parts.dataset.count / options.batchSize);
-    this.#runner = new StepRunner(gpu, parts.metrics, { readEvery: options.readEvery });
+    this.#runner = new StepRunner(gpu, parts.metrics, {
+      readEvery: options.readEvery,
+      lossScale: parts.optimizer.lossScale,
+    });
   }
 
   static async create(
@@ -105,9 +125,14 @@ export class Trainer {
         `the training set has ${split.count} images, fewer than one batch of ${options.batchSize}: use a smaller --batch-size`,
       );
     }
+    const precision = options.precision ?? "f32";
+    checkPrecision(gpu, precision);
+    if (options.lossScaling && precision !== "f16") {
+      throw new RangeError("trainer: loss scaling is for f16 training (precision f16)");
+    }
     const dataset = GpuDataset.create(gpu, split, "training images");
     const n = options.batchSize;
-    const input = createTensor(gpu, "training input", [n, 32, 32, 3]);
+    const input = createTensor(gpu, "training input", [n, 32, 32, 3], precision);
     const labels = createTensor(gpu, "training labels", [n], "u32");
     const metrics = createMetrics(gpu, "training metrics");
     const source = await BatchSource.create(gpu, dataset, {
@@ -118,17 +143,19 @@ export class Trainer {
       input,
       labels,
     });
-    const plan = await StepPlan.build(
-      gpu,
-      weights,
-      "train",
-      { input, labels, metrics },
-      options.policy,
-    );
+    // f16 gradients need loss scaling (f32 ones have the range not to).
     const optimizer = await Optimizer.create(
       gpu,
       { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
       options.optimizer,
+      precision === "f16" ? { lossScaling: options.lossScaling ?? {} } : {},
+    );
+    const plan = await StepPlan.build(
+      gpu,
+      weights,
+      "train",
+      { input, labels, metrics, lossScale: optimizer.lossScale },
+      options.policy,
     );
     return new Trainer(gpu, weights, options, {
       dataset,
@@ -164,21 +191,21 @@ export class Trainer {
   async trainEpoch(
     epoch: number,
     onProgress?: (progress: EpochProgress) => void,
-  ): Promise<Metrics> {
+  ): Promise<EpochMetrics> {
     resetMetrics(this.#gpu, this.#metrics);
     this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
     this.#runner.restart();
     const groups = [this.#source.dispatches, this.plan.dispatches, this.optimizer.dispatches];
-    let latest: Metrics | undefined;
+    let latest: StepReadback | undefined;
     for (let step = 0; step < this.stepsPerEpoch; step++) {
       this.#source.prepareBatch(step, this.#options.seed, epoch);
       this.optimizer.prepareStep(this.#options.schedule(this.optimizer.step));
       this.#runner.submit(groups);
       // Reported before any wait, so the first step shows at once.
       onProgress?.(this.#progress(step + 1, latest));
-      const metrics = await this.#runner.collect();
-      if (metrics) {
-        latest = this.#check(metrics, epoch, step + 1);
+      const readback = await this.#runner.collect();
+      if (readback) {
+        latest = { ...readback, metrics: this.#check(readback.metrics, epoch, step + 1) };
         onProgress?.(this.#progress(step + 1, latest));
       }
     }
@@ -188,14 +215,21 @@ export class Trainer {
       epoch,
       this.stepsPerEpoch,
     );
-    onProgress?.(this.#progress(this.stepsPerEpoch, metrics));
-    return metrics;
+    const lossScale = await this.optimizer.readLossScale();
+    onProgress?.(this.#progress(this.stepsPerEpoch, { metrics, lossScale }));
+    return lossScale ? { ...metrics, lossScale } : metrics;
   }
 
-  #progress(submitted: number, metrics: Metrics | undefined): EpochProgress {
+  #progress(submitted: number, readback: StepReadback | undefined): EpochProgress {
     // The metrics count the images of the steps they cover: full batches only.
-    const done = metrics ? metrics.samples / this.batchSize : 0;
-    return { submitted, done, steps: this.stepsPerEpoch, metrics };
+    const done = readback ? readback.metrics.samples / this.batchSize : 0;
+    return {
+      submitted,
+      done,
+      steps: this.stepsPerEpoch,
+      metrics: readback?.metrics,
+      lossScale: readback?.lossScale,
+    };
   }
 
   /** `metrics`, unless its loss is not finite: then training stops. */

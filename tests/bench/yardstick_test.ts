@@ -2,7 +2,7 @@
  * The benchmarks' yardsticks (bench/kernels.ts) compute what they claim, so the GFLOP/s and GB/s
  * they are compared with are of real work: the matrix product (bench/conv2d.ts) against an f64
  * product on the CPU, the copy (bench/batchnorm.ts) element for element, in every tiling the
- * bench uses.
+ * bench uses, and the FMA loop (bench/profile.ts's FLOP/s peak) against its recurrence in f64.
  */
 import assert from "node:assert/strict";
 import { writeBuffer } from "../../src/gpu/buffer.ts";
@@ -13,6 +13,7 @@ import { submitDispatches } from "../../src/gpu/dispatch.ts";
 import { copyCall } from "../../bench/batchnorm.ts";
 import { matmulCalls } from "../../bench/conv2d.ts";
 import { yardsticks } from "../../bench/kernels.ts";
+import { fmaCall } from "../../bench/profile.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
@@ -73,3 +74,29 @@ for (const VECTORS_PER_INVOCATION of [1, 4, 64, 256]) {
     );
   }
 }
+
+gpuTest("fma yardstick: every accumulator runs the recurrence, against an f64 one", async (gpu) => {
+  const invocations = 13; // not a multiple of the workgroup, so the bounds check matters
+  const iterations = 5;
+  // Halves and small integers: every value of the recurrence is exact in f32, fused or not.
+  const a = [0.5, 0.25, 0.5, 1];
+  const b = [1, 2, -1, 0.5];
+  const seeds = Array.from({ length: invocations * 4 }, (_, i) => (i % 7) - 3);
+  const coefficients = f32Tensor(gpu, "coefficients", [2, 4], [...a, ...b]);
+  const sums = f32Tensor(gpu, "sums", [invocations * 4], seeds);
+  const call = fmaCall(coefficients, sums, { iterations, workgroupSize: 8 });
+  assert.equal(call.kernel, yardsticks.fma);
+  assert.equal(call.flops, invocations * iterations * 8 * 4 * 2);
+  await submitCalls(gpu, [call]);
+  const expected = seeds.map((seed, i) => {
+    let sum = 0;
+    for (let accumulator = 0; accumulator < 8; accumulator++) {
+      let x = seed + accumulator;
+      for (let k = 0; k < iterations; k++) x = x * a[i % 4] + b[i % 4];
+      sum += x;
+    }
+    return sum;
+  });
+  assert.deepEqual([...await readTensor(gpu, sums)], expected);
+  for (const tensor of [coefficients, sums]) tensor.buffer.destroy();
+});

@@ -29,7 +29,9 @@ Deno.test({
       fileURLToPath(new URL("../../src/shaders.ts", import.meta.url)),
     );
     const url = `data:text/javascript;base64,${
-      btoa(String.fromCharCode(...new TextEncoder().encode(bundle)))
+      btoa(
+        Array.from(new TextEncoder().encode(bundle), (byte) => String.fromCharCode(byte)).join(""),
+      )
     }`;
     const bundled: { kernels: typeof kernels } = await import(url);
     for (const kernel of Object.values(bundled.kernels)) {

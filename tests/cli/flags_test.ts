@@ -52,6 +52,7 @@ Deno.test("the defaults are the notes' CPU recipe (cpu-adapter.md, 'What real tr
       epochs: values.epochs,
       augment: values.augment,
       limit: values.limit,
+      precision: values.precision,
       data: values.data,
     },
     {
@@ -68,6 +69,7 @@ Deno.test("the defaults are the notes' CPU recipe (cpu-adapter.md, 'What real tr
       epochs: 4,
       augment: true,
       limit: undefined,
+      precision: "f32",
       data: "./data",
     },
   );
@@ -168,6 +170,8 @@ Deno.test("bad values are refused with one line naming the flag, what it takes a
       '--schedule must be one of constant, cosine, one-cycle, got "step"',
     ],
     [["--preset", "paper"], '--preset must be one of book, got "paper"'],
+    [["--precision", "f8"], '--precision must be one of f32, f16, got "f8"'],
+    [["--precision", "bf16"], '--precision must be one of f32, f16, got "bf16"'],
     [["--lr"], "--lr needs a value (see --help)"],
     [["--lr", "--epochs", "3"], "--lr needs a value (see --help)"],
     [["--augment=yes"], "--augment takes no value: give --augment or --no-augment"],
@@ -258,6 +262,23 @@ Deno.test("a recipe survives the trip through a checkpoint's JSON metadata", () 
     assert.deepEqual(trainRecipeSchema.parse(stored), stored);
   }
   assert.throws(() => trainRecipeSchema.parse({ ...parse(trainCommand, []).values, lr: "0.1x" }));
+  // A recipe stored before --precision existed trained in f32, and resumes so.
+  const { precision: _, ...before } = newRunSettings(parse(trainCommand, [])).recipe;
+  assert.equal(trainRecipeSchema.parse(before).precision, "f32");
+  assert.throws(() => trainRecipeSchema.parse({ ...before, precision: "f8" }));
+});
+
+Deno.test("--precision: f32 or f16 for train, eval and predict, f32 by default", () => {
+  const precisionOf = (command: Command<FlagTable>, args: string[]) =>
+    parse(command, args).values.precision;
+  for (const command of [trainCommand, evalCommand, predictCommand] as Command<FlagTable>[]) {
+    assert.equal(precisionOf(command, []), "f32", command.name);
+    assert.equal(precisionOf(command, ["--precision", "f16"]), "f16", command.name);
+    assertUsageError(
+      () => parseCommandLine(command, ["--precision", "half"]),
+      '--precision must be one of f32, f16, got "half"',
+    );
+  }
 });
 
 Deno.test("--help lists every flag with a line of explanation and its default", () => {

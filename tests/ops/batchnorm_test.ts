@@ -21,8 +21,18 @@ import { reluBackward, reluForward } from "../../src/ops/relu.ts";
 import { materialize, submitCalls } from "../../src/plan/materialize.ts";
 import { elementCount } from "../../src/util/shape.ts";
 import { type Arrays, gradCheck } from "../support/gradcheck.ts";
-import { f32Tensor, gpuTest, poisonedTensor, readTensor, u32Tensor } from "../support/gpu.ts";
-import { ELEMENTWISE, REDUCTION } from "../support/tolerances.ts";
+import {
+  activationTensor,
+  f32Tensor,
+  gpuTest,
+  poisonedActivation,
+  poisonedTensor,
+  readTensor,
+  roundTo,
+  u32Tensor,
+} from "../support/gpu.ts";
+import { ELEMENTWISE, F16_STORAGE, REDUCTION } from "../support/tolerances.ts";
+import type { ActivationDType } from "../../src/ops/shape.ts";
 import {
   addBackward as referenceAddBackward,
   addForward as referenceAdd,
@@ -67,14 +77,25 @@ function randomRunning(random: Random, channels: number): Running {
   };
 }
 
-/** x, gamma, beta and (for the residual form) residual, f32-representable. */
-function randomInputs(random: Random, shape: Shape, form: Form, mean = 0): Arrays {
+/**
+ * x, gamma, beta and (for the residual form) residual, f32-representable; the activations (x,
+ * residual) representable in `dtype`, so the reference sees what an f16 tensor holds.
+ */
+function randomInputs(
+  random: Random,
+  shape: Shape,
+  form: Form,
+  mean = 0,
+  dtype: ActivationDType = "f32",
+): Arrays {
   const inputs: Arrays = {
-    x: f32Array(count(shape), () => mean + random.uniform(-2, 2)),
+    x: roundTo(f32Array(count(shape), () => mean + random.uniform(-2, 2)), dtype),
     gamma: f32Array(shape[3], () => random.uniform(0.5, 1.5)),
     beta: f32Array(shape[3], () => random.uniform(-0.5, 0.5)),
   };
-  if (hasResidual(form)) inputs.residual = f32Array(count(shape), () => random.uniform(-1, 1));
+  if (hasResidual(form)) {
+    inputs.residual = roundTo(f32Array(count(shape), () => random.uniform(-1, 1)), dtype);
+  }
   return inputs;
 }
 
@@ -197,7 +218,10 @@ interface GpuResult {
   numBatchesTracked: number;
 }
 
-/** One training forward and its backward in one submit. */
+/**
+ * One training forward and its backward in one submit, on activations (x, residual, y and their
+ * gradients) of `dtype`; parameters, statistics and their gradients are f32 either way.
+ */
 async function trainStep(
   gpu: Gpu,
   variant: BatchNormVariant,
@@ -206,17 +230,18 @@ async function trainStep(
   inputs: Arrays,
   running: Running,
   dy: Float64Array,
+  dtype: ActivationDType = "f32",
 ): Promise<GpuResult> {
   const { params, saved } = gpuParams(gpu, inputs, running);
-  const x = f32Tensor(gpu, "x", shape, inputs.x);
+  const x = activationTensor(gpu, "x", shape, inputs.x, dtype);
   const residual = hasResidual(form)
-    ? f32Tensor(gpu, "residual", shape, inputs.residual)
+    ? activationTensor(gpu, "residual", shape, inputs.residual, dtype)
     : undefined;
-  const y = poisonedTensor(gpu, "y", shape);
-  const dx = poisonedTensor(gpu, "dx", shape);
+  const y = poisonedActivation(gpu, "y", shape, dtype);
+  const dx = poisonedActivation(gpu, "dx", shape, dtype);
   const dgamma = poisonedTensor(gpu, "dgamma", [shape[3]]);
   const dbeta = poisonedTensor(gpu, "dbeta", [shape[3]]);
-  const dResidual = residual ? poisonedTensor(gpu, "dresidual", shape) : undefined;
+  const dResidual = residual ? poisonedActivation(gpu, "dresidual", shape, dtype) : undefined;
   const activation = activationOf(form);
   const policy = forcing(variant);
   await submitPoisoned(gpu, [
@@ -225,7 +250,7 @@ async function trainStep(
       {
         x,
         y,
-        dy: f32Tensor(gpu, "dy", shape, dy),
+        dy: activationTensor(gpu, "dy", shape, dy, dtype),
         dx,
         dgamma,
         dbeta,
@@ -254,6 +279,7 @@ async function trainStep(
   };
 }
 
+/** The f32 statistics, to REDUCTION whatever the activations' type: they are f32 sums. */
 function assertStatistics(
   name: string,
   actual: GpuResult,
@@ -279,14 +305,26 @@ const SMALL_SHAPES: Shape[] = [
   [1, 5, 5, 12],
 ];
 
+/**
+ * f16 activations on a subset: scalar bindings with batch 1 (3 channels), vec4 bindings with an
+ * odd vector count and batch 1 (12 channels), and a partial row block ([3, 4, 4, 8]).
+ */
+const F16_SHAPES: Shape[] = [[1, 5, 5, 3], [3, 4, 4, 8], [1, 5, 5, 12]];
+
+const GRADIENT_CHECKS = [
+  ...SMALL_SHAPES.map((shape) => ({ shape, dtype: "f32" as const })),
+  ...F16_SHAPES.map((shape) => ({ shape, dtype: "f16" as const })),
+];
+
 for (const variant of BATCH_NORM_VARIANTS) {
-  for (const shape of SMALL_SHAPES) {
+  for (const { shape, dtype } of GRADIENT_CHECKS) {
     for (const form of FORMS) {
-      gpuTest(`batch norm (${variant}): gradient check of ${form} on [${shape}]`, async (gpu) => {
-        const name = `${form} [${shape}] ${variant}`;
+      const title = `batch norm (${variant}): gradient check of ${form} on [${shape}] ${dtype}`;
+      gpuTest(title, async (gpu) => {
+        const name = `${form} [${shape}] ${variant} ${dtype}`;
         const random = new Random(count(shape) + FORMS.indexOf(form));
         const running = randomRunning(random, shape[3]);
-        const inputs = randomInputs(random, shape, form);
+        const inputs = randomInputs(random, shape, form, 0, dtype);
         let result: GpuResult | undefined;
         await gradCheck({
           name,
@@ -295,9 +333,12 @@ for (const variant of BATCH_NORM_VARIANTS) {
             forward: (inputs) => referenceForward(inputs, running, shape, form).y,
             backward: (inputs, dy) => referenceBackward(inputs, running, shape, form, dy),
           },
-          tolerance: REDUCTION,
+          // f16: y, dx and dresidual are each rounded to f16 once after f32 arithmetic on the
+          // same (rounded) inputs the reference gets; dgamma and dbeta are f32 sums.
+          tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
+          activations: dtype,
           async gpu(inputs, dy) {
-            result = await trainStep(gpu, variant, shape, form, inputs, running, dy);
+            result = await trainStep(gpu, variant, shape, form, inputs, running, dy, dtype);
             return result;
           },
         });
@@ -322,15 +363,18 @@ async function compareWithReference(
   shape: Shape,
   form: Form,
   mean = 0,
+  dtype: ActivationDType = "f32",
 ): Promise<void> {
-  const name = `${form} [${shape}] ${variant}`;
+  const name = `${form} [${shape}] ${variant} ${dtype}`;
   const random = new Random(count(shape));
   const running = randomRunning(random, shape[3]);
-  const inputs = randomInputs(random, shape, form, mean);
-  const dy = f32Array(count(shape), () => random.uniform(-1, 1));
+  const inputs = randomInputs(random, shape, form, mean, dtype);
+  const dy = roundTo(f32Array(count(shape), () => random.uniform(-1, 1)), dtype);
   const expected = referenceForward(inputs, running, shape, form);
-  const actual = await trainStep(gpu, variant, shape, form, inputs, running, dy);
-  assertAllClose(actual.y, expected.y, REDUCTION, `${name}: forward`);
+  const actual = await trainStep(gpu, variant, shape, form, inputs, running, dy, dtype);
+  // f16: y and dx are rounded to f16 once; the statistics, dgamma and dbeta are f32 sums.
+  const tolerance = dtype === "f16" ? F16_STORAGE : REDUCTION;
+  assertAllClose(actual.y, expected.y, tolerance, `${name}: forward`);
   assertStatistics(name, actual, expected.bn);
   const mask = Array.from(actual.y, (value) => value > 0);
   expected.preActivation.forEach((value, index) => {
@@ -340,7 +384,7 @@ async function compareWithReference(
   });
   const gradients = referenceBackward(inputs, running, shape, form, dy, mask);
   for (const [input, gradient] of Object.entries(gradients)) {
-    assertAllClose(actual.grads[input], gradient, REDUCTION, `${name}: d${input}`);
+    assertAllClose(actual.grads[input], gradient, tolerance, `${name}: d${input}`);
   }
 }
 
@@ -357,6 +401,14 @@ for (const variant of BATCH_NORM_VARIANTS) {
     gpuTest(
       `batch norm (${variant}): ${form} on [${shape}] matches the reference`,
       (gpu) => compareWithReference(gpu, variant, shape, form),
+    );
+  }
+  for (
+    const [shape, form] of [[[16, 4, 4, 32], "bn+add+relu"], [[2, 8, 8, 256], "bn+relu"]] as const
+  ) {
+    gpuTest(
+      `batch norm (${variant}): ${form} on [${shape}] f16 matches the reference`,
+      (gpu) => compareWithReference(gpu, variant, [...shape], form, 0, "f16"),
     );
   }
 }
@@ -479,39 +531,44 @@ for (const variant of BATCH_NORM_VARIANTS) {
 
 for (const variant of BATCH_NORM_VARIANTS) {
   for (
-    const [shape, form] of [[[3, 7, 7, 5], "bn+add+relu"], [[2, 4, 4, 64], "bn+relu"], [
-      [1, 5, 5, 3],
-      "bn",
-    ]] as [Shape, Form][]
+    const [shape, form, dtype] of [
+      [[3, 7, 7, 5], "bn+add+relu", "f32"],
+      [[2, 4, 4, 64], "bn+relu", "f32"],
+      [[1, 5, 5, 3], "bn", "f32"],
+      [[3, 7, 7, 5], "bn+add+relu", "f16"],
+      [[2, 4, 4, 12], "bn+add+relu", "f16"],
+    ] as [Shape, Form, ActivationDType][]
   ) {
-    gpuTest(`batch norm (${variant}): eval ${form} on [${shape}] matches the reference`, async (
-      gpu,
-    ) => {
+    const title =
+      `batch norm (${variant}): eval ${form} on [${shape}] ${dtype} matches the reference`;
+    gpuTest(title, async (gpu) => {
       const random = new Random(count(shape));
-      const inputs = randomInputs(random, shape, form);
+      const inputs = randomInputs(random, shape, form, 0, dtype);
       const running = randomRunning(random, shape[3]);
       let expected = referenceEvalForward(inputs.x, affineOf(inputs), running, nhwcOf(shape));
       if (hasResidual(form)) expected = referenceAdd(expected, inputs.residual);
       if (activationOf(form) === "relu") expected = referenceRelu(expected);
 
       const { params } = gpuParams(gpu, inputs, running);
-      const y = poisonedTensor(gpu, "y", shape);
+      const y = poisonedActivation(gpu, "y", shape, dtype);
       await submitCalls(
         gpu,
         batchNormEvalForward(
           {
-            x: f32Tensor(gpu, "x", shape, inputs.x),
+            x: activationTensor(gpu, "x", shape, inputs.x, dtype),
             y,
             params,
             residual: hasResidual(form)
-              ? f32Tensor(gpu, "residual", shape, inputs.residual)
+              ? activationTensor(gpu, "residual", shape, inputs.residual, dtype)
               : undefined,
           },
           { activation: activationOf(form) },
           forcing(variant),
         ),
       );
-      assertAllClose(await readTensor(gpu, y), expected, ELEMENTWISE, `eval ${form} [${shape}]`);
+      // f16: y is rounded to f16 once.
+      const tolerance = dtype === "f16" ? F16_STORAGE : ELEMENTWISE;
+      assertAllClose(await readTensor(gpu, y), expected, tolerance, `eval ${form} [${shape}]`);
       // Eval leaves the running statistics alone.
       assert.deepEqual(
         Array.from(await readTensor(gpu, params.runningVar)),

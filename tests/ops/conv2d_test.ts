@@ -11,11 +11,19 @@ import {
   type Conv2dVariant,
 } from "../../src/ops/conv2d.ts";
 import { KERNEL_FAMILIES, KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
-import { ShapeError } from "../../src/ops/shape.ts";
+import { type ActivationDType, ShapeError } from "../../src/ops/shape.ts";
 import { materialize, submitCalls } from "../../src/plan/materialize.ts";
 import { gradCheck } from "../support/gradcheck.ts";
-import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
-import { REDUCTION } from "../support/tolerances.ts";
+import {
+  activationTensor,
+  f32Tensor,
+  gpuTest,
+  poisonedActivation,
+  poisonedTensor,
+  readTensor,
+  roundTo,
+} from "../support/gpu.ts";
+import { F16_STORAGE, REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import {
   conv2dBackward as referenceBackward,
@@ -24,12 +32,21 @@ import {
 } from "../support/reference/conv2d.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
 
-const VARIANTS: Conv2dVariant[] = ["blocked", "tiled"];
+const VARIANTS: Conv2dVariant[] = [
+  "blocked",
+  "blocked_texture",
+  "tiled",
+  "pipelined64",
+  "pipelined128",
+];
 
 /** The kernel (src/shaders.ts name) each variant's forward and backward calls run. */
 const VARIANT_KERNEL: Record<Conv2dVariant, string> = {
   blocked: "conv2d_blocked",
+  blocked_texture: "conv2d_texture",
   tiled: "conv2d_tiled",
+  pipelined64: "conv2d_pipelined",
+  pipelined128: "conv2d_pipelined",
 };
 
 interface Conv2dCase {
@@ -51,28 +68,41 @@ function referenceShape(c: Conv2dCase): Conv2dShape {
   return { n: c.n, h: c.h, w: c.w, cin: c.cin, cout: c.cout, k, stride, pad };
 }
 
-/** Random x and He-scaled weights, f32-representable. */
-function randomInputs(c: Conv2dCase) {
+/**
+ * Random x and He-scaled weights, f32-representable; x rounded to `dtype`, the activations'
+ * element type (weights are f32 either way), so the reference sees what the GPU holds.
+ */
+function randomInputs(c: Conv2dCase, dtype: ActivationDType = "f32") {
   const random = new Random(c.n * 1000 + c.h * 100 + c.cin * 10 + c.cout);
   const k = c.config.kernelSize;
   const bound = Math.sqrt(6 / (k * k * c.cin));
   return {
-    x: f32Array(c.n * c.h * c.w * c.cin, () => random.uniform(-1, 1)),
+    x: roundTo(f32Array(c.n * c.h * c.w * c.cin, () => random.uniform(-1, 1)), dtype),
     weight: f32Array(c.cout * k * k * c.cin, () => random.uniform(-bound, bound)),
   };
 }
 
-/** Every conv call (all but the split reduction) runs `variant`'s kernel. */
+/** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
+const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture"];
+
+/** Every conv call (all but the helpers) runs `variant`'s kernel. */
 function assertVariant(calls: readonly KernelCall[], variant: Conv2dVariant, what: string): void {
   for (const call of calls) {
-    if (call.entryPoint === "reduce_splits") continue;
+    if (HELPER_ENTRY_POINTS.includes(call.entryPoint)) continue;
     assert.equal(call.kernel.name, VARIANT_KERNEL[variant], `${what}: ${call.label}`);
   }
 }
 
+/** The variants that can run `c`: blocked_texture needs channels in multiples of 4. */
+function variantsFor(c: Pick<Conv2dCase, "cin" | "cout">): Conv2dVariant[] {
+  const texels = c.cin % 4 === 0 && c.cout % 4 === 0;
+  return VARIANTS.filter((variant) => variant !== "blocked_texture" || texels);
+}
+
 /**
- * Runs forward and backward on the GPU under `policy`, in one submit; dx and dweight start as
- * NaN. Returns the calls too, to check what the policy chose.
+ * Runs forward and backward on the GPU under `policy`, in one submit, with x, y, dy and dx of
+ * element type `dtype`; y, dx and dweight start as NaN. Returns the calls too, to check what the
+ * policy chose.
  */
 async function runGpu(
   gpu: Gpu,
@@ -80,14 +110,15 @@ async function runGpu(
   policy: KernelPolicy,
   inputs: { x: Float64Array; weight: Float64Array },
   dy: Float64Array,
+  dtype: ActivationDType = "f32",
 ) {
   const k = c.config.kernelSize;
   const yShape = conv2dOutputShape([c.n, c.h, c.w, c.cin], c.cout, c.config);
-  const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
+  const x = activationTensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x, dtype);
   const weight = f32Tensor(gpu, "weight", [c.cout, k, k, c.cin], inputs.weight);
-  const y = poisonedTensor(gpu, "y", yShape);
-  const dyTensor = f32Tensor(gpu, "dy", yShape, dy);
-  const dx = poisonedTensor(gpu, "dx", x.shape);
+  const y = poisonedActivation(gpu, "y", yShape, dtype);
+  const dyTensor = activationTensor(gpu, "dy", yShape, dy, dtype);
+  const dx = poisonedActivation(gpu, "dx", x.shape, dtype);
   const dweight = poisonedTensor(gpu, "dweight", weight.shape);
   const { config } = c;
   const calls = [
@@ -105,9 +136,10 @@ async function runGpu(
 }
 
 // Odd shapes: batch 1 and 3, 5x5 and 7x7 (stride 2 included), channels 3, 5 and 17 (the
-// scalar path, and blocks overhanging the last channel), 8 and 20 (the vec4 path with a partial
-// block), both kernel sizes. Every variant gets the harness's full check, finite differences
-// of the reference included.
+// scalar path, and blocks overhanging the last channel), 8, 12 and 20 (the vec4 path with a
+// partial block), both kernel sizes, 1x1 stride 1 on both paths (pipelined's plain product). Every variant gets the harness's full check, finite differences
+// of the reference included, on f32 and on f16 activations (x, y, dy, dx; the f16 build of the
+// kernels), where the GPU rounds y and dx to f16 once and dweight not at all.
 const ODD_CASES: Conv2dCase[] = [
   { n: 1, h: 5, w: 5, cin: 3, cout: 5, config: { kernelSize: 3, stride: 2, padding: 1 } },
   { n: 3, h: 7, w: 7, cin: 5, cout: 17, config: { kernelSize: 3, stride: 1, padding: 1 } },
@@ -116,31 +148,42 @@ const ODD_CASES: Conv2dCase[] = [
   { n: 3, h: 5, w: 5, cin: 3, cout: 17, config: { kernelSize: 1, stride: 1, padding: 0 } },
   { n: 3, h: 5, w: 7, cin: 8, cout: 20, config: { kernelSize: 3, stride: 2, padding: 1 } },
   { n: 1, h: 7, w: 7, cin: 20, cout: 8, config: { kernelSize: 3, stride: 1, padding: 0 } },
+  { n: 1, h: 5, w: 7, cin: 12, cout: 8, config: { kernelSize: 1, stride: 1, padding: 0 } },
 ];
 
 for (const c of ODD_CASES) {
-  for (const variant of VARIANTS) {
-    gpuTest(`conv2d ${variant}: gradient check on ${describe(c)}`, async (gpu) => {
-      const shape = referenceShape(c);
-      await gradCheck({
-        name: `conv2d ${variant} ${describe(c)}`,
-        inputs: randomInputs(c),
-        reference: {
-          forward: ({ x, weight }) => referenceForward(x, weight, shape),
-          backward: ({ x, weight }, dy) => {
-            const { dx, dweight } = referenceBackward(x, weight, dy, shape);
-            return { x: dx, weight: dweight };
+  for (const variant of variantsFor(c)) {
+    for (const dtype of ["f32", "f16"] as const) {
+      gpuTest(`conv2d ${variant}: gradient check on ${describe(c)}, ${dtype}`, async (gpu) => {
+        const shape = referenceShape(c);
+        await gradCheck({
+          name: `conv2d ${variant} ${describe(c)} ${dtype}`,
+          inputs: randomInputs(c, dtype),
+          reference: {
+            forward: ({ x, weight }) => referenceForward(x, weight, shape),
+            backward: ({ x, weight }, dy) => {
+              const { dx, dweight } = referenceBackward(x, weight, dy, shape);
+              return { x: dx, weight: dweight };
+            },
           },
-        },
-        tolerance: REDUCTION,
-        gpu: async (inputs, dy) => {
-          const policy = KernelPolicy.forcing("conv2d", variant);
-          const result = await runGpu(gpu, c, policy, inputs, dy);
-          assertVariant(result.calls, variant, `conv2d ${variant} ${describe(c)}`);
-          return result;
-        },
+          tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
+          activations: dtype,
+          gpu: async (inputs, dy) => {
+            const policy = KernelPolicy.forcing("conv2d", variant);
+            const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
+            assertVariant(result.calls, variant, `conv2d ${variant} ${describe(c)}`);
+            assert.ok(
+              result.calls.every((call) =>
+                HELPER_ENTRY_POINTS.includes(call.entryPoint) ||
+                call.kernel.build === (dtype === "f16" ? "f16" : undefined)
+              ),
+              `conv2d ${variant} ${describe(c)}: the ${dtype} build`,
+            );
+            return result;
+          },
+        });
       });
-    });
+    }
   }
 }
 
@@ -165,7 +208,7 @@ for (const c of RESNET_CASES) {
     const random = new Random(7);
     const dy = f32Array(y.length, () => random.uniform(-1, 1));
     const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
-    for (const variant of VARIANTS) {
+    for (const variant of variantsFor(c)) {
       const policy = KernelPolicy.forcing("conv2d", variant);
       const actual = await runGpu(gpu, c, policy, inputs, dy);
       const what = `conv2d ${variant} ${describe(c)}`;
@@ -213,17 +256,20 @@ gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu)
     );
     assert.deepEqual(Object.values(policy.choices().choices), ["tiled"]);
   }
-  // Forcing blocked on them is the policy's error, raised when the calls are planned.
-  const blocked = KernelPolicy.forcing("conv2d", "blocked");
-  throws(
-    () => conv2dForward({ x, weight, y }, c.config, blocked),
-    (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
-  );
-  throws(
-    () => conv2dBackward({ x, weight, dy: dyDesc, dx, dweight }, c.config, blocked),
-    (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
-  );
-  await rejects(runGpu(gpu, c, blocked, inputs, dy), KernelPolicyError);
+  // Forcing blocked or pipelined (they bind vec4 views) on them is the policy's error, raised
+  // when the calls are planned.
+  for (const variant of ["blocked", "pipelined64", "pipelined128"] as const) {
+    const forced = KernelPolicy.forcing("conv2d", variant);
+    throws(
+      () => conv2dForward({ x, weight, y }, c.config, forced),
+      (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
+    );
+    throws(
+      () => conv2dBackward({ x, weight, dy: dyDesc, dx, dweight }, c.config, forced),
+      (error) => error instanceof KernelPolicyError && /at least 4 elements/.test(error.message),
+    );
+    await rejects(runGpu(gpu, c, forced, inputs, dy), KernelPolicyError);
+  }
 });
 
 gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
@@ -240,7 +286,7 @@ gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
   const random = new Random(3);
   const dy = f32Array(c.n * c.h * c.w * c.cout, () => random.uniform(-1, 1));
   const expected = referenceBackward(inputs.x, inputs.weight, dy, shape).dweight;
-  for (const variant of VARIANTS) {
+  for (const variant of variantsFor(c)) {
     const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
     const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
     const dyTensor = f32Tensor(gpu, "dy", [c.n, c.h, c.w, c.cout], dy);
@@ -270,17 +316,18 @@ function weightGradientCalls(calls: readonly KernelCall[]) {
 
 // The weight gradient of a layer with many output pixels is summed in ranges into partial sums
 // (a workspace the op names and the allocator gives storage), then reduced; this layer is split
-// by both variants. Its gradients must be those of the unsplit sum.
-for (const variant of VARIANTS) {
+// by every variant that runs it. Its gradients must be those of the unsplit sum.
+const SPLIT_CASE: Conv2dCase = {
+  n: 16,
+  h: 32,
+  w: 32,
+  cin: 3,
+  cout: 8,
+  config: { kernelSize: 3, stride: 1, padding: 1 },
+};
+for (const variant of variantsFor(SPLIT_CASE)) {
   gpuTest(`conv2d ${variant}: a split weight gradient goes through a workspace`, async (gpu) => {
-    const c: Conv2dCase = {
-      n: 16,
-      h: 32,
-      w: 32,
-      cin: 3,
-      cout: 8,
-      config: { kernelSize: 3, stride: 1, padding: 1 },
-    };
+    const c = SPLIT_CASE;
     const what = `conv2d ${variant} ${describe(c)}`;
     const shape = referenceShape(c);
     const inputs = randomInputs(c);
@@ -340,6 +387,107 @@ for (const variant of VARIANTS) {
   });
 }
 
+// blocked_texture reads its operands from rgba32float textures that to_texture calls fill first,
+// each input once (dy serves both backward passes); the textures are transient tensors, placed
+// in texture slots that only textures of the same size share. This layer's weight gradient is
+// split, as SPLIT_CASE's, with channels blocked_texture can run.
+gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) => {
+  const c: Conv2dCase = { ...SPLIT_CASE, cin: 4 };
+  const what = `conv2d blocked_texture ${describe(c)}`;
+  const shape = referenceShape(c);
+  const inputs = randomInputs(c);
+  const yShape = conv2dOutputShape([c.n, c.h, c.w, c.cin], c.cout, c.config);
+  const random = new Random(11);
+  const dyValues = f32Array(yShape.reduce((a, b) => a * b), () => random.uniform(-1, 1));
+  const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
+  const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
+  const y = poisonedTensor(gpu, "y", yShape);
+  const dy = f32Tensor(gpu, "dy", yShape, dyValues);
+  const dx = poisonedTensor(gpu, "dx", x.shape);
+  const dweight = poisonedTensor(gpu, "dweight", weight.shape);
+  const policy = KernelPolicy.forcing("conv2d", "blocked_texture");
+  const forward = conv2dForward({ x, weight, y }, c.config, policy);
+  const backward = conv2dBackward({ x, weight, dy, dx, dweight }, c.config, policy);
+  assertVariant([...forward, ...backward], "blocked_texture", what);
+  assert.deepEqual(forward.map((call) => call.entryPoint), ["to_texture", "to_texture", "forward"]);
+  assert.deepEqual(
+    backward.map((call) => call.entryPoint),
+    [
+      "to_texture",
+      "to_texture",
+      "to_texture",
+      "backward_input",
+      "backward_weight",
+      "reduce_splits",
+    ],
+  );
+  // Each staging call reads a buffer and writes a texture that a conv call then reads.
+  const staged = (calls: KernelCall[]) =>
+    calls.filter((call) => call.entryPoint === "to_texture").map(
+      ({ bindings: [source, texels] }) => {
+        assert.equal(source.access, "read", what);
+        assert.equal(texels.access, "storage_texture", what);
+        return [source.tensor, texels.tensor];
+      },
+    );
+  const conv = (calls: KernelCall[], entryPoint: string) =>
+    calls.find((call) => call.entryPoint === entryPoint)!.bindings.map((b) => [b.tensor, b.access]);
+  const [[, xForward], [, weightForward]] = staged(forward);
+  const [[dySource, dyTexels], [weightSource, weightTexels], [xSource, xTexels]] = staged(backward);
+  assert.deepEqual([dySource, weightSource, xSource], [dy, weight, x], what);
+  assert.deepEqual(conv(forward, "forward"), [
+    [xForward, "texture"],
+    [weightForward, "texture"],
+    [y, "write"],
+  ]);
+  assert.deepEqual(conv(backward, "backward_input"), [
+    [dyTexels, "texture"],
+    [weightTexels, "texture"],
+    [dx, "write"],
+  ]);
+  assert.equal(conv(backward, "backward_weight")[1][0], dyTexels, `${what}: dy staged once`);
+  assert.deepEqual(conv(backward, "backward_weight")[0], [xTexels, "texture"], what);
+  // Five textures of three sizes: backward's reuse forward's slots of their size.
+  const materialized = await materialize(gpu, [...forward, ...backward], { label: what });
+  const textureSlots = materialized.allocation.slots.filter((slot) => slot.texture);
+  assert.deepEqual(
+    textureSlots.map((slot) => slot.texture),
+    [[8192, 2], [128, 1], [8192, 4]],
+    `${what}: x (16384 texels), weight (72) and dy (32768)`,
+  );
+  submitDispatches(gpu, materialized.dispatches);
+  materialized.destroy();
+  const expected = referenceBackward(inputs.x, inputs.weight, dyValues, shape);
+  const expectedY = referenceForward(inputs.x, inputs.weight, shape);
+  assertAllClose(await readTensor(gpu, y), expectedY, REDUCTION, `${what}: y`);
+  assertAllClose(await readTensor(gpu, dx), expected.dx, REDUCTION, `${what}: dx`);
+  assertAllClose(await readTensor(gpu, dweight), expected.dweight, REDUCTION, `${what}: dweight`);
+  for (const tensor of [x, weight, y, dy, dx, dweight]) tensor.buffer.destroy();
+});
+
+// Layers blocked_texture cannot run: channels not in multiples of 4 (the stem), and tensors past
+// 8192 x 8192 texels. Forcing it is the policy's error; the CPU rules run blocked instead.
+Deno.test("conv2d blocked_texture: unsupported layers fall back to blocked", () => {
+  const config: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
+  const cases = [
+    { x: [2, 8, 8, 3], cout: 8, reason: /channels in multiples of 4/ },
+    { x: [2, 8, 8, 8], cout: 6, reason: /channels in multiples of 4/ },
+    { x: [1024, 256, 256, 16], cout: 16, reason: /at most 8192² texels/ },
+  ];
+  for (const { x: xShape, cout, reason } of cases) {
+    const x = tensorDesc("x", xShape);
+    const weight = tensorDesc("weight", [cout, 3, 3, xShape[3]]);
+    const y = tensorDesc("y", conv2dOutputShape(xShape, cout, config));
+    throws(
+      () =>
+        conv2dForward({ x, weight, y }, config, KernelPolicy.forcing("conv2d", "blocked_texture")),
+      (error) => error instanceof KernelPolicyError && reason.test(error.message),
+    );
+    const policy = new KernelPolicy({ family: "cpu" });
+    assertVariant(conv2dForward({ x, weight, y }, config, policy), "blocked", `[${xShape}]`);
+  }
+});
+
 Deno.test("conv2d: a small weight gradient is not split and needs no workspace", () => {
   // 9 output pixels: a single range for either variant, written straight into dweight.
   const config: Conv2dConfig = { kernelSize: 3, stride: 2, padding: 1 };
@@ -348,7 +496,7 @@ Deno.test("conv2d: a small weight gradient is not split and needs no workspace",
   const dy = tensorDesc("dy", conv2dOutputShape(x.shape, 5, config));
   const dx = tensorDesc("dx", x.shape);
   const dweight = tensorDesc("dweight", weight.shape);
-  for (const variant of VARIANTS) {
+  for (const variant of variantsFor({ cin: 3, cout: 5 })) {
     const calls = conv2dBackward(
       { x, weight, dy, dx, dweight },
       config,
@@ -424,6 +572,48 @@ Deno.test("conv2d: unsupported parameters and mismatched shapes are rejected", (
       ShapeError,
     );
   }
+  // f16 activations: y, dy and dx must be f16 like x, the weight and dweight f32.
+  const half = (label: string, shape: number[]) => tensorDesc(label, shape, "f16");
+  const x16 = half("x", [1, 4, 4, 3]);
+  const y16 = half("y", [1, 4, 4, 8]);
+  const policy = KernelPolicy.forcing("conv2d", "tiled");
+  assert.equal(conv2dForward({ x: x16, weight, y: y16 }, config, policy).length, 1);
+  throws(
+    () => conv2dForward({ x: x16, weight, y: dy }, config, policy),
+    (error) =>
+      error instanceof ShapeError && /y holds f32 elements, expected f16$/.test(error.message),
+  );
+  throws(
+    () => conv2dForward({ x: x16, weight: half("weight", [8, 3, 3, 3]), y: y16 }, config, policy),
+    (error) =>
+      error instanceof ShapeError && /weight holds f16 elements, expected f32$/.test(error.message),
+  );
+  throws(
+    () => conv2dBackward({ x: x16, weight, dy, dweight }, config, policy),
+    (error) =>
+      error instanceof ShapeError && /dy holds f32 elements, expected f16$/.test(error.message),
+  );
+  throws(
+    () =>
+      conv2dBackward(
+        { x: x16, weight, dy: y16, dx: tensorDesc("dx", [1, 4, 4, 3]), dweight },
+        config,
+        policy,
+      ),
+    (error) =>
+      error instanceof ShapeError && /dx holds f32 elements, expected f16$/.test(error.message),
+  );
+  throws(
+    () =>
+      conv2dBackward(
+        { x: x16, weight, dy: y16, dweight: half("dweight", [8, 3, 3, 3]) },
+        config,
+        policy,
+      ),
+    (error) =>
+      error instanceof ShapeError &&
+      /dweight holds f16 elements, expected f32$/.test(error.message),
+  );
   // The old check that a workspace smaller than conv2dWorkspaceSize was refused has no object
   // now (the op names its own workspace); "a split weight gradient goes through a workspace"
   // checks the split and its workspace instead.

@@ -21,7 +21,9 @@ import {
 } from "../../src/ops/input_batch.ts";
 import { ShapeError } from "../../src/ops/shape.ts";
 import { BatchSource } from "../../src/train/batch_source.ts";
-import { gpuTest, poisonedTensor, readTensor, u32Tensor } from "../support/gpu.ts";
+import { gpuTest, poisonedActivation, readTensor, u32Tensor } from "../support/gpu.ts";
+import { F16_STORAGE } from "../support/tolerances.ts";
+import type { ActivationDType } from "../../src/ops/shape.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import { Random } from "../support/reference/random.ts";
 
@@ -86,10 +88,11 @@ function referenceBatch(split: CifarSplit, request: BatchRequest) {
 async function gpuBatches(
   gpu: Gpu,
   split: CifarSplit,
-  options: { batchSize: number; augment: boolean } & GpuDatasetOptions,
+  options: { batchSize: number; augment: boolean; dtype?: ActivationDType } & GpuDatasetOptions,
 ) {
   const dataset = GpuDataset.create(gpu, split, "test split", options);
-  const input = poisonedTensor(gpu, "input", [options.batchSize, SIZE, SIZE, 3]);
+  const inputShape = [options.batchSize, SIZE, SIZE, 3];
+  const input = poisonedActivation(gpu, "input", inputShape, options.dtype ?? "f32");
   const labels = u32Tensor(gpu, "labels", [options.batchSize], [
     ...new Array(options.batchSize).fill(0xffffffff),
   ]);
@@ -121,48 +124,57 @@ const BATCH_SIZE = 5;
 // 15..19) spans both; the limit is not a multiple of an image, as the device's is not.
 const TWO_CHUNKS = 19 * IMAGE_BYTES + 100;
 
-for (const augment of [false, true]) {
-  for (const maxChunkBytes of [undefined, TWO_CHUNKS]) {
-    const chunks = maxChunkBytes === undefined ? "one chunk" : "two chunks";
-    gpuTest(
-      `input batch: GPU equals the f64 reference, augment ${augment}, ${chunks}`,
-      async (gpu) => {
-        const { dataset, source, batch } = await gpuBatches(gpu, SPLIT, {
+const REFERENCE_CASES = [
+  { augment: false, maxChunkBytes: undefined, dtype: "f32" },
+  { augment: false, maxChunkBytes: TWO_CHUNKS, dtype: "f32" },
+  { augment: true, maxChunkBytes: undefined, dtype: "f32" },
+  { augment: true, maxChunkBytes: TWO_CHUNKS, dtype: "f32" },
+  // f16 input: the f32 value rounded to f16 once.
+  { augment: true, maxChunkBytes: TWO_CHUNKS, dtype: "f16" },
+] as const;
+
+for (const { augment, maxChunkBytes, dtype } of REFERENCE_CASES) {
+  const chunks = maxChunkBytes === undefined ? "one chunk" : "two chunks";
+  gpuTest(
+    `input batch: GPU equals the f64 reference, augment ${augment}, ${chunks}, ${dtype}`,
+    async (gpu) => {
+      const { dataset, source, batch } = await gpuBatches(gpu, SPLIT, {
+        batchSize: BATCH_SIZE,
+        augment,
+        maxChunkBytes,
+        dtype,
+      });
+      assert.equal(dataset.imageChunks.length, maxChunkBytes === undefined ? 1 : 2);
+      assert.equal(source.batchesPerEpoch, 7);
+      const identity = Uint32Array.from({ length: SPLIT.count }, (_, i) => i);
+      const cases = [
+        { order: identity, batch: 3, seed: 7, epoch: 0 },
+        { order: epochOrder(7, 2, SPLIT.count), batch: 1, seed: 7, epoch: 2 },
+        { order: epochOrder(7, 2, SPLIT.count), batch: 5, seed: 7, epoch: 2 },
+        { order: epochOrder(0xffffffff, 9, SPLIT.count), batch: 6, seed: 0xffffffff, epoch: 9 },
+      ];
+      for (const { order, batch: batchIndex, seed, epoch } of cases) {
+        source.setOrder(order);
+        const actual = await batch(batchIndex, seed, epoch);
+        const expected = referenceBatch(SPLIT, {
+          order,
+          batch: batchIndex,
           batchSize: BATCH_SIZE,
           augment,
-          maxChunkBytes,
+          seed,
+          epoch,
+          mean: CIFAR10_MEAN,
+          std: CIFAR10_STD,
         });
-        assert.equal(dataset.imageChunks.length, maxChunkBytes === undefined ? 1 : 2);
-        assert.equal(source.batchesPerEpoch, 7);
-        const identity = Uint32Array.from({ length: SPLIT.count }, (_, i) => i);
-        const cases = [
-          { order: identity, batch: 3, seed: 7, epoch: 0 },
-          { order: epochOrder(7, 2, SPLIT.count), batch: 1, seed: 7, epoch: 2 },
-          { order: epochOrder(7, 2, SPLIT.count), batch: 5, seed: 7, epoch: 2 },
-          { order: epochOrder(0xffffffff, 9, SPLIT.count), batch: 6, seed: 0xffffffff, epoch: 9 },
-        ];
-        for (const { order, batch: batchIndex, seed, epoch } of cases) {
-          source.setOrder(order);
-          const actual = await batch(batchIndex, seed, epoch);
-          const expected = referenceBatch(SPLIT, {
-            order,
-            batch: batchIndex,
-            batchSize: BATCH_SIZE,
-            augment,
-            seed,
-            epoch,
-            mean: CIFAR10_MEAN,
-            std: CIFAR10_STD,
-          });
-          const what = `batch ${batchIndex} of seed ${seed} epoch ${epoch}`;
-          assertAllClose(actual.input, expected.input, NORMALISE_TOLERANCE, what);
-          assert.deepEqual(actual.labels, expected.labels, `${what}: labels`);
-        }
-        source.destroy();
-        dataset.destroy();
-      },
-    );
-  }
+        const what = `batch ${batchIndex} of seed ${seed} epoch ${epoch}`;
+        const tolerance = dtype === "f16" ? F16_STORAGE : NORMALISE_TOLERANCE;
+        assertAllClose(actual.input, expected.input, tolerance, what);
+        assert.deepEqual(actual.labels, expected.labels, `${what}: labels`);
+      }
+      source.destroy();
+      dataset.destroy();
+    },
+  );
 }
 
 gpuTest(
@@ -267,7 +279,9 @@ Deno.test("input batch: a tensor of the wrong element type is refused, naming it
   const config = { augment: true, mean: CIFAR10_MEAN, std: CIFAR10_STD };
   const refused = (label: string, dtype: DType, wanted: DType) => (error: unknown) =>
     error instanceof ShapeError &&
-    error.message === `input batch: ${label} holds ${dtype} elements, expected ${wanted}`;
+    error.message === `input batch: ${label} holds ${dtype} elements, expected ${
+        // The input may be f32 or f16, the network's activation type.
+        label === "input" ? "f32 or f16 activations" : wanted}`;
   for (const name of Object.keys(expected) as Name[]) {
     const dtype = expected[name] === "f32" ? "u32" : "f32";
     assert.throws(

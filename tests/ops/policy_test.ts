@@ -1,12 +1,20 @@
 /**
  * The kernel policy without a GPU: the rules by family, forced and pinned variants, shapes a
- * variant cannot run, the record of choices and its round trip, and the header line.
+ * variant cannot run, the record of choices and its round trip, the header line, and the calls
+ * each op's request builds per variant for the autotune.
  */
 import assert from "node:assert/strict";
 import { tensorDesc } from "../../src/gpu/tensor.ts";
-import { conv2dForward } from "../../src/ops/conv2d.ts";
-import { chooseBatchNormVariant } from "../../src/ops/batchnorm.ts";
-import { KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
+import type { KernelCall } from "../../src/gpu/kernel_call.ts";
+import { CONV2D_VARIANTS, conv2dBackward, conv2dForward } from "../../src/ops/conv2d.ts";
+import {
+  BATCH_NORM_VARIANTS,
+  batchNormBackward,
+  batchNormEvalForward,
+  batchNormTrainForward,
+  chooseBatchNormVariant,
+} from "../../src/ops/batchnorm.ts";
+import { KernelPolicy, KernelPolicyError, type VariantRequest } from "../../src/ops/policy.ts";
 
 const VARIANTS = ["blocked", "tiled"] as const;
 
@@ -96,11 +104,14 @@ Deno.test("policy: the header line names the family, its source and each op's va
   };
   conv(4, 8);
   chooseBatchNormVariant(tensorDesc("x", [1, 8, 8, 8]), policy);
-  assert.equal(policy.describe(), "cpu family (the adapter's): conv2d blocked, batchnorm serial");
+  assert.equal(
+    policy.describe(),
+    "cpu family (the adapter's): conv2d blocked_texture, batchnorm serial",
+  );
   conv(1, 1); // 1 input element: only the tiled kernels can bind it
   assert.equal(
     policy.describe(),
-    "cpu family (the adapter's): conv2d blocked x1 / tiled x1, batchnorm serial",
+    "cpu family (the adapter's): conv2d blocked_texture x1 / tiled x1, batchnorm serial",
   );
   assert.match(
     KernelPolicy.forAdapter({ isFallbackAdapter: true }, "gpu").describe(),
@@ -110,4 +121,114 @@ Deno.test("policy: the header line names the family, its source and each op's va
     KernelPolicy.restoring({ family: "cpu", choices: {} }).describe(),
     /^cpu family \(as the checkpoint stored them\)$/,
   );
+});
+
+Deno.test("policy: the runnable variants, in the order of the family's rule", () => {
+  const three = { op: "conv2d", key: "k", variants: ["tiled", "blocked", "other"] };
+  assert.deepEqual(new KernelPolicy({ family: "cpu" }).runnable(three), [
+    "blocked",
+    "tiled",
+    "other",
+  ]);
+  assert.deepEqual(
+    new KernelPolicy({ family: "gpu" }).runnable({ ...three, unsupported: { tiled: "no" } }),
+    ["blocked", "other"],
+  );
+});
+
+Deno.test("policy: the header line names a tuned policy and one taken from the tune's cache", () => {
+  const tuned = new KernelPolicy({ family: "cpu", source: "tuned", pinned: { a: "tiled" } });
+  tuned.choose(request("a"));
+  assert.equal(tuned.describe(), "cpu family (tuned on this adapter): conv2d tiled");
+  assert.equal(
+    new KernelPolicy({ family: "gpu", source: "tune cache" }).describe(),
+    "gpu family (tuned on this adapter, from the cache)",
+  );
+});
+
+/** A policy that keeps every request it answers. */
+class Recorder extends KernelPolicy {
+  readonly requests: VariantRequest<string>[] = [];
+  override choose<V extends string>(request: VariantRequest<V>): V {
+    this.requests.push(request as unknown as VariantRequest<string>);
+    return super.choose(request);
+  }
+}
+
+/** Each variant's calls from the request's plan, and from the op run with the variant forced. */
+function plannedAndForced(
+  op: string,
+  variants: readonly string[],
+  pass: (policy: KernelPolicy) => KernelCall[],
+) {
+  const recorder = new Recorder({ family: "cpu" });
+  pass(recorder);
+  assert.equal(recorder.requests.length, 1);
+  const { plan } = recorder.requests[0];
+  assert.ok(plan, "the request can build its calls in another variant");
+  return variants.map((variant) => ({
+    planned: plan(variant),
+    forced: pass(KernelPolicy.forcing(op, variant)),
+  }));
+}
+
+Deno.test("policy: conv2d's and batch norm's requests build each variant's calls", () => {
+  const config = { kernelSize: 3, stride: 1, padding: 1 } as const;
+  const x = tensorDesc("x", [2, 8, 8, 8]);
+  const weight = tensorDesc("w", [8, 3, 3, 8]);
+  const y = tensorDesc("y", [2, 8, 8, 8]);
+  const convPasses = [
+    (policy: KernelPolicy) => conv2dForward({ x, weight, y }, config, policy),
+    (policy: KernelPolicy) =>
+      conv2dBackward(
+        { x, weight, dy: y, dx: tensorDesc("dx", x.shape), dweight: weight },
+        config,
+        policy,
+      ),
+  ];
+  const channels = () => tensorDesc("c", [8]);
+  const params = {
+    gamma: channels(),
+    beta: channels(),
+    runningMean: channels(),
+    runningVar: channels(),
+    numBatchesTracked: tensorDesc("n", [1], "u32"),
+  };
+  const saved = { mean: channels(), invStd: channels() };
+  const activation = { activation: "relu" } as const;
+  const bnPasses = [
+    (policy: KernelPolicy) => batchNormTrainForward({ x, y, params, saved }, activation, policy),
+    (policy: KernelPolicy) => batchNormEvalForward({ x, y, params }, activation, policy),
+    (policy: KernelPolicy) =>
+      batchNormBackward(
+        {
+          x,
+          y,
+          dy: y,
+          dx: tensorDesc("dx", x.shape),
+          dgamma: channels(),
+          dbeta: channels(),
+          params,
+          saved,
+        },
+        activation,
+        policy,
+      ),
+  ];
+  for (
+    const [op, variants, passes] of [
+      ["conv2d", CONV2D_VARIANTS, convPasses],
+      ["batchnorm", BATCH_NORM_VARIANTS, bnPasses],
+    ] as const
+  ) {
+    for (const pass of passes) {
+      const calls = plannedAndForced(op, variants, pass);
+      for (const { planned, forced } of calls) {
+        // Equal but for the identity of scratch tensors made per build.
+        assert.equal(JSON.stringify(planned), JSON.stringify(forced));
+      }
+      const distinct = new Set(calls.map(({ planned }) => JSON.stringify(planned)));
+      assert.equal(distinct.size, variants.length, `${op}: every variant builds its own calls`);
+    }
+  }
 });

@@ -5,6 +5,7 @@ import {
   createMetrics,
   crossEntropyEvaluate,
   crossEntropyTrain,
+  LOSS_SCALE_SHAPE,
   METRICS_SHAPE,
   readMetrics,
   resetMetrics,
@@ -100,6 +101,44 @@ for (const [n, classes] of [[1, 10], [3, 10], [130, 7], [257, 3]]) {
 }
 
 gpuTest(
+  "softmax cross-entropy: with a loss scale, dlogits is the unscaled gradient times the scale, exactly",
+  async (gpu) => {
+    const [n, classes] = [5, 10];
+    const random = new Random(99);
+    const logits = f32Array(n * classes, () => random.uniform(-4, 4));
+    const labels = Array.from({ length: n }, () => random.integer(classes));
+    const logitsTensor = f32Tensor(gpu, "logits", [n, classes], logits);
+    const labelsTensor = u32Tensor(gpu, "labels", [n], labels);
+    const scale = 2 ** 16;
+    const state = new Uint32Array(LOSS_SCALE_SHAPE[0]);
+    new Float32Array(state.buffer, 0, 1)[0] = scale;
+    const lossScale = u32Tensor(gpu, "loss scale", LOSS_SCALE_SHAPE, state);
+    const plain = poisonedTensor(gpu, "dlogits", [n, classes]);
+    const scaled = poisonedTensor(gpu, "scaled dlogits", [n, classes]);
+    const metrics = createMetrics(gpu);
+    const tensors = { logits: logitsTensor, labels: labelsTensor, metrics };
+    await submitCalls(gpu, [
+      ...crossEntropyTrain({ ...tensors, dlogits: plain }),
+      ...crossEntropyTrain({ ...tensors, dlogits: scaled, lossScale }),
+    ]);
+    const unscaled = await readTensor(gpu, plain);
+    const expected = softmaxCrossEntropy(logits, labels, { n, classes });
+    assertAllClose(unscaled, expected.dlogits, REDUCTION, "unscaled dlogits");
+    assert.deepEqual(
+      Array.from(await readTensor(gpu, scaled)),
+      Array.from(unscaled, (value) => value * scale),
+    );
+    // The loss itself is not scaled.
+    assertAllClose(
+      [(await readMetrics(gpu, metrics)).lossSum],
+      [2 * expected.loss * n],
+      REDUCTION,
+      "loss sum",
+    );
+  },
+);
+
+gpuTest(
   "softmax cross-entropy: ties go to the lowest class index, as the reference",
   async (gpu) => {
     const logits = [1, 3, 3, 0, /* row 2 */ 2, 2, 2, 2];
@@ -178,6 +217,9 @@ Deno.test("softmax cross-entropy: a tensor of the wrong element type is refused,
   assert.throws(() => train(tensors("logits", "u32")), refused("logits", "u32"));
   assert.throws(() => evaluate(tensors("logits", "u32")), refused("logits", "u32"));
   assert.throws(() => train(tensors("dlogits", "u32")), refused("dlogits", "u32"));
+  // The head runs in f32 whatever the activations' type: f16 logits are refused.
+  assert.throws(() => train(tensors("logits", "f16")), refused("logits", "f16"));
+  assert.throws(() => evaluate(tensors("logits", "f16")), refused("logits", "f16"));
   assert.throws(() => evaluate(tensors("confusion", "f32")), refused("confusion", "f32"));
   assert.equal(train(tensors()).length, 1);
   assert.equal(evaluate(tensors()).length, 1);

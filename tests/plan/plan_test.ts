@@ -5,20 +5,32 @@
  */
 import assert from "node:assert/strict";
 import { BufferLimitError } from "../../src/gpu/buffer.ts";
-import { type Binding, kernelCall, read, readWrite, write } from "../../src/gpu/kernel_call.ts";
+import {
+  type Binding,
+  type KernelCall,
+  kernelCall,
+  read,
+  readWrite,
+  sampled,
+  storageTexture,
+  write,
+} from "../../src/gpu/kernel_call.ts";
 import {
   byteSize,
   createTensor,
+  type DType,
   hasStorage,
   type Tensor,
   type TensorDesc,
   tensorDesc,
+  textureDesc,
   workspaceDesc,
 } from "../../src/gpu/tensor.ts";
 import { buildArchitecture } from "../../src/model/architecture.ts";
 import { resnetConfig } from "../../src/model/config.ts";
 import { ModelWeights, WeightLayout, WeightViews } from "../../src/model/weights.ts";
 import { KernelPolicy } from "../../src/ops/policy.ts";
+import type { ActivationDType } from "../../src/ops/shape.ts";
 import { createMetrics } from "../../src/ops/softmax_cross_entropy.ts";
 import { allocate, checkPlacement, lifetimes, PlanError } from "../../src/plan/allocator.ts";
 import { buildNetworkProgram, FORWARD_END } from "../../src/plan/network.ts";
@@ -31,7 +43,7 @@ function standInBuffer(label: string, size: number): GPUBuffer {
   return { label, size } as unknown as GPUBuffer;
 }
 
-function standInTensor(label: string, shape: number[], dtype: "f32" | "u32" = "f32"): Tensor {
+function standInTensor(label: string, shape: number[], dtype: DType = "f32"): Tensor {
   const desc = tensorDesc(label, shape, dtype);
   return { ...desc, buffer: standInBuffer(label, byteSize(desc)), offset: 0 };
 }
@@ -94,6 +106,51 @@ Deno.test("workspaces are pooled apart from activations and reported apart", () 
   assert.notEqual(allocation.transients.get(scratch)!.slot, allocation.transients.get(x)!.slot);
   assert.equal(allocation.bytes.workspace, 40);
   assert.equal(allocation.bytes.activation, 400);
+});
+
+Deno.test("textures take texture slots, shared only by textures of the same size", () => {
+  const x = tensorDesc("x", [4096]);
+  const [first, second] = ["first", "second"].map((label) => textureDesc(label, x));
+  const wide = textureDesc("wide", tensorDesc("wide source", [8192 * 4 * 3]));
+  const y = tensorDesc("y", [4096]);
+  const calls = [
+    call("x", [write(x)]),
+    call("x -> first", [read(x), storageTexture(first)]),
+    call("first -> y", [sampled(first), write(y)]), // first dies here
+    call("y -> wide", [read(y), storageTexture(wide)]), // another size: a slot of its own
+    call("x -> second", [read(x), storageTexture(second)]), // takes first's slot
+    call("second + wide -> y", [sampled(second), sampled(wide), write(y)]),
+  ];
+  const allocation = allocate(calls);
+  const slot = (t: TensorDesc) => allocation.transients.get(t)!.slot;
+  // 1024 texels in one row; 24576 in rows of 8192.
+  assert.deepEqual(first.texture, [1024, 1]);
+  assert.deepEqual(wide.texture, [8192, 3]);
+  assert.equal(slot(second), slot(first));
+  assert.notEqual(slot(wide), slot(first));
+  assert.deepEqual(slot(wide).texture, [8192, 3]);
+  // Buffer tensors never take a texture slot.
+  for (const tensor of [x, y]) assert.equal(slot(tensor).texture, undefined, tensor.label);
+  assert.equal(byteSize(first), 1024 * 16);
+  // Textures are staged copies, reported as workspaces.
+  assert.equal(allocation.bytes.activation, 2 * 4096 * 4);
+  assert.equal(allocation.bytes.workspace, 1024 * 16 + 8192 * 3 * 16);
+  // A storage-texture write is a first write, a sampled read is a read.
+  assert.throws(
+    () => allocate([call("reads first", [sampled(first), write(y)])]),
+    /first is bound texture by reads first before any call writes it/,
+  );
+  // A texture is bound with the texture accesses, a buffer range never.
+  assert.throws(() => call("first as a buffer", [read(first)]), /first is a texture, bound read/);
+  assert.throws(
+    () => call("x as a texture", [storageTexture(x)]),
+    /x is a buffer range, bound storage_texture/,
+  );
+  // More than 8192 rows of 8192 texels is refused.
+  assert.throws(
+    () => textureDesc("huge", tensorDesc("huge source", [8192 * 8192 * 4 + 4])),
+    /more than 8192 rows/,
+  );
 });
 
 Deno.test("a tensor read before any call writes it is a planning error", () => {
@@ -190,8 +247,16 @@ Deno.test("kernelCall sets the workgroup overrides from the one workgroup size",
   );
 });
 
-/** A model over stand-in buffers, and the step's inputs and outputs likewise. */
-function standInNetwork(preset: "resnet18" | "resnet50", width: number, batch: number) {
+/**
+ * A model over stand-in buffers, and the step's inputs and outputs likewise; `precision` is the
+ * input's element type, which the network's activations take.
+ */
+function standInNetwork(
+  preset: "resnet18" | "resnet50",
+  width: number,
+  batch: number,
+  precision: ActivationDType = "f32",
+) {
   const architecture = buildArchitecture(resnetConfig(preset, width));
   const sizes = new WeightLayout(architecture).sizes;
   const weights = new WeightViews(architecture, {
@@ -201,7 +266,7 @@ function standInNetwork(preset: "resnet18" | "resnet50", width: number, batch: n
     counters: standInBuffer("counters", sizes.counters),
   });
   const io = {
-    input: standInTensor("input", [batch, 32, 32, 3]),
+    input: standInTensor("input", [batch, 32, 32, 3], precision),
     labels: standInTensor("labels", [batch], "u32"),
     metrics: standInTensor("metrics", [3], "u32"),
     confusion: standInTensor("confusion", [10, 10], "u32"),
@@ -262,13 +327,43 @@ for (const [preset, width] of [["resnet18", 1], ["resnet50", 0.25]] as const) {
 
       // The policy chose, once per layer shape, the family's variants.
       const { choices } = policy.choices();
-      const expected = family === "cpu" ? ["blocked", "serial"] : ["tiled", "tree"];
+      const expected = family === "cpu" ? ["blocked_texture", "serial"] : ["tiled", "tree"];
       for (const [key, variant] of Object.entries(choices)) {
-        assert.equal(variant, key.startsWith("conv2d") ? expected[0] : expected[1], key);
+        // The 3-channel stem cannot be read as rgba texels: blocked_texture passes it to blocked.
+        const conv = family === "cpu" && /,3\]->/.test(key) ? "blocked" : expected[0];
+        assert.equal(variant, key.startsWith("conv2d") ? conv : expected[1], key);
       }
     });
   }
 }
+
+Deno.test("a whole resnet18 training step plans its convs' textures without a GPU", () => {
+  const { weights, io } = standInNetwork("resnet18", 0.25, 128);
+  const policy = new KernelPolicy({ family: "cpu" });
+  const { calls } = buildNetworkProgram(weights, "train", io, policy);
+  const allocation = allocate(calls); // checks every call's placement too
+  for (const [key, variant] of Object.entries(policy.choices().choices)) {
+    if (!key.startsWith("conv2d")) continue;
+    assert.equal(variant, /,3\]->/.test(key) ? "blocked" : "blocked_texture", key);
+  }
+  // Each texture is written by one to_texture call, then read by the conv calls after it, and
+  // lies in a texture slot of its own size, among the workspaces.
+  const textures = [...allocation.transients].filter(([tensor]) => tensor.texture);
+  assert.ok(textures.length > 0);
+  for (const [tensor, { first, last, slot }] of textures) {
+    const binds = calls.flatMap((call, index) =>
+      call.bindings.filter((b) => b.tensor === tensor).map((b) => [index, b.access] as const)
+    );
+    assert.deepEqual(binds[0], [first, "storage_texture"], tensor.label);
+    assert.ok(binds.slice(1).every(([, access]) => access === "texture"), tensor.label);
+    assert.ok(last > first, `${tensor.label} is read`);
+    assert.deepEqual(slot.texture, tensor.texture, tensor.label);
+    assert.equal(slot.role, "workspace", tensor.label);
+  }
+  // Slots are shared: far fewer textures than staged tensors.
+  const slots = new Set(textures.map(([, placed]) => placed.slot));
+  assert.ok(slots.size < textures.length / 4, `${slots.size} slots, ${textures.length} textures`);
+});
 
 Deno.test("an evaluation plan binds no gradient and writes no running statistic", () => {
   const { weights, io } = standInNetwork("resnet18", 0.25, 64);
@@ -309,3 +404,35 @@ gpuTest(
     for (const tensor of tensors) tensor.buffer.destroy();
   },
 );
+
+Deno.test("an f16 plan stores every activation and activation gradient in f16, the rest in f32", () => {
+  const batch = 128;
+  const policy = new KernelPolicy({ family: "cpu" });
+  const plans = (["f32", "f16"] as const).map((precision) => {
+    const { weights, io } = standInNetwork("resnet18", 0.25, batch, precision);
+    const { calls } = buildNetworkProgram(weights, "train", io, policy);
+    return { calls, allocation: allocate(calls) };
+  });
+  const [f32, f16] = plans;
+  const transients = (calls: KernelCall[]) =>
+    [...lifetimes(calls).keys()].filter((t) => !hasStorage(t));
+  const f16Tensors = transients(f16.calls);
+  // The head from the pooled features on, the saved batch statistics and the workspaces (the CPU
+  // convs' textures among them) are f32.
+  const f32Kept = f16Tensors.filter((tensor) => tensor.dtype === "f32");
+  for (const tensor of f32Kept) {
+    assert.ok(
+      tensor.role === "workspace" || tensor.shape.length < 4,
+      `${tensor.label} [${tensor.shape}] is f32 in the f16 plan`,
+    );
+  }
+  assert.ok(
+    f16Tensors.filter((tensor) => tensor.shape.length === 4 && tensor.role !== "workspace")
+      .every((t) => t.dtype === "f16"),
+  );
+  // The memory figures follow: activations take half the bytes, but for the few small f32 ones
+  // (head, saved statistics); the workspaces are f32 partial sums either way.
+  const ratio = f16.allocation.bytes.activation / f32.allocation.bytes.activation;
+  assert.ok(ratio > 0.5 && ratio < 0.501, `f16 activations take ${ratio} of f32's bytes`);
+  assert.equal(f16.allocation.bytes.workspace, f32.allocation.bytes.workspace);
+});

@@ -43,3 +43,23 @@ export const F16_STORAGE = 1e-3;
  * rounded once, and sums products of them): a few f16 roundings compound, 5e-3.
  */
 export const F16_CHAIN = 5e-3;
+
+/**
+ * GPU f32 optimizer steps against the f64 reference, measured on the displacement p_T − p_0 and on
+ * the state: the GPU rounds p to f32 after every step (≤ 3e-8 for |p| < 1, so ≤ 1.5e-7 over 5
+ * steps against displacements of order 0.1), and each update and state value rounds a few times
+ * at 6e-8; Adam's division by sqrt(v) keeps those relative. With loss scaling, Adam's bias
+ * corrections come from the GPU (1 − β^t in f32 by a series, a few ulp) rather than the host's
+ * f64. 1e-5 leaves a wide margin and still fails a wrong bias correction, eps, decay, momentum or
+ * unscaling, whose errors are 1e-3 or more.
+ */
+export const OPTIMIZER_STEPS = 1e-5;
+
+/**
+ * f16 activations through a whole network's forward against f64 on the same f16-rounded input:
+ * each of ~17 layers rounds its output to f16 once (4.9e-4), and batch normalisation rescales the
+ * errors rather than letting them grow. Measured 4.5e-4 on the logits and 1.1e-3 on the
+ * classifier's weight gradient (pooled features times dlogits, both f32); 5e-3 leaves a 4x margin,
+ * and an op computing the wrong thing in f16 gives errors of order 1e-1.
+ */
+export const F16_NETWORK = 5e-3;

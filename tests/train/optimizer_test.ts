@@ -11,20 +11,10 @@ import {
 } from "../../src/train/optimizer.ts";
 import type { OptimizerState } from "../../src/model/checkpoint.ts";
 import { gpuTest } from "../support/gpu.ts";
-import { ELEMENTWISE } from "../support/tolerances.ts";
+import { ELEMENTWISE, OPTIMIZER_STEPS } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import { referenceOptimizer } from "../support/reference/optimizer.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
-
-/**
- * GPU f32 against the f64 reference after a few optimizer steps, measured on the displacement
- * p_T − p_0 and on the state: the GPU rounds p to f32 after every step (≤ 3e-8 for |p| < 1, so
- * ≤ 1.5e-7 over 5 steps against displacements of order 0.1), and each update and state value
- * rounds a few times at 6e-8; Adam's division by sqrt(v) keeps those relative. 1e-5 leaves a
- * wide margin and still fails a wrong bias correction, eps, decay or momentum term, whose
- * errors are 1e-3 or more. (A candidate for tests/support/tolerances.ts as OPTIMIZER.)
- */
-const OPTIMIZER_STEPS = 1e-5;
 
 const STEPS = 5;
 /** Tensor sizes in elements, none a multiple of 4 or of the 64-float alignment but one. */

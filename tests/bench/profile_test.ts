@@ -1,0 +1,187 @@
+/**
+ * The step profile (bench/profile.ts) states what it measured: timestamps read into per-call times
+ * and checked for order, bytes and FLOPs from the calls' bindings, groups that add up, and a
+ * profile of a small ResNet whose calls are the step's, each in its pass. Speed itself is measured
+ * in bench/, never asserted here.
+ */
+import assert from "node:assert/strict";
+import { kernelCall, read, readWrite, uniform, write } from "../../src/gpu/kernel_call.ts";
+import { tensorDesc } from "../../src/gpu/tensor.ts";
+import { materialize } from "../../src/plan/materialize.ts";
+import { buildNetworkProgram, FORWARD_END } from "../../src/plan/network.ts";
+import { resnetConfig } from "../../src/model/config.ts";
+import { ModelWeights } from "../../src/model/weights.ts";
+import { KernelPolicy } from "../../src/ops/policy.ts";
+import { createMetrics } from "../../src/ops/softmax_cross_entropy.ts";
+import { createTensor } from "../../src/gpu/tensor.ts";
+import {
+  callBytes,
+  fmaCall,
+  groupCalls,
+  type ProfiledCall,
+  profileTrainingStep,
+  readStamps,
+  timeCallByCall,
+  TIMER_NOTES,
+  timeWithTimestamps,
+} from "../../bench/profile.ts";
+import { yardsticks } from "../../bench/kernels.ts";
+import { gpuTest } from "../support/gpu.ts";
+
+Deno.test("readStamps: per-call milliseconds from nanosecond pairs, disorder counted", () => {
+  const { ms, stamps } = readStamps(
+    new BigUint64Array([1_000_000n, 3_500_000n, 3_600_000n, 3_600_000n, 3_500_000n, 4_000_000n]),
+  );
+  assert.deepEqual(ms, [2.5, 0, 0.5]);
+  // The third call begins (3.5 ms) before the second ended (3.6 ms).
+  assert.equal(stamps.outOfOrder, 1);
+  assert.equal(stamps.zeroLength, 1);
+  assert.equal(stamps.shortestNs, 500_000);
+  assert.equal(stamps.spanMs, 3);
+  // An end before its begin.
+  assert.equal(readStamps(new BigUint64Array([10n, 5n])).stamps.outOfOrder, 1);
+});
+
+Deno.test("callBytes: read and write once, read_write twice, by element type", () => {
+  const call = kernelCall({
+    kernel: yardsticks.copy,
+    entryPoint: "copy",
+    workgroupSize: 8,
+    grid: [1],
+    bindings: [
+      read(tensorDesc("x", [2, 3, 4])), // 96 bytes
+      write(tensorDesc("y", [10], "f16")), // 20
+      readWrite(tensorDesc("state", [5], "u32")), // 2 x 20
+      uniform(tensorDesc("params", [4], "u32")), // 16
+    ],
+  });
+  assert.equal(callBytes(call), 96 + 20 + 40 + 16);
+});
+
+Deno.test("groupCalls: sums, shares and rates; one peak per group or none", () => {
+  const calls: ProfiledCall[] = [
+    { label: "a conv", op: "conv", pass: "forward", ms: 2, flops: 6e6, bytes: 1e6 },
+    { label: "b conv", op: "conv", pass: "forward", ms: 1, flops: 3e6, bytes: 2e6 },
+    { label: "a bn", op: "bn", pass: "forward", ms: 4, bytes: 8e6 },
+    { label: "adam", op: "adam", pass: "optimizer", ms: 3 },
+  ];
+  const peaks = { gflops: 6, gbPerSecond: 4 };
+  const groups = groupCalls(calls, peaks, (call) => `${call.op} ${call.pass}`);
+  assert.deepEqual(groups, [
+    { op: "bn", pass: "forward", calls: 1, ms: 4, share: 0.4, gbPerSecond: 2, peakShare: 0.5 },
+    {
+      op: "conv",
+      pass: "forward",
+      calls: 2,
+      ms: 3,
+      share: 0.3,
+      gflops: 3,
+      gbPerSecond: 1,
+      peakShare: 0.5,
+    },
+    { op: "adam", pass: "optimizer", calls: 1, ms: 3, share: 0.3 },
+  ]);
+  const passes = groupCalls(calls, peaks, (call) => call.pass);
+  // The forward pass mixes arithmetic and memory-bound calls: bytes over time, but no peak.
+  assert.deepEqual(passes[0], {
+    op: "all",
+    pass: "forward",
+    calls: 3,
+    ms: 7,
+    share: 0.7,
+    gbPerSecond: 11e6 / 7 / 1e6,
+  });
+});
+
+gpuTest(
+  "timestamps: in order, within the submit's wall-clock time, longer for more work",
+  async (gpu) => {
+    if (!gpu.device.features.has("timestamp-query")) return;
+    const coefficients = createTensor(gpu, "coefficients", [2, 4]);
+    const sums = createTensor(gpu, "sums", [1024 * 4]);
+    const calls = [64, 512, 64].map((iterations) =>
+      fmaCall(coefficients, sums, { iterations, workgroupSize: 8 })
+    );
+    const { dispatches } = await materialize(gpu, calls, { label: "profile test" });
+    await timeWithTimestamps(gpu, dispatches); // first dispatches compile
+    const run = await timeWithTimestamps(gpu, dispatches);
+    assert.equal(run.ms.length, 3);
+    assert.equal(run.stamps!.outOfOrder, 0);
+    assert(run.ms.every((ms) => ms > 0), `${run.ms}`);
+    assert(run.stamps!.spanMs >= run.ms.reduce((sum, ms) => sum + ms, 0));
+    assert(
+      run.stamps!.spanMs <= run.wallMs,
+      `span ${run.stamps!.spanMs} ms, wall ${run.wallMs} ms`,
+    );
+    // 8x the FMAs: longer than either neighbour, whatever else shares the machine.
+    assert(run.ms[1] > run.ms[0] && run.ms[1] > run.ms[2], `${run.ms}`);
+
+    const byCall = await timeCallByCall(gpu, dispatches);
+    assert.equal(byCall.ms.length, 3);
+    assert.equal(byCall.stamps, undefined);
+    assert(byCall.ms.reduce((sum, ms) => sum + ms, 0) <= byCall.wallMs);
+    for (const tensor of [coefficients, sums]) tensor.buffer.destroy();
+  },
+);
+
+gpuTest("profile: the step's calls, each in its pass, groups that add up", async (gpu) => {
+  const [preset, width, batchSize] = ["resnet18", 1 / 16, 4] as const;
+  const policy = KernelPolicy.forAdapter(gpu);
+  const timer = gpu.device.features.has("timestamp-query") ? "timestamps" : "calls";
+  const profile = await profileTrainingStep(gpu, {
+    preset,
+    width,
+    batchSize,
+    repeats: 1,
+    policy,
+    timer,
+    peakSizes: { fmaInvocations: 64, fmaIterations: 64, copyBytes: 2 ** 16 },
+  });
+
+  // The reference: the same network's program, built apart.
+  const weights = new ModelWeights(gpu, resnetConfig(preset, width));
+  const io = {
+    input: tensorDesc("input", [batchSize, 32, 32, 3]),
+    labels: tensorDesc("labels", [batchSize], "u32"),
+    metrics: createMetrics(gpu),
+  };
+  const program = buildNetworkProgram(weights, "train", io, policy);
+  const forwardEnd = program.markAt(FORWARD_END);
+  weights.destroy();
+  io.metrics.buffer.destroy();
+
+  assert.equal(profile.timer, timer);
+  assert.equal(profile.timerNote, TIMER_NOTES[timer]);
+  const inNetwork = profile.calls.filter((call) =>
+    call.pass === "forward" || call.pass === "backward"
+  );
+  assert.deepEqual(
+    inNetwork.map((call) => [call.label, call.pass]),
+    program.calls.map((call, i) => [call.label, i < forwardEnd ? "forward" : "backward"]),
+  );
+  assert.deepEqual(
+    inNetwork.map((call) => call.flops),
+    program.calls.map((call) => call.flops),
+  );
+  assert.deepEqual(inNetwork.map((call) => call.bytes), program.calls.map(callBytes));
+  // The input batch first, the optimizer last.
+  assert.equal(profile.calls[0].pass, "input");
+  assert.equal(profile.calls.at(-1)!.pass, "optimizer");
+  assert.equal(profile.calls.length, inNetwork.length + 2);
+
+  assert.deepEqual(profile.passes.map((group) => group.pass), [
+    "input",
+    "forward",
+    "backward",
+    "optimizer",
+  ]);
+  for (const groups of [profile.passes, profile.groups]) {
+    assert.equal(groups.reduce((sum, group) => sum + group.calls, 0), profile.calls.length);
+    const ms = groups.reduce((sum, group) => sum + group.ms, 0);
+    assert(Math.abs(ms - profile.callsMs) <= 1e-9 * profile.callsMs);
+    assert(Math.abs(groups.reduce((sum, group) => sum + group.share, 0) - 1) < 1e-9);
+  }
+  assert(profile.peaks.gflops > 0 && profile.peaks.gbPerSecond > 0);
+  assert.equal(profile.runs.length, 1);
+  if (timer === "timestamps") assert.equal(profile.runs[0].stamps!.outOfOrder, 0);
+});
