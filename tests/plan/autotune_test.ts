@@ -31,6 +31,7 @@ import {
 import { StepPlan } from "../../src/plan/plan.ts";
 import { kernels } from "../../src/shaders.ts";
 import { f32Tensor, gpuTest, u32Tensor } from "../support/gpu.ts";
+import { needs } from "../support/permissions.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
 
 const TINY: ResNetConfig = {
@@ -188,125 +189,142 @@ function withCacheHome(fn: (cachePath: string) => Promise<void>): Promise<void> 
   });
 }
 
-Deno.test("tune: measured choices are pinned over the rules, then cached per adapter", () =>
-  withCacheHome(async (cachePath) => {
-    const build: BuildCalls = (policy) => {
-      site(policy, "a");
-      site(policy, "b");
-    };
-    const measure = fakeTimes({ "a blocked": 5, "a tiled": 3, "b blocked": 1, "b tiled": 2 });
-    const lines: string[] = [];
-    // No cachePath: the cache is found through XDG_CACHE_HOME.
-    const first = await tuneKernels(ADAPTER, build, { measure, log: (l) => lines.push(l) });
-    assert.deepEqual(first.choices, { a: "tiled", b: "blocked" });
-    assert.equal(first.measured, 2);
-    // The rules of the gpu family would answer tiled for b: the measurement decides.
-    build(first.policy);
-    assert.deepEqual(first.policy.choices(), { family: "gpu", choices: first.choices });
-    assert.equal(
-      first.policy.describe(),
-      "gpu family (tuned on this adapter): conv2d tiled x1 / blocked x1",
-    );
-    assert.match(
-      lines.at(-1)!,
-      /^kernel autotune: 2 call sites, 2 timed in \d+\.\d s \(saved to .*kernels\.json\): conv2d tiled x1 \/ blocked x1$/,
-    );
-    const stored = JSON.parse(await Deno.readTextFile(cachePath));
-    assert.deepEqual(stored.adapters[await adapterCacheKey(ADAPTER)], {
-      kernels: await kernelSourcesHash(),
-      choices: { a: "tiled", b: "blocked" },
-    });
+Deno.test(
+  "tune: measured choices are pinned over the rules, then cached per adapter",
+  needs("read", "write", "env"),
+  () =>
+    withCacheHome(async (cachePath) => {
+      const build: BuildCalls = (policy) => {
+        site(policy, "a");
+        site(policy, "b");
+      };
+      const measure = fakeTimes({ "a blocked": 5, "a tiled": 3, "b blocked": 1, "b tiled": 2 });
+      const lines: string[] = [];
+      // No cachePath: the cache is found through XDG_CACHE_HOME.
+      const first = await tuneKernels(ADAPTER, build, { measure, log: (l) => lines.push(l) });
+      assert.deepEqual(first.choices, { a: "tiled", b: "blocked" });
+      assert.equal(first.measured, 2);
+      // The rules of the gpu family would answer tiled for b: the measurement decides.
+      build(first.policy);
+      assert.deepEqual(first.policy.choices(), { family: "gpu", choices: first.choices });
+      assert.equal(
+        first.policy.describe(),
+        "gpu family (tuned on this adapter): conv2d tiled x1 / blocked x1",
+      );
+      assert.match(
+        lines.at(-1)!,
+        /^kernel autotune: 2 call sites, 2 timed in \d+\.\d s \(saved to .*kernels\.json\): conv2d tiled x1 \/ blocked x1$/,
+      );
+      const stored = JSON.parse(await Deno.readTextFile(cachePath));
+      assert.deepEqual(stored.adapters[await adapterCacheKey(ADAPTER)], {
+        kernels: await kernelSourcesHash(),
+        choices: { a: "tiled", b: "blocked" },
+      });
 
-    // A hit: nothing is measured.
-    const never = fakeTimes({});
-    const again = await tuneKernels(ADAPTER, build, { measure: never });
-    assert.deepEqual(never.calls, []);
-    assert.deepEqual(again.choices, first.choices);
-    assert.equal(again.policy.source, "tune cache");
-    assert.match(again.summary, /0 timed .*\(from the cache .*\)/);
+      // A hit: nothing is measured.
+      const never = fakeTimes({});
+      const again = await tuneKernels(ADAPTER, build, { measure: never });
+      assert.deepEqual(never.calls, []);
+      assert.deepEqual(again.choices, first.choices);
+      assert.equal(again.policy.source, "tune cache");
+      assert.match(again.summary, /0 timed .*\(from the cache .*\)/);
 
-    // A new key: only it is measured, and it joins the cached ones.
-    const more = fakeTimes({ "c blocked": 2, "c tiled": 1 });
-    const grown = await tuneKernels(ADAPTER, (policy) => {
-      build(policy);
-      site(policy, "c");
-    }, { measure: more, cachePath });
-    assert.deepEqual(more.calls, ["c tiled", "c blocked"]);
-    assert.deepEqual(grown.choices, { a: "tiled", b: "blocked", c: "tiled" });
-    assert.match(grown.summary, /3 call sites, 1 timed .*\(2 from the cache, saved to/);
+      // A new key: only it is measured, and it joins the cached ones.
+      const more = fakeTimes({ "c blocked": 2, "c tiled": 1 });
+      const grown = await tuneKernels(ADAPTER, (policy) => {
+        build(policy);
+        site(policy, "c");
+      }, { measure: more, cachePath });
+      assert.deepEqual(more.calls, ["c tiled", "c blocked"]);
+      assert.deepEqual(grown.choices, { a: "tiled", b: "blocked", c: "tiled" });
+      assert.match(grown.summary, /3 call sites, 1 timed .*\(2 from the cache, saved to/);
 
-    // Another adapter is a miss, and both adapters' entries are kept.
-    const other = { ...ADAPTER, adapterName: "other adapter" };
-    const otherMeasure = fakeTimes({ "a blocked": 1, "a tiled": 2, "b blocked": 1, "b tiled": 2 });
-    await tuneKernels(other, build, { measure: otherMeasure, cachePath });
-    assert.equal(otherMeasure.calls.length, 4);
-    const both = JSON.parse(await Deno.readTextFile(cachePath));
-    assert.equal(Object.keys(both.adapters).length, 2);
-  }));
+      // Another adapter is a miss, and both adapters' entries are kept.
+      const other = { ...ADAPTER, adapterName: "other adapter" };
+      const otherMeasure = fakeTimes({
+        "a blocked": 1,
+        "a tiled": 2,
+        "b blocked": 1,
+        "b tiled": 2,
+      });
+      await tuneKernels(other, build, { measure: otherMeasure, cachePath });
+      assert.equal(otherMeasure.calls.length, 4);
+      const both = JSON.parse(await Deno.readTextFile(cachePath));
+      assert.equal(Object.keys(both.adapters).length, 2);
+    }),
+);
 
-Deno.test("tune: choices measured with other kernel sources are measured again", () =>
-  withTempCache(async (cachePath) => {
-    const build: BuildCalls = (policy) => site(policy, "a");
-    await tuneKernels(ADAPTER, build, {
-      measure: fakeTimes({ "a blocked": 2, "a tiled": 1 }),
-      cachePath,
-    });
-    const file = JSON.parse(await Deno.readTextFile(cachePath));
-    file.adapters[await adapterCacheKey(ADAPTER)].kernels = "the hash of older kernels";
-    await Deno.writeTextFile(cachePath, JSON.stringify(file));
-    const measure = fakeTimes({ "a blocked": 1, "a tiled": 2 });
-    const tuned = await tuneKernels(ADAPTER, build, { measure, cachePath });
-    assert.deepEqual(measure.calls, ["a tiled", "a blocked"]);
-    assert.deepEqual(tuned.choices, { a: "blocked" });
-    const rewritten = JSON.parse(await Deno.readTextFile(cachePath));
-    assert.equal(
-      rewritten.adapters[await adapterCacheKey(ADAPTER)].kernels,
-      await kernelSourcesHash(),
-    );
-  }));
+Deno.test(
+  "tune: choices measured with other kernel sources are measured again",
+  needs("read", "write", "env"),
+  () =>
+    withTempCache(async (cachePath) => {
+      const build: BuildCalls = (policy) => site(policy, "a");
+      await tuneKernels(ADAPTER, build, {
+        measure: fakeTimes({ "a blocked": 2, "a tiled": 1 }),
+        cachePath,
+      });
+      const file = JSON.parse(await Deno.readTextFile(cachePath));
+      file.adapters[await adapterCacheKey(ADAPTER)].kernels = "the hash of older kernels";
+      await Deno.writeTextFile(cachePath, JSON.stringify(file));
+      const measure = fakeTimes({ "a blocked": 1, "a tiled": 2 });
+      const tuned = await tuneKernels(ADAPTER, build, { measure, cachePath });
+      assert.deepEqual(measure.calls, ["a tiled", "a blocked"]);
+      assert.deepEqual(tuned.choices, { a: "blocked" });
+      const rewritten = JSON.parse(await Deno.readTextFile(cachePath));
+      assert.equal(
+        rewritten.adapters[await adapterCacheKey(ADAPTER)].kernels,
+        await kernelSourcesHash(),
+      );
+    }),
+);
 
-Deno.test("tune: a corrupt cache is said in one line and tuned over; an unwritable one too", () =>
-  withTempCache(async (cachePath, folder) => {
-    const build: BuildCalls = (policy) => site(policy, "a");
-    const times = { "a blocked": 2, "a tiled": 1 };
-    for (const corrupt of ["{ not json", JSON.stringify({ format: "something else" })]) {
-      await Deno.mkdir(join(cachePath, ".."), { recursive: true });
-      await Deno.writeTextFile(cachePath, corrupt);
+Deno.test(
+  "tune: a corrupt cache is said in one line and tuned over; an unwritable one too",
+  needs("read", "write", "env"),
+  () =>
+    withTempCache(async (cachePath, folder) => {
+      const build: BuildCalls = (policy) => site(policy, "a");
+      const times = { "a blocked": 2, "a tiled": 1 };
+      for (const corrupt of ["{ not json", JSON.stringify({ format: "something else" })]) {
+        await Deno.mkdir(join(cachePath, ".."), { recursive: true });
+        await Deno.writeTextFile(cachePath, corrupt);
+        const lines: string[] = [];
+        const tuned = await tuneKernels(ADAPTER, build, {
+          measure: fakeTimes(times),
+          cachePath,
+          log: (line) => lines.push(line),
+        });
+        assert.deepEqual(tuned.choices, { a: "tiled" });
+        assert.equal(
+          lines[0],
+          `kernel cache ${cachePath} is corrupt (not a webgpu-resnet-kernel-cache/1 file): ignoring ` +
+            "it, it is rewritten",
+        );
+        assert.equal(
+          JSON.parse(await Deno.readTextFile(cachePath)).format,
+          "webgpu-resnet-kernel-cache/1",
+        );
+      }
+
+      // A file where the cache's folder should be: the choices stand, the cache is not written.
+      const blocked = join(folder, "a file");
+      await Deno.writeTextFile(blocked, "");
       const lines: string[] = [];
       const tuned = await tuneKernels(ADAPTER, build, {
         measure: fakeTimes(times),
-        cachePath,
+        cachePath: join(blocked, "kernels.json"),
         log: (line) => lines.push(line),
       });
       assert.deepEqual(tuned.choices, { a: "tiled" });
-      assert.equal(
-        lines[0],
-        `kernel cache ${cachePath} is corrupt (not a webgpu-resnet-kernel-cache/1 file): ignoring ` +
-          "it, it is rewritten",
+      assert.ok(
+        lines.some((line) => /^kernel autotune: not cached \(cannot .*a file/.test(line)),
+        lines.join("\n"),
       );
-      assert.equal(
-        JSON.parse(await Deno.readTextFile(cachePath)).format,
-        "webgpu-resnet-kernel-cache/1",
-      );
-    }
+    }),
+);
 
-    // A file where the cache's folder should be: the choices stand, the cache is not written.
-    const blocked = join(folder, "a file");
-    await Deno.writeTextFile(blocked, "");
-    const lines: string[] = [];
-    const tuned = await tuneKernels(ADAPTER, build, {
-      measure: fakeTimes(times),
-      cachePath: join(blocked, "kernels.json"),
-      log: (line) => lines.push(line),
-    });
-    assert.deepEqual(tuned.choices, { a: "tiled" });
-    assert.ok(
-      lines.some((line) => /^kernel autotune: not cached \(cannot .*a file/.test(line)),
-      lines.join("\n"),
-    );
-  }));
-
-Deno.test("the cache lives under XDG_CACHE_HOME, else ~/.cache", () => {
+Deno.test("the cache lives under XDG_CACHE_HOME, else ~/.cache", needs("env"), () => {
   const saved = { xdg: Deno.env.get("XDG_CACHE_HOME"), home: Deno.env.get("HOME") };
   try {
     Deno.env.set("XDG_CACHE_HOME", "/tmp/xdg cache");
@@ -324,11 +342,15 @@ Deno.test("the cache lives under XDG_CACHE_HOME, else ~/.cache", () => {
   }
 });
 
-Deno.test("a software adapter's cache key names the CPU; a hardware adapter's does not", async () => {
-  const software = await adapterCacheKey({ ...ADAPTER, isFallbackAdapter: true });
-  assert.match(software, /^test adapter \| Vulkan \| .+, (avx512|no avx512)$/);
-  assert.equal(await adapterCacheKey(ADAPTER), "test adapter | Vulkan");
-});
+Deno.test(
+  "a software adapter's cache key names the CPU; a hardware adapter's does not",
+  needs("run"),
+  async () => {
+    const software = await adapterCacheKey({ ...ADAPTER, isFallbackAdapter: true });
+    assert.match(software, /^test adapter \| Vulkan \| .+, (avx512|no avx512)$/);
+    assert.equal(await adapterCacheKey(ADAPTER), "test adapter | Vulkan");
+  },
+);
 
 Deno.test("a tuned network's choices, stored as a checkpoint stores them, are restored", async () => {
   const weights = standInWeights(TINY);
