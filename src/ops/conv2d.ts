@@ -439,11 +439,12 @@ function chooseVariant(
     variants: CONV2D_VARIANTS,
     unsupported: {
       ...(smallest < 4
-        ? {
-          blocked: "needs tensors of at least 4 elements (it binds each as vec4 too)",
-          pipelined64: "needs tensors of at least 4 elements (it binds each as vec4 too)",
-          pipelined128: "needs tensors of at least 4 elements (it binds each as vec4 too)",
-        }
+        ? Object.fromEntries(
+          (["blocked", "pipelined64", "pipelined128"] as const).map((variant) => [
+            variant,
+            "needs tensors of at least 4 elements (it binds each as vec4 too)",
+          ]),
+        )
         : {}),
       ...(texture === undefined ? {} : { blocked_texture: texture }),
     },
