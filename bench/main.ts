@@ -7,7 +7,7 @@
  * adapter's; the microbenchmarks time every variant anyway); `--kernels tune` tunes ResNet-18 at
  * the quick or default size (`--width`, 1/4) first (src/plan/autotune.ts), other models' call
  * sites take the rules. `--width W` runs the training section at that width only. `--profile`
- * times every kernel call of one training step instead (bench/profile.ts; sections only where
+ * times every kernel call of one training step instead (bench/step_profile.ts; sections only where
  * `--only` names them): ResNet-18 at `--width` (default 1), batch 128; `--profile-calls` adds a
  * row per call. `--precision f16` runs the training section with f16 activations and loss scaling.
  */
@@ -26,7 +26,7 @@ import { benchInputBatch } from "./input_batch.ts";
 import { benchOptimizer } from "./optimizer.ts";
 import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
-import { formatProfile, profileTrainingStep } from "./profile.ts";
+import { formatProfile, profileTrainingStep } from "./step_profile.ts";
 import { formatTable } from "./timing.ts";
 import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
 

@@ -1,4 +1,4 @@
-// FMA loop: the yardstick for an adapter's arithmetic peak (bench/profile.ts). Each invocation
+// FMA loop: the yardstick for an adapter's arithmetic peak (bench/step_profile.ts). Each invocation
 // runs ITERATIONS rounds of x = fma(x, a, b) on 8 independent vec4s: 32 independent chains,
 // enough to keep both FMA units of a CPU core (llvmpipe runs 8 invocations per SIMD
 // register) or a GPU's pipelines busy despite each FMA's latency. The accumulators start from the

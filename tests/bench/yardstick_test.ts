@@ -2,7 +2,7 @@
  * The benchmarks' yardsticks (bench/kernels.ts) compute what they claim, so the GFLOP/s and GB/s
  * they are compared with are of real work: the matrix product (bench/conv2d.ts) against an f64
  * product on the CPU, the copy (bench/batchnorm.ts) element for element, in every tiling the
- * bench uses, and the FMA loop (bench/profile.ts's FLOP/s peak) against its recurrence in f64.
+ * bench uses, and the FMA loop (bench/step_profile.ts's FLOP/s peak) against its recurrence in f64.
  */
 import assert from "node:assert/strict";
 import { writeBuffer } from "../../src/gpu/buffer.ts";
@@ -13,7 +13,7 @@ import { submitDispatches } from "../../src/gpu/dispatch.ts";
 import { copyCall } from "../../bench/batchnorm.ts";
 import { matmulCalls } from "../../bench/conv2d.ts";
 import { yardsticks } from "../../bench/kernels.ts";
-import { fmaCall } from "../../bench/profile.ts";
+import { fmaCall } from "../../bench/step_profile.ts";
 import { f32Tensor, gpuTest, poisonedTensor, readTensor } from "../support/gpu.ts";
 import { REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";

@@ -1,5 +1,5 @@
 /**
- * The step profile (bench/profile.ts) states what it measured: timestamps read into per-call times
+ * The step profile (bench/step_profile.ts) states what it measured: timestamps read into per-call times
  * and checked for order, bytes and FLOPs from the calls' bindings, groups that add up, and a
  * profile of a small ResNet whose calls are the step's, each in its pass. Speed itself is measured
  * in bench/, never asserted here.
@@ -24,7 +24,7 @@ import {
   timeCallByCall,
   TIMER_NOTES,
   timeWithTimestamps,
-} from "../../bench/profile.ts";
+} from "../../bench/step_profile.ts";
 import { yardsticks } from "../../bench/kernels.ts";
 import { gpuTest } from "../support/gpu.ts";
 
