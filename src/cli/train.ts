@@ -13,13 +13,8 @@ import { kernelPolicyFor } from "../plan/autotune.ts";
 import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
 import { RECORDS_PER_FILE } from "../data/cifar.ts";
 import { FileWriteError, removePendingTemporaryFiles } from "../io/atomic.ts";
-import {
-  bestEpoch,
-  type EpochRecord,
-  epochRecordSchema,
-  resumeTarget,
-  RunDirectory,
-} from "../train/run_dir.ts";
+import { bestEpoch, type EpochRecord, epochRecordSchema } from "../train/history.ts";
+import { resumeTarget, RunDirectory } from "../train/run_dir.ts";
 import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
 import { checkPrecision } from "../train/precision.ts";
 import { describeAdapter, describeModel } from "./describe.ts";

@@ -25,7 +25,8 @@ import {
   ProgressBar,
   type ProgressOutput,
 } from "./progress.ts";
-import type { EpochRecord, RunDirectory } from "./run_dir.ts";
+import type { EpochRecord } from "./history.ts";
+import type { RunDirectory } from "./run_dir.ts";
 import { Trainer, type TrainerOptions, TrainingDivergedError } from "./trainer.ts";
 
 /** Where a resumed run picks up: a checkpoint of it, with its optimizer state. */

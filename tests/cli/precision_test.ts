@@ -14,7 +14,7 @@ import { buildArchitecture } from "../../src/model/architecture.ts";
 import { CHECKPOINT_FORMAT } from "../../src/model/checkpoint.ts";
 import { resnetConfig } from "../../src/model/config.ts";
 import { parameterSpecs, stateSpecs } from "../../src/model/parameters.ts";
-import type { EpochRecord } from "../../src/train/run_dir.ts";
+import type { EpochRecord } from "../../src/train/history.ts";
 import { needs } from "../support/permissions.ts";
 
 /** A training checkpoint of a one-epoch f16 run, as `deno task train --precision f16` saves one. */

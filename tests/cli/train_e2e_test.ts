@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { encode } from "fast-png";
-import type { EpochRecord } from "../../src/train/run_dir.ts";
+import type { EpochRecord } from "../../src/train/history.ts";
 import {
   assertSucceeded,
   readCheckpoint,

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Checkpoint, decodeCheckpoint } from "../../src/model/checkpoint.ts";
-import { type EpochRecord, epochRecordSchema } from "../../src/train/run_dir.ts";
+import { type EpochRecord, epochRecordSchema } from "../../src/train/history.ts";
 
 export const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
 /** The loader takes only full-size batch files, as the official ones are. */

@@ -11,8 +11,8 @@ import { FileWriteError } from "../../src/io/atomic.ts";
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
 import { CHECKPOINT_FORMAT } from "../../src/model/checkpoint.ts";
 import { resnetConfig } from "../../src/model/config.ts";
+import type { EpochRecord } from "../../src/train/history.ts";
 import {
-  type EpochRecord,
   RunDirectory,
   type RunDirectoryOptions,
   RunFolderInUseError,
