@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian/Ubuntu machine: Deno 2.9.6 (from npm) and,
-# when no Vulkan driver is present (a machine without a GPU), Mesa's software one (lavapipe).
+# Installs what the project needs on a fresh Debian/Ubuntu machine: Deno 2.9.6 (from npm); when
+# no Vulkan driver is present (a machine without a GPU), Mesa's software one (lavapipe); and
+# Chromium, which the browser tests drive, when it is missing.
 set -euo pipefail
 
 # The folders where the Vulkan loader looks for installed drivers' manifests (ICD JSON files).
@@ -24,11 +25,14 @@ main() {
     npm install -g deno@2.9.6
   fi
 
-  if ! vulkan_driver_installed "${VULKAN_ICD_FOLDERS[@]}"; then
+  local packages=()
+  vulkan_driver_installed "${VULKAN_ICD_FOLDERS[@]}" || packages+=(mesa-vulkan-drivers)
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  if [ ${#packages[@]} -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y mesa-vulkan-drivers
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${packages[@]}"
   fi
 }
 

@@ -28,6 +28,18 @@ async function bash(script: string, args: string[] = [], env: Record<string, str
   return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
 }
 
+/** Whether `name` is a program on this machine's PATH, looked up without the script. */
+async function hasCommand(name: string): Promise<boolean> {
+  for (const folder of (Deno.env.get("PATH") ?? "").split(":").filter(Boolean)) {
+    try {
+      if ((await Deno.stat(join(folder, name))).isFile) return true;
+    } catch {
+      // not in this folder
+    }
+  }
+  return false;
+}
+
 Deno.test({
   name: "setup.sh finds a Vulkan driver in any one of the folders, whatever the others hold",
   ...needs("run", "read", "write"),
@@ -68,7 +80,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "setup.sh installs Mesa only when none of the loader's folders holds a driver",
+  name:
+    "setup.sh installs Mesa only when none of the loader's folders holds a driver, Chromium only when missing",
   ...needs("run", "read", "write", "env"),
   async fn() {
     const stubs = await Deno.makeTempDir({ prefix: "setup_script_stubs_" });
@@ -98,10 +111,15 @@ Deno.test({
           // a missing folder holds no driver
         }
       }
+      const chromiumInstalled = await hasCommand("chromium");
+      const packages = [
+        ...driverInstalled ? [] : ["mesa-vulkan-drivers"],
+        ...chromiumInstalled ? [] : ["chromium"],
+      ];
       assert.equal(
         calls,
-        driverInstalled ? "" : "apt-get update\napt-get install -y mesa-vulkan-drivers\n",
-        `driver installed here: ${driverInstalled}`,
+        packages.length === 0 ? "" : `apt-get update\napt-get install -y ${packages.join(" ")}\n`,
+        `driver installed here: ${driverInstalled}, chromium: ${chromiumInstalled}`,
       );
     } finally {
       await Deno.remove(stubs, { recursive: true });
