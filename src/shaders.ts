@@ -2,13 +2,15 @@
  * Every production WGSL kernel, imported as text from `shaders/` (the benchmarks' yardsticks live
  * in bench/shaders/, out of the bundle). Deno and the esbuild browser bundle read
  * the same files through these imports (tests/build/bundle_test.ts checks the bundle carries them
- * unchanged), so there is no copy to drift.
+ * unchanged), so there is no copy to drift. A kernel is one file of its name, or several joined
+ * (`KERNEL_FILES`) where kernels share arithmetic but not bindings, as WGSL has no includes.
  */
 import type { Kernel } from "./gpu/pipeline.ts";
 import type { DType } from "./gpu/tensor.ts";
 import add from "../shaders/add.wgsl" with { type: "text" };
 import batchnorm from "../shaders/batchnorm.wgsl" with { type: "text" };
 import conv2dBlocked from "../shaders/conv2d_blocked.wgsl" with { type: "text" };
+import conv2dBlockedMath from "../shaders/conv2d_blocked_math.wgsl" with { type: "text" };
 import conv2dPipelined from "../shaders/conv2d_pipelined.wgsl" with { type: "text" };
 import conv2dReduce from "../shaders/conv2d_reduce.wgsl" with { type: "text" };
 import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" };
@@ -25,13 +27,28 @@ export function kernel(name: string, code: string): Kernel {
   return { name, code };
 }
 
+/**
+ * The files of `shaders/` (without `.wgsl`) that a kernel's source joins, in order, where it is not
+ * the one file of its name: conv2d_blocked_math.wgsl holds the blocked convolution's arithmetic
+ * (overrides, helpers, entry points) and each variant's file the bindings and loads it calls.
+ */
+export const KERNEL_FILES: Readonly<Record<string, readonly string[]>> = {
+  conv2d_blocked: ["conv2d_blocked_math", "conv2d_blocked"],
+  conv2d_texture: ["conv2d_blocked_math", "conv2d_texture"],
+};
+
+/** A kernel's source from its files' texts (`KERNEL_FILES`), one blank line between them. */
+export function joinSources(...texts: string[]): string {
+  return texts.join("\n");
+}
+
 export const kernels = {
   add: kernel("add", add),
   batchnorm: kernel("batchnorm", batchnorm),
-  conv2dBlocked: kernel("conv2d_blocked", conv2dBlocked),
+  conv2dBlocked: kernel("conv2d_blocked", joinSources(conv2dBlockedMath, conv2dBlocked)),
   conv2dPipelined: kernel("conv2d_pipelined", conv2dPipelined),
   conv2dReduce: kernel("conv2d_reduce", conv2dReduce),
-  conv2dTexture: kernel("conv2d_texture", conv2dTexture),
+  conv2dTexture: kernel("conv2d_texture", joinSources(conv2dBlockedMath, conv2dTexture)),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
   inputBatch: kernel("input_batch", inputBatch),
@@ -44,11 +61,11 @@ export const kernels = {
 
 /**
  * Activations (and their gradients) are stored as f32 or f16; arithmetic is f32 either way. A
- * kernel that stores activations declares their type once, as the line `alias act = f32;`, and
- * converts on every load (`f32(x[i])`, `vec4f(x4[i])`) and store (`act(v)`, `vec4<act>(v)`). Its
- * f16 build is the same source with that line made `alias act = f16;` and `enable f16;` put first
- * (WGSL has no type parameters, and an override cannot be a type): one source, two builds. The
- * device must have `shader-f16`.
+ * kernel that stores activations declares their type once (in one of its files where it joins
+ * several), as the line `alias act = f32;`, and converts on every load (`f32(x[i])`,
+ * `vec4f(x4[i])`) and store (`act(v)`, `vec4<act>(v)`). Its f16 build is the same source with
+ * that line made `alias act = f16;` and `enable f16;` put first (WGSL has no type parameters, and
+ * an override cannot be a type): one source, two builds. The device must have `shader-f16`.
  */
 export const ACTIVATION_ALIAS = "alias act = f32;";
 

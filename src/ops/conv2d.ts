@@ -2,15 +2,16 @@
  * 2-D convolution without bias: NHWC activations, OHWI weights, zero padding; the 3x3 and 1x1
  * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Activations (x, y, dy, dx) are
  * f32 or f16, all four alike (the kernels' f16 builds, src/shaders.ts); weights and dweight f32.
- * Each pass is an implicit GEMM in one of five variants (four kernel files), chosen by the kernel
+ * Each pass is an implicit GEMM in one of five variants (four kernels), chosen by the kernel
  * policy (src/ops/policy.ts) per layer:
- *   - "blocked" (shaders/conv2d_blocked.wgsl): no workgroup memory, 16 pixels x 16 channels in
- *     registers per invocation, vec4 loads: fast on CPU adapters (lavapipe), where every memory
- *     access is a scalar loop over the SIMD lanes.
- *   - "blocked_texture" (shaders/conv2d_texture.wgsl): blocked's blocking, reading both operands
- *     with textureLoad from rgba32float textures that a to_texture call (shaders/to_texture.wgsl)
- *     fills first: on lavapipe a texel fetch is one gather, a storage load one scalar per element
- *     and lane (5.5x dearer without AVX-512). Channel counts must be multiples of 4.
+ *   - "blocked" (shaders/conv2d_blocked_math.wgsl + conv2d_blocked.wgsl): no workgroup memory,
+ *     16 pixels x 16 channels in registers per invocation, vec4 loads: fast on CPU adapters
+ *     (lavapipe), where every memory access is a scalar loop over the SIMD lanes.
+ *   - "blocked_texture" (shaders/conv2d_blocked_math.wgsl + conv2d_texture.wgsl): blocked's
+ *     arithmetic, reading both operands with textureLoad from rgba32float textures that a
+ *     to_texture call (shaders/to_texture.wgsl) fills first: on lavapipe a texel fetch is one
+ *     gather, a storage load one scalar per element and lane (5.5x dearer without AVX-512).
+ *     Channel counts must be multiples of 4.
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
  *     by 256 invocations, 4x4 each: the recipe for real GPUs, and the measured GPU baseline.
  *   - "pipelined64" and "pipelined128" (shaders/conv2d_pipelined.wgsl): 64x64 tiles of 4x4 per
@@ -206,7 +207,7 @@ const classPixels = (g: Geometry) =>
 const BLOCKED_WORKGROUP = 8;
 
 /**
- * Pixels and channels per invocation of shaders/conv2d_blocked.wgsl: 16 pixels x 16 channels
+ * Pixels and channels per invocation of shaders/conv2d_blocked_math.wgsl: 16 pixels x 16 channels
  * (forward and backward_input), or 16 output x 16 input channels at one tap (backward_weight).
  * On llvmpipe every storage-buffer element costs the same whoever shares it, so multiply-adds
  * per element loaded (8 here, 5.3 with the former 8 x 16) set the speed, most of all on CPUs
@@ -215,7 +216,7 @@ const BLOCKED_WORKGROUP = 8;
 const BLOCKED_PIXELS = 16;
 const BLOCKED_CHANNELS = 16;
 
-/** shaders/conv2d_blocked.wgsl, blocked as above. */
+/** shaders/conv2d_blocked_math.wgsl with conv2d_blocked.wgsl's storage loads, blocked as above. */
 const BLOCKED: VariantKernels = {
   kernel: kernels.conv2dBlocked,
   workgroupSize: BLOCKED_WORKGROUP,
@@ -366,7 +367,7 @@ function textureUnsupported(g: Geometry): string | undefined {
   return undefined;
 }
 
-/** shaders/conv2d_texture.wgsl: blocked's kernels and grids, operands read from textures. */
+/** shaders/conv2d_blocked_math.wgsl with conv2d_texture.wgsl's loads: blocked's grids, textures. */
 const BLOCKED_TEXTURE: VariantKernels = {
   ...BLOCKED,
   kernel: kernels.conv2dTexture,

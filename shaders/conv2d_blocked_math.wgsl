@@ -1,0 +1,411 @@
+// 2-D convolution as an implicit GEMM (no im2col buffer), register-blocked for CPU adapters
+// (lavapipe, SwiftShader); the kernel policy (src/ops/policy.ts) picks it on them.
+//   x [BATCH, IN_H, IN_W, IN_C] (NHWC), weight [OUT_C, KERNEL, KERNEL, IN_C] (OHWI),
+//   y and dy [BATCH, OUT_H, OUT_W, OUT_C]; zero padding, no bias. A tap is one (kh, kw).
+//   forward:         y[p, o]            = sum_{tap, c} x[p at tap, c] * weight[o, tap, c]
+//   backward_input:  dx[q, c]           = sum_{tap, o} dy[p, o] * weight[o, tap, c], over the taps
+//                                         and output pixels p whose tap lands on input pixel q
+//   backward_weight: dweight[o, tap, c] = sum_p dy[p, o] * x[p at tap, c], the sum over output
+//                                         pixels p split into ranges of SPLIT_PIXELS: each writes
+//                                         its own partial sum (conv2d_reduce.wgsl adds them)
+//                                         unless there is one range, written to dweight itself.
+//
+// Why the kernels look like this: on a CPU adapter an invocation is one lane of an 8-wide SIMD
+// vector, and every storage-buffer load is a loop over the lanes, one scalar load per element
+// and lane, whatever addresses the lanes share (about 3 cycles per element and lane with
+// AVX-512, 17 with AVX2 alone: bench/README.md, "CPU adapters"), while a workgroup-memory tile
+// only adds more such loads and barriers. So the speed is multiply-adds per element loaded:
+// each invocation keeps a block of 16 pixels x 16 channels (16 matrices of 4x4) in registers,
+// 8 multiply-adds per element (8 x 16: 5.3, and slower; 32 x 16: 10.7, faster still, but LLVM
+// takes over 10x longer to compile it). The 4x4 blocks are mat4x4f products, written out one
+// statement each: the compiler expands a matrix product without loops, and an accumulator array
+// indexed only by constants stays in registers. The same arithmetic as loops over the blocks is
+// not unrolled, which puts the accumulators in memory and runs 2-4x slower (bench/README.md).
+//
+// This file is the arithmetic of two kernels that differ only in how they read their inputs;
+// WGSL has no includes, so src/shaders.ts joins it with one variant's file, this one first:
+//   conv2d_blocked.wgsl  storage buffers, each input bound as vec4 and scalar views;
+//   conv2d_texture.wgsl  rgba32float textures that to_texture.wgsl fills, read with textureLoad.
+// A variant declares the input bindings and the loads called here, each returning four channels
+// as vec4f: load_x(base, c), load_weight(o, tap, c), load_input_dy(base, o), load_weight_dy(p, o);
+// and the outputs the entry points write: forward_y and input_dx (array<act>), weight_partial
+// (array<f32>).
+//
+// y and dx hold `act` elements: f32, or f16 in the kernel's f16 build (src/shaders.ts); stores
+// round once. Weights and weight gradients stay f32, and the loads return f32 whatever the
+// inputs hold.
+
+alias act = f32;
+
+override BATCH: u32;
+override IN_H: u32;
+override IN_W: u32;
+override IN_C: u32;
+override OUT_H: u32;
+override OUT_W: u32;
+override OUT_C: u32;
+override KERNEL: u32;
+override STRIDE: u32;
+override PADDING: u32;
+override WORKGROUP_SIZE: u32;
+// backward_weight: output pixels per range (a multiple of 4).
+override SPLIT_PIXELS: u32 = 4u;
+
+override TAPS = KERNEL * KERNEL;
+override OUT_PIXELS = BATCH * OUT_H * OUT_W;
+// backward_input treats the input pixels in STRIDE x STRIDE parity classes (rows and columns
+// congruent mod STRIDE): within a class every pixel takes the same taps, so a stride-2 layer
+// wastes nothing on taps that skip a pixel. Each class is a grid of at most CLASS_H x CLASS_W.
+override CLASS_H = (IN_H + STRIDE - 1u) / STRIDE;
+override CLASS_W = (IN_W + STRIDE - 1u) / STRIDE;
+
+// Four pixels of an NHWC tensor (GEMM rows): batch index, row, column, and whether the pixel
+// exists (blocks overhang the end of the tensor; such pixels are computed on clamped indices
+// and never stored).
+struct Pixels {
+  n: vec4u,
+  y: vec4i,
+  x: vec4i,
+  live: vec4<bool>,
+}
+
+// Where four pixels find one channel vector each: the element index of its channel 0, and
+// whether it exists (outside the image is zero padding).
+struct Rows {
+  base: vec4u,
+  inside: vec4<bool>,
+}
+
+const LANE = vec4u(0u, 1u, 2u, 3u);
+
+fn output_pixels(first: u32, end: u32) -> Pixels {
+  let index = vec4u(first) + LANE;
+  let clamped = min(index, vec4u(OUT_PIXELS - 1u));
+  return Pixels(
+    clamped / (OUT_H * OUT_W),
+    vec4i((clamped / OUT_W) % OUT_H),
+    vec4i(clamped % OUT_W),
+    index < vec4u(end),
+  );
+}
+
+// Rows of pixels (n, y, x) in an NHWC tensor of height x width x channels.
+fn rows_of(
+  n: vec4u,
+  y: vec4i,
+  x: vec4i,
+  inside: vec4<bool>,
+  height: u32,
+  width: u32,
+  channels: u32,
+) -> Rows {
+  let within = inside & (y >= vec4i(0)) & (y < vec4i(i32(height))) & (x >= vec4i(0)) &
+    (x < vec4i(i32(width)));
+  let base = ((n * height + bitcast<vec4u>(y)) * width + bitcast<vec4u>(x)) * channels;
+  return Rows(select(vec4u(0u), base, within), within);
+}
+
+// The input rows that four output pixels read at tap (kh, kw).
+fn input_rows(p: Pixels, kh: u32, kw: u32) -> Rows {
+  let y = p.y * i32(STRIDE) + i32(kh) - i32(PADDING);
+  let x = p.x * i32(STRIDE) + i32(kw) - i32(PADDING);
+  return rows_of(p.n, y, x, p.live, IN_H, IN_W, IN_C);
+}
+
+// Components c..c+3 that exist in a vector of `count` channels (the scalar path's tail).
+// Column i: channels c..c+3 of row i, zero where the row is padding.
+fn x_columns(rows: Rows, c: u32) -> mat4x4f {
+  return mat4x4f(
+    select(vec4f(), load_x(rows.base[0], c), rows.inside[0]),
+    select(vec4f(), load_x(rows.base[1], c), rows.inside[1]),
+    select(vec4f(), load_x(rows.base[2], c), rows.inside[2]),
+    select(vec4f(), load_x(rows.base[3], c), rows.inside[3]),
+  );
+}
+// The element index of weight[o, tap, c]. Rows past OUT_C (a block overhanging the last channel)
+// read the last row instead.
+fn weight_index(o: u32, tap: u32, c: u32) -> u32 {
+  return (min(o, OUT_C - 1u) * TAPS + tap) * IN_C + c;
+}
+
+// Column j: weight[o + j, tap, c..c+3].
+fn weight_block(o: u32, tap: u32, c: u32) -> mat4x4f {
+  return mat4x4f(
+    load_weight(o, tap, c),
+    load_weight(o + 1u, tap, c),
+    load_weight(o + 2u, tap, c),
+    load_weight(o + 3u, tap, c),
+  );
+}
+
+// ---- forward: x, weight -> y ----
+
+// Output pixels `first`..+3 (column i: pixel first + i), channels o..o+3.
+fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (pixels.live[i] && o + j < OUT_C) { forward_y[(first + i) * OUT_C + o + j] = act(block[i][j]); }
+    }
+  }
+}
+
+// Invocation (gid.x, gid.y) computes output pixels 16 gid.x .. +16 and channels 16 gid.y .. +16:
+// 16 input rows and 16 weight rows per step of 4 input channels.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn forward(@builtin(global_invocation_id) gid: vec3u) {
+  let first = gid.x * 16u;
+  if (first >= OUT_PIXELS) { return; }
+  let o = gid.y * 16u;
+  let pixels0 = output_pixels(first, OUT_PIXELS);
+  let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
+  let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
+  let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
+  // acc[4g + r] column i: output channels o + 4g .. +4 of pixel first + 4r + i.
+  var acc: array<mat4x4f, 16>;
+  for (var kh = 0u; kh < KERNEL; kh++) {
+    for (var kw = 0u; kw < KERNEL; kw++) {
+      let rows0 = input_rows(pixels0, kh, kw);
+      let rows1 = input_rows(pixels1, kh, kw);
+      let rows2 = input_rows(pixels2, kh, kw);
+      let rows3 = input_rows(pixels3, kh, kw);
+      let tap = kh * KERNEL + kw;
+      for (var c = 0u; c < IN_C; c += 4u) {
+        let a0 = x_columns(rows0, c);
+        let a1 = x_columns(rows1, c);
+        let a2 = x_columns(rows2, c);
+        let a3 = x_columns(rows3, c);
+        let w0 = transpose(weight_block(o, tap, c));
+        acc[0] += w0 * a0;
+        acc[1] += w0 * a1;
+        acc[2] += w0 * a2;
+        acc[3] += w0 * a3;
+        let w1 = transpose(weight_block(o + 4u, tap, c));
+        acc[4] += w1 * a0;
+        acc[5] += w1 * a1;
+        acc[6] += w1 * a2;
+        acc[7] += w1 * a3;
+        let w2 = transpose(weight_block(o + 8u, tap, c));
+        acc[8] += w2 * a0;
+        acc[9] += w2 * a1;
+        acc[10] += w2 * a2;
+        acc[11] += w2 * a3;
+        let w3 = transpose(weight_block(o + 12u, tap, c));
+        acc[12] += w3 * a0;
+        acc[13] += w3 * a1;
+        acc[14] += w3 * a2;
+        acc[15] += w3 * a3;
+      }
+    }
+  }
+  store_y(acc[0], pixels0, first, o);
+  store_y(acc[1], pixels1, first + 4u, o);
+  store_y(acc[2], pixels2, first + 8u, o);
+  store_y(acc[3], pixels3, first + 12u, o);
+  store_y(acc[4], pixels0, first, o + 4u);
+  store_y(acc[5], pixels1, first + 4u, o + 4u);
+  store_y(acc[6], pixels2, first + 8u, o + 4u);
+  store_y(acc[7], pixels3, first + 12u, o + 4u);
+  store_y(acc[8], pixels0, first, o + 8u);
+  store_y(acc[9], pixels1, first + 4u, o + 8u);
+  store_y(acc[10], pixels2, first + 8u, o + 8u);
+  store_y(acc[11], pixels3, first + 12u, o + 8u);
+  store_y(acc[12], pixels0, first, o + 12u);
+  store_y(acc[13], pixels1, first + 4u, o + 12u);
+  store_y(acc[14], pixels2, first + 8u, o + 12u);
+  store_y(acc[15], pixels3, first + 12u, o + 12u);
+}
+
+// ---- backward_input: dy, weight -> dx ----
+
+
+fn input_dy_columns(rows: Rows, o: u32) -> mat4x4f {
+  return mat4x4f(
+    select(vec4f(), load_input_dy(rows.base[0], o), rows.inside[0]),
+    select(vec4f(), load_input_dy(rows.base[1], o), rows.inside[1]),
+    select(vec4f(), load_input_dy(rows.base[2], o), rows.inside[2]),
+    select(vec4f(), load_input_dy(rows.base[3], o), rows.inside[3]),
+  );
+}
+
+// Four input pixels of parity class (class_y, class_x), from index `first` within the class.
+fn class_pixels(first: u32, class_y: u32, class_x: u32) -> Pixels {
+  let index = vec4u(first) + LANE;
+  let clamped = min(index, vec4u(BATCH * CLASS_H * CLASS_W - 1u));
+  let y = ((clamped / CLASS_W) % CLASS_H) * STRIDE + class_y;
+  let x = (clamped % CLASS_W) * STRIDE + class_x;
+  let live = (index < vec4u(BATCH * CLASS_H * CLASS_W)) & (y < vec4u(IN_H)) & (x < vec4u(IN_W));
+  return Pixels(clamped / (CLASS_H * CLASS_W), vec4i(y), vec4i(x), live);
+}
+
+// The dy rows of the output pixels whose tap (kh, kw) reads these input pixels; the caller
+// passes only taps with (y + PADDING - kh) divisible by STRIDE, so the division is exact.
+fn output_rows(q: Pixels, kh: u32, kw: u32) -> Rows {
+  let y = (q.y + i32(PADDING) - i32(kh)) / i32(STRIDE);
+  let x = (q.x + i32(PADDING) - i32(kw)) / i32(STRIDE);
+  return rows_of(q.n, y, x, q.live, OUT_H, OUT_W, OUT_C);
+}
+
+// Input pixels q (column i: pixel i), channels c..c+3.
+fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
+  for (var i = 0u; i < 4u; i++) {
+    let base = ((q.n[i] * IN_H + u32(q.y[i])) * IN_W + u32(q.x[i])) * IN_C + c;
+    for (var j = 0u; j < 4u; j++) {
+      if (q.live[i] && c + j < IN_C) { input_dx[base + j] = act(block[i][j]); }
+    }
+  }
+}
+
+// Invocation (gid.x, gid.y, gid.z) computes input pixels 16 gid.x .. +16 of parity class gid.z
+// and input channels 16 gid.y .. +16.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn backward_input(@builtin(global_invocation_id) gid: vec3u) {
+  let first = gid.x * 16u;
+  if (first >= BATCH * CLASS_H * CLASS_W) { return; }
+  let c = gid.y * 16u;
+  let class_y = gid.z / STRIDE;
+  let class_x = gid.z % STRIDE;
+  let pixels0 = class_pixels(first, class_y, class_x);
+  let pixels1 = class_pixels(first + 4u, class_y, class_x);
+  let pixels2 = class_pixels(first + 8u, class_y, class_x);
+  let pixels3 = class_pixels(first + 12u, class_y, class_x);
+  // acc[4g + r] column i: input channels c + 4g .. +4 of pixel 4r + i.
+  var acc: array<mat4x4f, 16>;
+  for (var kh = (class_y + PADDING) % STRIDE; kh < KERNEL; kh += STRIDE) {
+    for (var kw = (class_x + PADDING) % STRIDE; kw < KERNEL; kw += STRIDE) {
+      let rows0 = output_rows(pixels0, kh, kw);
+      let rows1 = output_rows(pixels1, kh, kw);
+      let rows2 = output_rows(pixels2, kh, kw);
+      let rows3 = output_rows(pixels3, kh, kw);
+      let tap = kh * KERNEL + kw;
+      for (var o = 0u; o < OUT_C; o += 4u) {
+        let d0 = input_dy_columns(rows0, o);
+        let d1 = input_dy_columns(rows1, o);
+        let d2 = input_dy_columns(rows2, o);
+        let d3 = input_dy_columns(rows3, o);
+        let w0 = weight_block(o, tap, c);
+        acc[0] += w0 * d0;
+        acc[1] += w0 * d1;
+        acc[2] += w0 * d2;
+        acc[3] += w0 * d3;
+        let w1 = weight_block(o, tap, c + 4u);
+        acc[4] += w1 * d0;
+        acc[5] += w1 * d1;
+        acc[6] += w1 * d2;
+        acc[7] += w1 * d3;
+        let w2 = weight_block(o, tap, c + 8u);
+        acc[8] += w2 * d0;
+        acc[9] += w2 * d1;
+        acc[10] += w2 * d2;
+        acc[11] += w2 * d3;
+        let w3 = weight_block(o, tap, c + 12u);
+        acc[12] += w3 * d0;
+        acc[13] += w3 * d1;
+        acc[14] += w3 * d2;
+        acc[15] += w3 * d3;
+      }
+    }
+  }
+  store_dx(acc[0], pixels0, c);
+  store_dx(acc[1], pixels1, c);
+  store_dx(acc[2], pixels2, c);
+  store_dx(acc[3], pixels3, c);
+  store_dx(acc[4], pixels0, c + 4u);
+  store_dx(acc[5], pixels1, c + 4u);
+  store_dx(acc[6], pixels2, c + 4u);
+  store_dx(acc[7], pixels3, c + 4u);
+  store_dx(acc[8], pixels0, c + 8u);
+  store_dx(acc[9], pixels1, c + 8u);
+  store_dx(acc[10], pixels2, c + 8u);
+  store_dx(acc[11], pixels3, c + 8u);
+  store_dx(acc[12], pixels0, c + 12u);
+  store_dx(acc[13], pixels1, c + 12u);
+  store_dx(acc[14], pixels2, c + 12u);
+  store_dx(acc[15], pixels3, c + 12u);
+}
+
+// ---- backward_weight: x, dy -> dweight or partial sums ----
+
+// Column i: dy channels o..o+3 of output pixel first + i, zero for pixels outside the range.
+fn weight_dy_columns(first: u32, live: vec4<bool>, o: u32) -> mat4x4f {
+  let p = min(vec4u(first) + LANE, vec4u(OUT_PIXELS - 1u));
+  return mat4x4f(
+    select(vec4f(), load_weight_dy(p[0], o), live[0]),
+    select(vec4f(), load_weight_dy(p[1], o), live[1]),
+    select(vec4f(), load_weight_dy(p[2], o), live[2]),
+    select(vec4f(), load_weight_dy(p[3], o), live[3]),
+  );
+}
+
+override CHANNEL_BLOCKS = (IN_C + 15u) / 16u;
+
+// dweight (or split `split`'s partial sum) at output channels o..o+3 (column j: channel o + j),
+// tap, input channels c..c+3.
+fn store_dweight(block: mat4x4f, split: u32, o: u32, tap: u32, c: u32) {
+  for (var j = 0u; j < 4u; j++) {
+    let base = ((split * OUT_C + o + j) * TAPS + tap) * IN_C + c;
+    for (var k = 0u; k < 4u; k++) {
+      if (o + j < OUT_C && c + k < IN_C) { weight_partial[base + k] = block[j][k]; }
+    }
+  }
+}
+
+// Invocation (gid.x, gid.y, gid.z) computes tap gid.x / CHANNEL_BLOCKS, input channels
+// 16 (gid.x % CHANNEL_BLOCKS) .. +16 and output channels 16 gid.y .. +16, summed over the output
+// pixels of range gid.z: 16 dy rows and 16 x rows per step of 4 pixels.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
+  if (gid.x >= TAPS * CHANNEL_BLOCKS) { return; }
+  let tap = gid.x / CHANNEL_BLOCKS;
+  let kh = tap / KERNEL;
+  let kw = tap % KERNEL;
+  let c = (gid.x % CHANNEL_BLOCKS) * 16u;
+  let o = gid.y * 16u;
+  let begin = gid.z * SPLIT_PIXELS;
+  let end = min(begin + SPLIT_PIXELS, OUT_PIXELS);
+  // acc[4h + g] column j: output channel o + 4h + j, input channels c + 4g .. +4.
+  var acc: array<mat4x4f, 16>;
+  for (var p = begin; p < end; p += 4u) {
+    let pixels = output_pixels(p, end);
+    let rows = input_rows(pixels, kh, kw);
+    let a0 = x_columns(rows, c);
+    let a1 = x_columns(rows, c + 4u);
+    let a2 = x_columns(rows, c + 8u);
+    let a3 = x_columns(rows, c + 12u);
+    let d0 = transpose(weight_dy_columns(p, pixels.live, o));
+    acc[0] += a0 * d0;
+    acc[1] += a1 * d0;
+    acc[2] += a2 * d0;
+    acc[3] += a3 * d0;
+    let d1 = transpose(weight_dy_columns(p, pixels.live, o + 4u));
+    acc[4] += a0 * d1;
+    acc[5] += a1 * d1;
+    acc[6] += a2 * d1;
+    acc[7] += a3 * d1;
+    let d2 = transpose(weight_dy_columns(p, pixels.live, o + 8u));
+    acc[8] += a0 * d2;
+    acc[9] += a1 * d2;
+    acc[10] += a2 * d2;
+    acc[11] += a3 * d2;
+    let d3 = transpose(weight_dy_columns(p, pixels.live, o + 12u));
+    acc[12] += a0 * d3;
+    acc[13] += a1 * d3;
+    acc[14] += a2 * d3;
+    acc[15] += a3 * d3;
+  }
+  store_dweight(acc[0], gid.z, o, tap, c);
+  store_dweight(acc[1], gid.z, o, tap, c + 4u);
+  store_dweight(acc[2], gid.z, o, tap, c + 8u);
+  store_dweight(acc[3], gid.z, o, tap, c + 12u);
+  store_dweight(acc[4], gid.z, o + 4u, tap, c);
+  store_dweight(acc[5], gid.z, o + 4u, tap, c + 4u);
+  store_dweight(acc[6], gid.z, o + 4u, tap, c + 8u);
+  store_dweight(acc[7], gid.z, o + 4u, tap, c + 12u);
+  store_dweight(acc[8], gid.z, o + 8u, tap, c);
+  store_dweight(acc[9], gid.z, o + 8u, tap, c + 4u);
+  store_dweight(acc[10], gid.z, o + 8u, tap, c + 8u);
+  store_dweight(acc[11], gid.z, o + 8u, tap, c + 12u);
+  store_dweight(acc[12], gid.z, o + 12u, tap, c);
+  store_dweight(acc[13], gid.z, o + 12u, tap, c + 4u);
+  store_dweight(acc[14], gid.z, o + 12u, tap, c + 8u);
+  store_dweight(acc[15], gid.z, o + 12u, tap, c + 12u);
+}
