@@ -14,7 +14,8 @@
  */
 
 // The GPU runtime: device, buffers, tensors, pipelines, kernel calls and their dispatches.
-export { type Gpu, type GpuOptions, GpuUnavailableError, requestGpu } from "./src/gpu/device.ts";
+export { type Gpu, type GpuOptions, GpuUnavailableError } from "./src/gpu/device.ts";
+export { requestGpu } from "./src/gpu/deno_device.ts";
 export {
   BufferLimitError,
   createBuffer,

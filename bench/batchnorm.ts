@@ -17,7 +17,8 @@
  *   deno run --allow-read --allow-write --allow-env bench/batchnorm.ts [--quick]
  *     [--variant serial|tree|all]   (default: the variant this adapter gets)
  */
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import type { Dispatch } from "../src/gpu/dispatch.ts";
 import { type KernelCall, kernelCall, linearGrid, read, write } from "../src/gpu/kernel_call.ts";
 import {

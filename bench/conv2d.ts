@@ -17,7 +17,8 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
 import { isWritable, type KernelCall, kernelCall, read, write } from "../src/gpu/kernel_call.ts";
 import { createTensor, type Tensor } from "../src/gpu/tensor.ts";

@@ -15,7 +15,8 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
 import { kernelId } from "../src/gpu/pipeline.ts";
 import { kernel } from "../src/shaders.ts";

@@ -7,7 +7,8 @@
  */
 import { IMAGE_BYTES } from "../src/data/cifar.ts";
 import { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "../src/data/gpu_dataset.ts";
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { submitDispatches } from "../src/gpu/dispatch.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
 import { BatchSource } from "../src/train/batch_source.ts";

@@ -13,7 +13,8 @@
  */
 import { parseArgs } from "node:util";
 import { describeAdapter } from "../src/cli/describe.ts";
-import { requestGpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
+import { STDERR } from "../src/cli/terminal.ts";
 import { resnetConfig } from "../src/model/config.ts";
 import { kernelPolicyFor } from "../src/plan/autotune.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
@@ -77,10 +78,16 @@ await runCli(async () => {
   const gpu = await requestGpu();
   console.log(`adapter: ${describeAdapter(gpu)}`);
   const tuneBatch = quick ? 32 : 128;
-  const policy = await kernelPolicyFor(gpu, kernels, {
-    model: resnetConfig("resnet18", quick ? 0.125 : width ?? 0.25),
-    passes: [{ mode: "train", batchSize: tuneBatch }, { mode: "eval", batchSize: tuneBatch }],
-  }, console.log);
+  const policy = await kernelPolicyFor(
+    gpu,
+    kernels,
+    {
+      model: resnetConfig("resnet18", quick ? 0.125 : width ?? 0.25),
+      passes: [{ mode: "train", batchSize: tuneBatch }, { mode: "eval", batchSize: tuneBatch }],
+    },
+    console.log,
+    STDERR,
+  );
   const results: Record<string, unknown> = { adapter: gpu.adapterName, quick };
 
   if (only.includes("conv2d")) {

@@ -10,7 +10,8 @@
  *   deno run bench/optimizer.ts
  */
 import { STORAGE_ALIGNMENT, STORAGE_USAGE, uploadBuffer } from "../src/gpu/buffer.ts";
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { submitDispatches } from "../src/gpu/dispatch.ts";
 import { Optimizer, type OptimizerConfig } from "../src/train/optimizer.ts";
 

@@ -6,7 +6,8 @@
  *
  *   deno run --allow-env bench/plan_build.ts
  */
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { PipelineCache } from "../src/gpu/pipeline.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
 import { type PresetName, resnetConfig } from "../src/model/config.ts";

@@ -5,7 +5,8 @@
  *
  *   deno run --allow-env bench/small_ops.ts [--quick]
  */
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import type { KernelCall } from "../src/gpu/kernel_call.ts";
 import { byteSize, createTensor, type DType, type Tensor } from "../src/gpu/tensor.ts";
 import { addForward } from "../src/ops/add.ts";

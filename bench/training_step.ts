@@ -6,7 +6,8 @@
  *   deno run --allow-env bench/training_step.ts [--quick] [--precision f16]
  */
 import { parseArgs } from "node:util";
-import { type Gpu, requestGpu } from "../src/gpu/device.ts";
+import type { Gpu } from "../src/gpu/device.ts";
+import { requestGpu } from "../src/gpu/deno_device.ts";
 import { createTensor, type Tensor, tensorFromData } from "../src/gpu/tensor.ts";
 import { type PresetName, resnetConfig } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";

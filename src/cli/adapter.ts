@@ -1,5 +1,6 @@
 /** `deno task adapter`: which WebGPU adapter this machine gives, on which backend, and its limits. */
-import { type GpuBackend, requestGpu } from "../gpu/device.ts";
+import type { GpuBackend } from "../gpu/device.ts";
+import { requestGpu } from "../gpu/deno_device.ts";
 import { describeAdapter } from "./describe.ts";
 import { runCli } from "./run.ts";
 

@@ -2,13 +2,14 @@
  * `deno task eval --checkpoint FILE`: a checkpoint's test-set loss and accuracy, and the confusion
  * matrix with each class's accuracy.
  */
-import { requestGpu } from "../gpu/device.ts";
+import { requestGpu } from "../gpu/deno_device.ts";
 import { kernelPolicyFor } from "../plan/autotune.ts";
-import { evaluateWithProgress, type EvaluationResult, Evaluator } from "../train/evaluator.ts";
+import { type EvaluationResult, Evaluator } from "../train/evaluator.ts";
 import { compilingKernels, type ProgressOutput } from "../train/progress.ts";
 import { checkPrecision } from "../train/precision.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
+import { evaluateWithProgress, STDERR } from "./terminal.ts";
 import { loadData } from "./data.ts";
 import { evalCommand, helpText, parseCommandLine } from "./flags.ts";
 import { UsageError } from "../errors.ts";
@@ -19,12 +20,12 @@ const COLUMN_LETTERS = 5;
 
 /**
  * `progressOutput` is where the progress bar and the "compiling kernels" line are drawn (default
- * stderr, only when it is a terminal).
+ * stderr), only when it is a terminal.
  */
 export async function runEval(
   args: string[],
   log = console.log,
-  progressOutput?: ProgressOutput,
+  progressOutput: ProgressOutput = STDERR,
 ): Promise<void> {
   const line = parseCommandLine(evalCommand, args);
   if (line.help) return log(helpText(evalCommand));
@@ -45,14 +46,20 @@ export async function runEval(
   log(`adapter: ${describeAdapter(gpu)}`);
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
-  const policy = await kernelPolicyFor(gpu, values.kernels, {
-    model: config,
-    passes: [{
-      mode: "eval",
-      batchSize: Math.min(values.evalBatchSize, data.test.count),
-      precision: values.precision,
-    }],
-  }, log);
+  const policy = await kernelPolicyFor(
+    gpu,
+    values.kernels,
+    {
+      model: config,
+      passes: [{
+        mode: "eval",
+        batchSize: Math.min(values.evalBatchSize, data.test.count),
+        precision: values.precision,
+      }],
+    },
+    log,
+    progressOutput,
+  );
   const compiled = await compilingKernels(
     "the evaluation plan",
     () => Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy, values.precision),

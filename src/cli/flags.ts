@@ -1,43 +1,42 @@
 /**
  * The flags of the train, eval and predict commands, each defined once: its zod schema, its
  * default and its line of help. Parsing (node:util parseArgs), the one-line errors and --help all
- * come from these tables, so they cannot disagree.
+ * come from these tables, so they cannot disagree. The training settings' own tables, which the
+ * browser page shares, are src/train/settings.ts; the flags that only a command has (paths, the
+ * kernel variants, --resume) are here.
  */
 import { parseArgs } from "node:util";
-import { z } from "zod";
-import {
-  MAX_WIDTH_MULTIPLIER,
-  MIN_STAGE_CHANNELS,
-  MIN_WIDTH_MULTIPLIER,
-  type PresetName,
-  presetNames,
-  resNetConfigSchema,
-} from "../model/config.ts";
+import * as z from "zod/mini";
 import { DEFAULT_DATA_FOLDER } from "../data/load.ts";
 import { UsageError } from "../errors.ts";
+import {
+  choice,
+  evalBatchSizeFlag,
+  type Flag,
+  flagName,
+  type FlagTable,
+  type FlagValues,
+  modelFlag,
+  optionalFlag,
+  positiveInteger,
+  precisionKind,
+  recipeFlags,
+  recipePresets,
+  testLimitFlag,
+  valueFlag,
+  type ValueKind,
+  widthFlag,
+} from "../train/settings.ts";
 
-/** One flag. A flag without a `valueName` is a switch, given as --name or --no-name. */
-export interface Flag<T> {
-  /** Checks a value from the command line (text, or a boolean for a switch) or a checkpoint. */
-  readonly schema: z.ZodType<T>;
-  /** What the value must be: "--name must be <expects>". */
-  readonly expects: string;
-  readonly help: string;
-  /** How --help shows the value, e.g. "N". */
-  readonly valueName?: string;
-  /** The value when the flag is not given; a function for one computed at each run. */
-  readonly default: T | (() => T);
-  /** How --help shows a default that is computed or absent. */
-  readonly defaultText?: string;
-  /** The accepted values of a flag that names one, listed by --help. */
-  readonly choices?: readonly string[];
-}
-
-export type FlagTable = Record<string, Flag<unknown>>;
-
-export type FlagValues<F extends FlagTable> = {
-  -readonly [K in keyof F]: F[K] extends Flag<infer T> ? T : never;
-};
+export {
+  type Flag,
+  flagName,
+  type FlagTable,
+  type FlagValues,
+  recipeFlags,
+  type TrainRecipe,
+  trainRecipeSchema,
+} from "../train/settings.ts";
 
 export interface Command<F extends FlagTable> {
   /** As typed after `deno task`. */
@@ -51,119 +50,19 @@ export interface Command<F extends FlagTable> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kinds of value
-
-const NUMBER_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
-
-/** Command-line text that spells a number becomes it; anything else is left for zod to refuse. */
-function fromNumberText(value: unknown): unknown {
-  return typeof value === "string" && NUMBER_TEXT.test(value) ? Number(value) : value;
-}
-
-interface ValueKind<T> {
-  schema: z.ZodType<T>;
-  expects: string;
-  valueName: string;
-  choices?: readonly string[];
-}
-
-function numberKind(
-  schema: z.ZodNumber,
-  expects: string,
-  valueName = "X",
-): ValueKind<number> {
-  return { schema: z.preprocess(fromNumberText, schema), expects, valueName };
-}
-
-const positiveInteger = numberKind(
-  z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  "a positive integer",
-  "N",
-);
-// zod 4's numbers are finite: "Infinity" is refused too.
-const positiveNumber = numberKind(z.number().positive(), "a number > 0");
-const nonNegativeNumber = numberKind(z.number().min(0), "a number >= 0");
-const fraction = numberKind(z.number().min(0).lt(1), "a fraction in [0, 1)");
-/** Seeds reach the GPU kernels as u32. */
-const seedKind = numberKind(
-  z.number().int().min(0).max(2 ** 32 - 1),
-  "an integer in 0..4294967295",
-  "N",
-);
-const path: ValueKind<string> = { schema: z.string().min(1), expects: "a path", valueName: "PATH" };
-
-function choice<const C extends readonly string[]>(choices: C): ValueKind<C[number]> {
-  return {
-    schema: z.enum(choices),
-    expects: `one of ${choices.join(", ")}`,
-    valueName: "NAME",
-    choices,
-  };
-}
-
-/** Two numbers in [0, 1) written "B1,B2", as Adam's betas. */
-const betaPair: ValueKind<[number, number]> = {
-  schema: z.preprocess(
-    (value) => typeof value === "string" ? value.split(",").map(fromNumberText) : value,
-    z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]),
-  ),
-  expects: "two numbers in [0, 1) written B1,B2",
-  valueName: "B1,B2",
-};
-
-function valueFlag<T>(
-  kind: ValueKind<T>,
-  help: string,
-  fallback: T | (() => T),
-  defaultText?: string,
-): Flag<T> {
-  return { ...kind, help, default: fallback, defaultText };
-}
-
-/** A flag that may be left out: its value is then undefined, which --help calls `defaultText`. */
-function optionalFlag<T>(
-  kind: ValueKind<T>,
-  help: string,
-  defaultText: string,
-): Flag<T | undefined> {
-  return { ...kind, schema: kind.schema.optional(), help, default: undefined, defaultText };
-}
-
-function switchFlag(help: string, fallback: boolean): Flag<boolean> {
-  return { schema: z.boolean(), expects: "on or off", help, default: fallback };
-}
-
-// ---------------------------------------------------------------------------------------------
 // The commands' flags
 
-const modelFlag = (fallback: PresetName, help: string) =>
-  valueFlag(choice(presetNames), help, fallback);
-const widthFlag = (fallback: number, help: string) =>
-  valueFlag(
-    numberKind(
-      resNetConfigSchema.shape.widthMultiplier.min(MIN_WIDTH_MULTIPLIER),
-      `a number from ${MIN_WIDTH_MULTIPLIER} to ${MAX_WIDTH_MULTIPLIER} (a smaller width leaves ` +
-        `the narrowest stage fewer than ${MIN_STAGE_CHANNELS} channels)`,
-    ),
-    help,
-    fallback,
-  );
+const path: ValueKind<string> = {
+  schema: z.string().check(z.minLength(1)),
+  expects: "a path",
+  valueName: "PATH",
+};
 
 const dataFlag = valueFlag(
   path,
   "where CIFAR-10 is: a folder or a .tar.gz archive; when there is none, it is downloaded into " +
     `${DEFAULT_DATA_FOLDER}, or into the folder given if that folder exists`,
   DEFAULT_DATA_FOLDER,
-);
-const evalBatchSizeFlag = valueFlag(
-  positiveInteger,
-  "images per evaluation batch (more is faster, and takes more GPU memory)",
-  250,
-);
-const testLimitFlag = optionalFlag(
-  positiveInteger,
-  "evaluate on the first N test images only, for quick runs",
-  "all",
 );
 /**
  * The kernel family (src/ops/policy.ts); "auto" takes the adapter's, "tune" times the variants on
@@ -176,70 +75,11 @@ export const kernelsFlag = valueFlag(
     "run keeps the kernels it started with",
   "auto",
 );
-/** Activations and their gradients in f32, or f16 (src/train/precision.ts). */
-const precisionKind = choice(["f32", "f16"] as const);
 const checkpointFlag = optionalFlag(
   path,
   "the checkpoint to load: a .safetensors file from train, or a PyTorch state dict",
   "none, it is required",
 );
-
-/**
- * The flags that decide a training run's numbers. They are stored in its checkpoints, and a
- * resumed run keeps them: changing one would not continue the same run.
- */
-export const recipeFlags = {
-  model: modelFlag("resnet18", "the ResNet: its depth and block kind"),
-  width: widthFlag(0.25, "channel multiplier of every layer (1 is the standard ResNet)"),
-  epochs: valueFlag(positiveInteger, "passes over the training images", 4),
-  batchSize: valueFlag(positiveInteger, "training images per step", 128),
-  optimizer: valueFlag(choice(["sgd", "adam", "adamw"]), "the optimizer", "sgd"),
-  lr: valueFlag(
-    positiveNumber,
-    "peak learning rate (the constant one for --schedule constant)",
-    0.1,
-  ),
-  momentum: valueFlag(nonNegativeNumber, "SGD momentum (sgd only)", 0.9),
-  nesterov: switchFlag("Nesterov momentum (sgd only)", true),
-  weightDecay: valueFlag(
-    nonNegativeNumber,
-    "weight decay: L2 for sgd and adam, decoupled for adamw",
-    5e-4,
-  ),
-  betas: valueFlag<[number, number]>(betaPair, "Adam's betas (adam and adamw only)", [0.9, 0.999]),
-  schedule: valueFlag(
-    choice(["constant", "cosine", "one-cycle"]),
-    "the learning rate's course: one-cycle is linear up, then down to 0; cosine decays to 0",
-    "one-cycle",
-  ),
-  warmup: valueFlag(
-    fraction,
-    "fraction of the steps spent rising linearly from 0 to --lr (one-cycle and cosine)",
-    0.2,
-  ),
-  seed: valueFlag(seedKind, "seeds the initial weights, the data order and the augmentation", 0),
-  augment: switchFlag("random crop (4 pixels of padding) and horizontal flip", true),
-  limit: optionalFlag(
-    positiveInteger,
-    "train on the first N training images only, for quick runs",
-    "all",
-  ),
-  precision: valueFlag(
-    // Checkpoints from before f16 training stored no precision: they trained in f32.
-    { ...precisionKind, schema: precisionKind.schema.default("f32") },
-    "activations and their gradients in f32, or f16 (half the memory; needs the adapter's " +
-      "shader-f16; dynamic loss scaling; weights, optimizer state and batch-norm statistics stay " +
-      "f32); a resumed run keeps its precision",
-    "f32",
-  ),
-} as const;
-
-export type TrainRecipe = FlagValues<typeof recipeFlags>;
-
-/** The recipe as stored in a checkpoint; its values go through the flags' own checks. */
-export const trainRecipeSchema = z.object(
-  Object.fromEntries(Object.entries(recipeFlags).map(([key, flag]) => [key, flag.schema])),
-) as unknown as z.ZodType<TrainRecipe>;
 
 const trainFlags = {
   ...recipeFlags,
@@ -270,19 +110,7 @@ export const trainCommand: Command<typeof trainFlags> = {
   summary: "Trains a ResNet on CIFAR-10 and evaluates it on the test set after every epoch. " +
     "The defaults are the fastest recipe to good accuracy on a small machine.",
   flags: trainFlags,
-  presets: {
-    book: {
-      model: "resnet18",
-      width: 1,
-      batchSize: 128,
-      optimizer: "adam",
-      lr: 2e-5,
-      weightDecay: 0,
-      epochs: 63,
-      augment: false,
-      schedule: "constant",
-    },
-  },
+  presets: recipePresets,
 };
 
 const inferencePrecisionFlag = valueFlag(
@@ -335,11 +163,6 @@ export type CommandLine<F extends FlagTable> =
     preset?: string;
     positionals: string[];
   };
-
-/** `batchSize` is given as --batch-size. */
-export function flagName(key: string): string {
-  return "--" + key.replace(/[A-Z]/g, (letter) => "-" + letter.toLowerCase());
-}
 
 /** Parses `args` for `command`; throws a UsageError naming the first flag that is wrong. */
 export function parseCommandLine<F extends FlagTable>(

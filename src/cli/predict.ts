@@ -2,7 +2,8 @@
  * `deno task predict --checkpoint FILE image.png...`: the three likeliest classes of each image,
  * with their probabilities.
  */
-import { requestGpu } from "../gpu/device.ts";
+import { requestGpu } from "../gpu/deno_device.ts";
+import { STDERR } from "./terminal.ts";
 import { kernelPolicyFor } from "../plan/autotune.ts";
 import { DEFAULT_CLASS_NAMES } from "../data/cifar.ts";
 import { decodePngToCifar, ImageError } from "../data/image.ts";
@@ -30,11 +31,21 @@ export async function runPredict(args: string[], log = console.log): Promise<voi
   const gpu = await requestGpu();
   checkPrecision(gpu, values.precision);
   const { weights } = await loadCheckpointModel(gpu, values.checkpoint, values, given);
-  const policy = await kernelPolicyFor(gpu, values.kernels, {
-    model: weights.architecture.config,
-    // The Predictor's batch: its DEFAULT_MAX_BATCH (64), not exported by src/train/predict.ts.
-    passes: [{ mode: "eval", batchSize: Math.min(images.length, 64), precision: values.precision }],
-  }, log);
+  const policy = await kernelPolicyFor(
+    gpu,
+    values.kernels,
+    {
+      model: weights.architecture.config,
+      // The Predictor's batch: its DEFAULT_MAX_BATCH (64), not exported by src/train/predict.ts.
+      passes: [{
+        mode: "eval",
+        batchSize: Math.min(images.length, 64),
+        precision: values.precision,
+      }],
+    },
+    log,
+    STDERR,
+  );
   const predictor = await Predictor.create(gpu, weights, images, policy, {
     precision: values.precision,
   });

@@ -4,20 +4,22 @@
  */
 import { resolve } from "node:path";
 import { z } from "zod";
-import { type Gpu, requestGpu } from "../gpu/device.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { requestGpu } from "../gpu/deno_device.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import { decodeCheckpoint } from "../model/checkpoint.ts";
 import { type ResNetConfig, resnetConfig } from "../model/config.ts";
 import { type KernelChoices, KernelPolicy } from "../ops/policy.ts";
 import { kernelPolicyFor } from "../plan/autotune.ts";
-import { type ResumePoint, runTraining, type TrainingRunOptions } from "../train/loop.ts";
+import { type ResumePoint, runTraining } from "../train/loop.ts";
 import { RECORDS_PER_FILE } from "../data/cifar.ts";
 import { FileWriteError, removePendingTemporaryFiles } from "../io/atomic.ts";
 import { bestEpoch, type EpochRecord, epochRecordSchema } from "../train/history.ts";
 import { resumeTarget, RunDirectory } from "../train/run_dir.ts";
-import { createSchedule, type Schedule, ScheduleError } from "../train/schedule.ts";
 import { checkPrecision } from "../train/precision.ts";
+import { checkRecipe, trainingPlan, unusedSettings } from "../train/settings.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
+import { STDERR, terminalEvents } from "./terminal.ts";
 import { loadData } from "./data.ts";
 import {
   type CommandLine,
@@ -88,6 +90,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
     resumeSource: settings.resume?.source,
   });
   const interrupts = releaseOnInterrupt(runDir, () => savedAndNext(runDir, settings));
+  const events = terminalEvents(log, { epochs: recipe.epochs, output: STDERR });
   try {
     const gpu = await requestGpu();
     // Before any plan is built: an f16 run on an adapter without shader-f16 stops here.
@@ -108,7 +111,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
         policy: await kernelPolicy(gpu, settings, { model, testImages: data.test.count }, log),
       },
       evalBatchSize: settings.evalBatchSize,
-      runDir,
+      store: runDir,
       settings: {
         recipe,
         data: settings.data,
@@ -116,7 +119,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
         testLimit: settings.testLimit,
       },
       resume: settings.resume,
-      log,
+      events,
     });
     log(bestLine(history, runDir));
     log(`chart: ${runDir.chartPath}`);
@@ -127,6 +130,8 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
       );
     }
   } catch (error) {
+    // A bar cut short by the error is erased before the error is printed.
+    events.clear();
     const next = continueCommand(runDir, settings);
     if (error instanceof FileWriteError && next !== undefined) {
       // What was saved before is intact (every file is replaced whole): say how to go on.
@@ -246,14 +251,12 @@ export function newRunSettings(line: ParsedTrainFlags): RunSettings {
   const recipe = Object.fromEntries(
     Object.keys(recipeFlags).map((key) => [key, values[key as keyof TrainRecipe]]),
   ) as TrainRecipe;
-  for (const [key, purpose] of unusedFlags(recipe)) {
+  for (const [key, purpose] of unusedSettings(recipe)) {
     if (given.has(key)) {
       throw new UsageError(`${flagName(key)} has no effect here: it is for ${purpose}`);
     }
   }
-  if (recipe.optimizer === "sgd" && recipe.nesterov && recipe.momentum === 0) {
-    throw new UsageError("--nesterov needs --momentum above 0: give --no-nesterov for plain SGD");
-  }
+  checkRecipe(recipe);
   return {
     recipe,
     data: values.data,
@@ -320,22 +323,9 @@ async function resumedRunSettings(line: ParsedTrainFlags, resume: string): Promi
   };
 }
 
-/** Recipe flags that the chosen optimizer or schedule does not use, and what they are for. */
-function unusedFlags(recipe: TrainRecipe): Map<keyof TrainRecipe, string> {
-  const unused = new Map<keyof TrainRecipe, string>();
-  if (recipe.optimizer === "sgd") {
-    unused.set("betas", "--optimizer adam and adamw");
-  } else {
-    unused.set("momentum", "--optimizer sgd");
-    unused.set("nesterov", "--optimizer sgd");
-  }
-  if (recipe.schedule === "constant") unused.set("warmup", "--schedule one-cycle and cosine");
-  return unused;
-}
-
 /** The recipe as flags, leaving out those it does not use. */
 function describeRecipe(recipe: TrainRecipe): string {
-  const unused = unusedFlags(recipe);
+  const unused = unusedSettings(recipe);
   return Object.entries(recipe)
     .filter(([key, value]) => value !== undefined && !unused.has(key as keyof TrainRecipe))
     .map(([key, value]) => formatFlag(key, value))
@@ -355,76 +345,27 @@ async function kernelPolicy(
 ): Promise<KernelPolicy> {
   return settings.storedKernels
     ? KernelPolicy.restoring(settings.storedKernels)
-    : await kernelPolicyFor(gpu, settings.kernels, {
-      model: network.model,
-      passes: [
-        {
-          mode: "train",
-          batchSize: settings.recipe.batchSize,
-          precision: settings.recipe.precision,
-        },
-        {
-          mode: "eval",
-          batchSize: Math.min(settings.evalBatchSize, network.testImages),
-          precision: settings.recipe.precision,
-        },
-      ],
-    }, log);
-}
-
-/**
- * The Trainer's options for `recipe` over `images` training images, checked, but for the kernel
- * policy (which needs the adapter).
- */
-function trainingPlan(
-  recipe: TrainRecipe,
-  images: number,
-): Omit<TrainingRunOptions["trainer"], "policy"> {
-  // As the Trainer counts them: full batches only.
-  const stepsPerEpoch = Math.floor(images / recipe.batchSize);
-  if (stepsPerEpoch === 0) {
-    throw new UsageError(
-      `--batch-size ${recipe.batchSize} is more than the ${images} training images: use a ` +
-        "smaller --batch-size",
+    : await kernelPolicyFor(
+      gpu,
+      settings.kernels,
+      {
+        model: network.model,
+        passes: [
+          {
+            mode: "train",
+            batchSize: settings.recipe.batchSize,
+            precision: settings.recipe.precision,
+          },
+          {
+            mode: "eval",
+            batchSize: Math.min(settings.evalBatchSize, network.testImages),
+            precision: settings.recipe.precision,
+          },
+        ],
+      },
+      log,
+      STDERR,
     );
-  }
-  const { optimizer: kind, lr, weightDecay } = recipe;
-  return {
-    batchSize: recipe.batchSize,
-    augment: recipe.augment,
-    optimizer: kind === "sgd"
-      ? { kind, lr, weightDecay, momentum: recipe.momentum, nesterov: recipe.nesterov }
-      : { kind, lr, weightDecay, betas: recipe.betas },
-    schedule: schedule(recipe, stepsPerEpoch),
-    seed: recipe.seed,
-    precision: recipe.precision,
-  };
-}
-
-function schedule(recipe: TrainRecipe, stepsPerEpoch: number): Schedule {
-  const { lr, warmup, epochs } = recipe;
-  const totalSteps = epochs * stepsPerEpoch;
-  try {
-    switch (recipe.schedule) {
-      case "constant":
-        return createSchedule({ kind: "constant", lr });
-      case "cosine":
-        return createSchedule({
-          kind: "cosine",
-          lr,
-          totalSteps,
-          warmupSteps: Math.round(warmup * totalSteps),
-        });
-      case "one-cycle":
-        return createSchedule({ kind: "one-cycle", lr, totalSteps, warmupFraction: warmup });
-    }
-  } catch (error) {
-    if (!(error instanceof ScheduleError)) throw error;
-    throw new UsageError(
-      `${error.message} (${epochs} epochs of ${stepsPerEpoch} steps): use more epochs or ` +
-        "images, or a smaller --warmup",
-    );
-  }
 }
 
 if (import.meta.main) await runCli(() => runTrain(Deno.args));

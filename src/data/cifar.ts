@@ -4,6 +4,12 @@
  */
 import { UserError } from "../errors.ts";
 
+/**
+ * Where the commands look for CIFAR-10 (and download it) unless told otherwise; what a page's
+ * checkpoint names as its data, for `deno task train --resume`.
+ */
+export const DEFAULT_DATA_FOLDER = "./data";
+
 /** Bytes of one 32x32 RGB image: 1024 red, then 1024 green, then 1024 blue, each plane row by row. */
 export const IMAGE_BYTES = 3 * 32 * 32;
 export const CLASS_COUNT = 10;

@@ -4,11 +4,9 @@
  */
 import { gunzipSync } from "node:zlib";
 import { DataError } from "./cifar.ts";
+import { isGzip } from "./gzip_stream.ts";
 
-/** A gzip stream starts with the magic bytes 1f 8b. */
-export function isGzip(bytes: Uint8Array): boolean {
-  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-}
+export { isGzip };
 
 export function gunzip(bytes: Uint8Array, fileName: string): Uint8Array {
   if (!isGzip(bytes)) throw new DataError(fileName, "not a gzip file (bad magic bytes)");

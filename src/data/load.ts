@@ -1,41 +1,34 @@
 /**
  * The one entry point for CIFAR-10: finds the data set at a path in whichever form it comes (the
  * binary or the python version, unpacked or as an archive), downloads it when asked to, and
- * checks every file before returning it.
+ * checks every file before returning it. This is the file-system half; the parsing and the
+ * checks, which the browser shares, are src/data/archive.ts.
  */
-import { join, posix, resolve } from "node:path";
+import { join, resolve } from "node:path";
+import {
+  archiveFiles,
+  cifarFromArchive,
+  type DataFiles,
+  detectLayout,
+  LAYOUTS,
+  readDataset,
+} from "./archive.ts";
 import {
   checkRecordsPerFile,
   type CifarDataset,
-  type CifarLayout,
-  type CifarSplit,
-  concatSplits,
   DataError,
-  DEFAULT_CLASS_NAMES,
+  DEFAULT_DATA_FOLDER,
   RECORDS_PER_FILE,
 } from "./cifar.ts";
 import { BINARY_LAYOUT } from "./cifar_binary.ts";
 import { PYTHON_LAYOUT } from "./cifar_python.ts";
 import { downloadCifar10, type DownloadOptions, OFFICIAL_BINARY_ARCHIVE } from "./download.ts";
-import { describeFileKind } from "./file_kind.ts";
-import { gunzip, isGzip } from "./gzip.ts";
-import { looksLikeTar, readTar } from "./tar.ts";
+import { gunzip } from "./gzip.ts";
 
-export { type CifarDataset, type CifarSplit, DataError } from "./cifar.ts";
+export { type CifarDataset, type CifarSplit, DataError, DEFAULT_DATA_FOLDER } from "./cifar.ts";
 export { parseBinaryBatch } from "./cifar_binary.ts";
 export { parsePythonBatch } from "./cifar_python.ts";
 export { readTar } from "./tar.ts";
-
-/** In order of preference: the binary files parse fastest. */
-const LAYOUTS: readonly CifarLayout[] = [BINARY_LAYOUT, PYTHON_LAYOUT];
-
-/** Where the commands look for CIFAR-10 (and download it) unless told otherwise. */
-export const DEFAULT_DATA_FOLDER = "./data";
-
-/** What --data may name, for the messages about a path that names something else. */
-const EXPECTED =
-  `expected a folder holding ${BINARY_LAYOUT.folder}/ or ${PYTHON_LAYOUT.folder}/, ` +
-  `or their archive ${BINARY_LAYOUT.archive} or ${PYTHON_LAYOUT.archive}`;
 
 export interface LoadOptions extends DownloadOptions {
   /** Download the official binary archive into `location` when no data is found there. */
@@ -60,7 +53,10 @@ export async function loadCifar10(location: string, opts: LoadOptions = {}): Pro
   checkRecordsPerFile(recordsPerFile);
   const info = await statIfExists(location);
   if (info && !info.isDirectory) {
-    return await readDataset(await readArchive(location), recordsPerFile);
+    return await cifarFromArchive(await Deno.readFile(location), location, {
+      gunzip,
+      recordsPerFile,
+    });
   }
   let files = info ? await findInFolder(location) : undefined;
   if (!files && opts.download) {
@@ -117,57 +113,6 @@ async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
   }
 }
 
-/** The files of one layout, found in a folder on disk or in an archive. */
-interface DataFiles {
-  layout: CifarLayout;
-  /** The folder or archive, for messages about the set as a whole. */
-  where: string;
-  names: ReadonlySet<string>;
-  /** Folders found where files were looked for (none in an archive), to name a misplaced one. */
-  folders: ReadonlySet<string>;
-  read(name: string): Promise<Uint8Array>;
-  /** How messages name one file: its path, or the archive and the member's path in it. */
-  nameOf(name: string): string;
-}
-
-async function readDataset(files: DataFiles, recordsPerFile: number): Promise<CifarDataset> {
-  const { layout } = files;
-  const absent = [...layout.trainFiles, layout.testFile].filter((name) => !files.names.has(name));
-  const folders = absent.filter((name) => files.folders.has(name));
-  if (folders.length > 0) {
-    throw new DataError(
-      files.where,
-      `${folders.join(", ")} ${folders.length === 1 ? "is a folder" : "are folders"}, expected ` +
-        `the ${layout.name}'s batch ${folders.length === 1 ? "file" : "files"} of that name`,
-    );
-  }
-  if (absent.length > 0) {
-    throw new DataError(files.where, `${absent.join(", ")} missing from the ${layout.name}`);
-  }
-  const readSplit = async (names: readonly string[]): Promise<CifarSplit> => {
-    const parts: CifarSplit[] = [];
-    for (const name of names) {
-      parts.push(layout.parseBatch(await files.read(name), files.nameOf(name), recordsPerFile));
-    }
-    return concatSplits(parts);
-  };
-  const hasMeta = files.names.has(layout.metaFile);
-  return {
-    train: await readSplit(layout.trainFiles),
-    test: await readSplit([layout.testFile]),
-    classNames: hasMeta
-      ? layout.parseClassNames(await files.read(layout.metaFile), files.nameOf(layout.metaFile))
-      : [...DEFAULT_CLASS_NAMES],
-  };
-}
-
-/** A layout is recognised by any one of its batch files, so that a missing one can be named. */
-function detectLayout(names: { has(name: string): boolean }): CifarLayout | undefined {
-  return LAYOUTS.find((layout) =>
-    [...layout.trainFiles, layout.testFile].some((name) => names.has(name))
-  );
-}
-
 /** Looks in the folder, then in each subfolder, then for an official archive in the folder. */
 async function findInFolder(folder: string): Promise<DataFiles | undefined> {
   const top = await listFolder(folder);
@@ -179,7 +124,9 @@ async function findInFolder(folder: string): Promise<DataFiles | undefined> {
     if (found) return found;
   }
   const archive = LAYOUTS.map((layout) => layout.archive).find((name) => top.files.has(name));
-  return archive ? await readArchive(join(folder, archive)) : undefined;
+  if (archive === undefined) return undefined;
+  const path = join(folder, archive);
+  return await archiveFiles(await Deno.readFile(path), path, gunzip);
 }
 
 function folderFiles(folder: string, listing: FolderListing): DataFiles | undefined {
@@ -214,65 +161,4 @@ async function listFolder(folder: string): Promise<FolderListing> {
     else files.add(entry.name);
   }
   return { files, folders: folders.sort() };
-}
-
-/**
- * Reads a tar or tar.gz archive whole and finds the folder in it that holds a layout's files. A
- * file that is no tar archive (an image, a zip) is named for what it is.
- */
-async function readArchive(path: string): Promise<DataFiles> {
-  const bytes = await Deno.readFile(path);
-  const compressed = isGzip(bytes);
-  const tar = compressed ? gunzip(bytes, path) : bytes;
-  if (!looksLikeTar(tar)) throw notAnArchive(path, tar, compressed);
-  const members = readTar(tar, path);
-  const byFolder = new Map<string, Map<string, Uint8Array>>();
-  for (const [member, data] of members) {
-    const folder = posix.dirname(member);
-    if (!byFolder.has(folder)) byFolder.set(folder, new Map());
-    byFolder.get(folder)!.set(posix.basename(member), data);
-  }
-  for (const folder of [...byFolder.keys()].sort()) {
-    const files = byFolder.get(folder)!;
-    const layout = detectLayout(files);
-    if (layout) {
-      return {
-        layout,
-        where: path,
-        names: new Set(files.keys()),
-        folders: new Set(),
-        read: (name) => Promise.resolve(files.get(name)!),
-        nameOf: (name) => `${path} (${posix.join(folder, name)})`,
-      };
-    }
-  }
-  throw new DataError(
-    path,
-    "holds no CIFAR-10 batch files (not a CIFAR-10 archive)",
-    `use the official ${BINARY_LAYOUT.archive} or ${PYTHON_LAYOUT.archive}`,
-  );
-}
-
-/** "is a PNG image, not CIFAR-10 data"; "holds gzip-compressed text, not a tar archive". */
-function notAnArchive(path: string, bytes: Uint8Array, compressed: boolean): DataError {
-  const kind = describeFileKind(bytes);
-  if (compressed) {
-    return new DataError(
-      path,
-      `holds gzip-compressed ${kind ? kind.replace(/^an? /, "") : "data"}, not a tar archive`,
-      EXPECTED,
-    );
-  }
-  if (kind === "a zip archive") {
-    return new DataError(
-      path,
-      "is a zip archive, which the loader does not read",
-      `unzip it and give the folder, or use the official ${BINARY_LAYOUT.archive}`,
-    );
-  }
-  return new DataError(
-    path,
-    `is ${kind ?? "no archive the loader knows"}, not CIFAR-10 data`,
-    EXPECTED,
-  );
 }

@@ -17,6 +17,11 @@ export interface GpuOptions {
   requiredLimits?: Record<string, number>;
   /** Default: every feature of `OPTIONAL_FEATURES` the adapter offers. */
   requiredFeatures?: GPUFeatureName[];
+  /**
+   * Tells the native API under the adapter, which WebGPU does not say: Deno's side reads it
+   * from the platform (src/gpu/deno_device.ts); a browser leaves it out.
+   */
+  identifyBackend?: (adapter: GPUAdapter) => GpuBackend | undefined;
 }
 
 /**
@@ -34,8 +39,9 @@ export interface Gpu {
   readonly device: GPUDevice;
   readonly adapterName: string;
   /**
-   * The backend Deno runs WebGPU on, undefined in a browser. Deno falls back to OpenGL when it
-   * finds no Vulkan driver, without saying so; the commands name the backend in the adapter line.
+   * The backend Deno runs WebGPU on (`identifyBackend`), undefined in a browser. Deno falls back
+   * to OpenGL when it finds no Vulkan driver, without saying so; the commands name the backend in
+   * the adapter line.
    */
   readonly backend?: GpuBackend;
   /** True for software adapters (lavapipe, SwiftShader): kernels pick their CPU-friendly variant. */
@@ -86,11 +92,7 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
     );
   }
   const info = adapter.info;
-  const backend = typeof Deno === "undefined" ? undefined : inferBackend(
-    Deno.build.os,
-    adapter.limits.maxBindingsPerBindGroup,
-    requestedBackends(),
-  );
+  const backend = options.identifyBackend?.(adapter);
   const adapterName = info.description || [info.vendor, info.architecture, info.device]
     .filter(Boolean).join(" ") ||
     "unknown adapter";
@@ -122,56 +124,4 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
       return error;
     },
   };
-}
-
-/** wgpu's names for its backends in DENO_WEBGPU_BACKEND (wgpu_types::Backends::from_comma_list). */
-const BACKEND_NAMES: Record<string, GpuBackend> = {
-  vulkan: "Vulkan",
-  vk: "Vulkan",
-  metal: "Metal",
-  mtl: "Metal",
-  dx12: "Direct3D 12",
-  d3d12: "Direct3D 12",
-  gl: "OpenGL",
-  gles: "OpenGL",
-  opengl: "OpenGL",
-};
-
-/** What Deno's wgpu reports as maxBindingsPerBindGroup where the native API sets no limit. */
-const UNLIMITED = 2 ** 32 - 1;
-
-/**
- * The backend an adapter runs on. Deno's GPUAdapterInfo does not say (Deno 2.9 exposes vendor,
- * device, description, subgroup sizes and isFallbackAdapter only), so it is read from a limit the
- * backends report differently: wgpu's OpenGL, Metal and Direct3D 12 backends report
- * maxBindingsPerBindGroup as unlimited (2^32 - 1), its Vulkan backend as WebGPU's default. Linux
- * has Vulkan and OpenGL; macOS Metal (and Vulkan through MoltenVK); Windows all three, where
- * Direct3D 12 and OpenGL are told apart only by DENO_WEBGPU_BACKEND (`requested`, the backends
- * it names; OpenGL is Windows' last resort, taken only without a Direct3D 12 driver).
- */
-export function inferBackend(
-  os: string,
-  maxBindingsPerBindGroup: number,
-  requested: readonly GpuBackend[] = [],
-): GpuBackend | undefined {
-  if (requested.length === 1) return requested[0];
-  const allowed = (backend: GpuBackend) => requested.length === 0 || requested.includes(backend);
-  if (maxBindingsPerBindGroup !== UNLIMITED) return "Vulkan";
-  if (os === "darwin") return "Metal";
-  if (os === "windows" && allowed("Direct3D 12")) return "Direct3D 12";
-  return allowed("OpenGL") ? "OpenGL" : undefined;
-}
-
-/** The backends DENO_WEBGPU_BACKEND restricts Deno to: none when unset or not readable. */
-function requestedBackends(): GpuBackend[] {
-  const variable = "DENO_WEBGPU_BACKEND";
-  // Asked first, so that a command without --allow-env neither fails nor prompts.
-  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return [];
-  const value = Deno.env.get(variable);
-  return [
-    ...new Set(
-      (value ?? "").split(",").map((name) => BACKEND_NAMES[name.trim().toLowerCase()])
-        .filter((backend) => backend !== undefined),
-    ),
-  ];
 }

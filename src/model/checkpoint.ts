@@ -2,10 +2,11 @@
  * Checkpoints as safetensors with PyTorch's state-dict names and layouts (conv weights OIHW,
  * num_batches_tracked int64), so weights move between PyTorch and this project. A training
  * checkpoint also holds the optimizer state (`optimizer.<name>` tensors over the flat parameter
- * arena) and a metadata block validated by zod.
+ * arena) and a metadata block validated by zod (its tree-shakable zod/mini build).
  */
 import { elementCount } from "../util/shape.ts";
-import { z } from "zod";
+import * as z from "zod/mini";
+import { en } from "zod/locales";
 import {
   CheckpointError,
   decodeSafetensors,
@@ -37,17 +38,17 @@ export const checkpointMetadataSchema = z.object({
   format: z.literal(CHECKPOINT_FORMAT),
   model: resNetConfigSchema,
   /** Epochs completed. */
-  epoch: z.number().int().min(0),
+  epoch: z.number().check(z.int(), z.minimum(0)),
   /** Optimizer steps taken. */
-  step: z.number().int().min(0),
-  seed: z.number().int(),
+  step: z.number().check(z.int(), z.minimum(0)),
+  seed: z.number().check(z.int()),
   /** Whatever else the trainer needs to resume exactly (flags, data order, metrics so far). */
-  training: z.record(z.string(), z.unknown()).optional(),
+  training: z.optional(z.record(z.string(), z.unknown())),
   /** The kernel variants the run computed with (src/ops/policy.ts), to resume with the same. */
-  kernels: z.object({
+  kernels: z.optional(z.object({
     family: z.enum(KERNEL_FAMILIES),
     choices: z.record(z.string(), z.string()),
-  }).optional(),
+  })),
 });
 export type CheckpointMetadata = z.infer<typeof checkpointMetadataSchema>;
 
@@ -239,15 +240,26 @@ export async function encodeCheckpoint(
   return encodeSafetensors(tensors, header);
 }
 
+/**
+ * zod's English messages. zod/mini installs no locale (classic zod installs this one when it builds
+ * its first schema), so the messages are asked for here: the same in the page as in the CLI.
+ */
+const englishMessages = en().localeError;
+
 /** A JSON entry of the safetensors header, validated by `schema`; `what` names it in errors. */
-function parseHeaderJson<T>(text: string, schema: z.ZodType<T>, source: string, what: string): T {
+function parseHeaderJson<T>(
+  text: string,
+  schema: z.ZodMiniType<T>,
+  source: string,
+  what: string,
+): T {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     throw new CheckpointError(source, `its ${what} is not JSON`);
   }
-  const parsed = schema.safeParse(json);
+  const parsed = schema.safeParse(json, { error: englishMessages });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new CheckpointError(

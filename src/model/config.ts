@@ -3,7 +3,7 @@
  * 64/128/256/512 (times a width multiplier) with strides 1, 2, 2, 2, global average pooling and
  * a linear classifier. BasicBlock for ResNet-18/34, Bottleneck (expansion 4) for 50/101/152.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
 
 export const STAGE_WIDTHS = [64, 128, 256, 512] as const;
 export const STAGE_STRIDES = [1, 2, 2, 2] as const;
@@ -25,18 +25,15 @@ export const MIN_WIDTH_MULTIPLIER = (MIN_STAGE_CHANNELS - 0.5) / STAGE_WIDTHS[0]
 export const blockKinds = ["basic", "bottleneck"] as const;
 export type BlockKind = typeof blockKinds[number];
 
+const blockCount = z.number().check(z.int(), z.minimum(1));
+
 export const resNetConfigSchema = z.object({
   block: z.enum(blockKinds),
-  blocksPerStage: z.tuple([
-    z.number().int().min(1),
-    z.number().int().min(1),
-    z.number().int().min(1),
-    z.number().int().min(1),
-  ]),
+  blocksPerStage: z.tuple([blockCount, blockCount, blockCount, blockCount]),
   // Any positive width builds (the tests and the PyTorch fixtures use narrower ones); the
   // commands' --width holds to MIN_WIDTH_MULTIPLIER.
-  widthMultiplier: z.number().positive().max(MAX_WIDTH_MULTIPLIER),
-  classes: z.number().int().min(2),
+  widthMultiplier: z.number().check(z.positive(), z.maximum(MAX_WIDTH_MULTIPLIER)),
+  classes: z.number().check(z.int(), z.minimum(2)),
 });
 export type ResNetConfig = z.infer<typeof resNetConfigSchema>;
 

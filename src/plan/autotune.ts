@@ -33,7 +33,7 @@ import { type KernelFamily, KernelPolicy, type VariantRequest } from "../ops/pol
 import type { ActivationDType } from "../ops/shape.ts";
 import { METRICS_SHAPE } from "../ops/softmax_cross_entropy.ts";
 import { kernels } from "../shaders.ts";
-import { StatusLine } from "../train/progress.ts";
+import { type ProgressOutput, StatusLine } from "../train/progress.ts";
 import { elementCount } from "../util/shape.ts";
 import { materialize } from "./materialize.ts";
 import { buildNetworkProgram, type Mode } from "./network.ts";
@@ -623,16 +623,18 @@ export type KernelsFlag = KernelFamily | "auto" | "tune";
 
 /**
  * The policy `--kernels` asks for: the adapter's family, a forced one, or ("tune") the network's
- * call sites tuned, with "tuning kernels: 7/23 call sites" redrawn on a terminal meanwhile.
+ * call sites tuned, with "tuning kernels: 7/23 call sites" redrawn on `output` (a terminal)
+ * meanwhile.
  */
 export async function kernelPolicyFor(
   gpu: Gpu,
   kernels: KernelsFlag,
   network: { model: ResNetConfig; passes: readonly NetworkPass[] },
   log: (line: string) => void,
+  output?: ProgressOutput,
 ): Promise<KernelPolicy> {
   if (kernels !== "tune") return KernelPolicy.forAdapter(gpu, kernels);
-  const line = new StatusLine();
+  const line = new StatusLine(output);
   try {
     const tuned = await tuneNetwork(gpu, network.model, network.passes, {
       log: (text) => {

@@ -14,7 +14,6 @@ import type { ModelWeights } from "../model/weights.ts";
 import { EvalPipeline } from "./eval_pipeline.ts";
 import type { ActivationDType } from "../ops/shape.ts";
 import { checkPrecision } from "./precision.ts";
-import { ProgressBar, type ProgressOutput } from "./progress.ts";
 
 export interface EvaluationResult {
   /** Mean cross-entropy over the split. */
@@ -41,6 +40,8 @@ export interface EvaluationProgress {
   submitted: number;
   /** Batches known to be done, as of the latest wait for the GPU. */
   done: number;
+  /** Batches in the whole evaluation. */
+  batches: number;
   /** Images in the submitted batches. */
   images: number;
 }
@@ -122,7 +123,12 @@ export class Evaluator {
     resetMetrics(this.#gpu, this.#metrics);
     writeBuffer(this.#gpu, this.#confusion.buffer, new Uint32Array(this.#classes ** 2));
     const waitEvery = Math.max(1, Math.ceil(this.batches / 10));
-    const progress: EvaluationProgress = { submitted: 0, done: 0, images: 0 };
+    const progress: EvaluationProgress = {
+      submitted: 0,
+      done: 0,
+      batches: this.batches,
+      images: 0,
+    };
     for (const { pipeline, batches, batchSize } of this.#pipelines) {
       for (let batch = 0; batch < batches; batch++) {
         this.#gpu.device.queue.submit([pipeline.encode(batch).finish()]);
@@ -161,24 +167,5 @@ export class Evaluator {
     this.#dataset.destroy();
     this.#metrics.buffer.destroy();
     this.#confusion.buffer.destroy();
-  }
-}
-
-/**
- * Evaluates with a progress bar in images per second on the terminal (`output`, default
- * stderr), labelled `label`; the bar is erased when the evaluation ends.
- */
-export async function evaluateWithProgress(
-  evaluator: Evaluator,
-  label: string,
-  output?: ProgressOutput,
-): Promise<EvaluationResult> {
-  const bar = new ProgressBar(label, evaluator.batches, { unit: "img", output });
-  try {
-    return await evaluator.evaluate((progress) =>
-      bar.update({ ...progress, items: progress.images })
-    );
-  } finally {
-    bar.clear();
   }
 }

@@ -1,8 +1,12 @@
 /**
- * The epoch loop of the train command: train an epoch, evaluate on the whole test set, record the
- * epoch in the run folder, print one line. It starts fresh or from a checkpoint of the same run;
- * since the data order and the augmentation are functions of (seed, epoch) and the schedule of
- * the step, a run resumed at an epoch boundary computes what the uninterrupted run would have.
+ * The epoch loop of a training run, the train command's and the browser page's alike: train an
+ * epoch, evaluate on the whole test set, save the epoch to the run's store, report it. It starts
+ * fresh or from a checkpoint of the same run; since the data order and the augmentation are
+ * functions of (seed, epoch) and the schedule of the step, a run resumed at an epoch boundary
+ * computes what the uninterrupted run would have.
+ *
+ * Platform-free: the epochs go to a RunStore (the CLI's run folder, the page's memory), and what
+ * is shown of the run (the terminal's bars, the page's charts) is up to the TrainingEvents.
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { CifarSplit } from "../data/cifar.ts";
@@ -16,18 +20,40 @@ import {
 import type { ResNetConfig } from "../model/config.ts";
 import { countParameters } from "../model/parameters.ts";
 import { ModelWeights } from "../model/weights.ts";
-import { evaluateWithProgress, Evaluator } from "./evaluator.ts";
-import {
-  compilingKernels,
-  formatBytes,
-  formatDuration,
-  formatRate,
-  ProgressBar,
-  type ProgressOutput,
-} from "./progress.ts";
+import { formatBytes, formatDuration, formatRate } from "../util/format.ts";
+import { isAbort, type TrainingControl } from "./control.ts";
+import { type EvaluationProgress, type EvaluationResult, Evaluator } from "./evaluator.ts";
 import type { EpochRecord } from "./history.ts";
-import type { RunDirectory } from "./run_dir.ts";
-import { Trainer, type TrainerOptions, TrainingDivergedError } from "./trainer.ts";
+import type { RunStore } from "./run_store.ts";
+import {
+  type EpochProgress,
+  Trainer,
+  type TrainerOptions,
+  TrainingDivergedError,
+} from "./trainer.ts";
+
+export type { TrainingControl } from "./control.ts";
+
+/** What a run tells as it goes: the CLI draws it on the terminal, the page in its DOM. */
+export interface TrainingEvents {
+  /** Header and epoch lines (the CLI prints them). */
+  log(line: string): void;
+  /** Building the plans (compiling kernels) begins; `done(seconds)` when it ends. */
+  compiling?(what: string): { done(seconds: number): void } | void;
+  /** After every submitted training step (0-based epoch), without waiting for the GPU. */
+  step?(epoch: number, progress: EpochProgress): void;
+  /** After every submitted evaluation batch. */
+  evaluating?(epoch: number, progress: EvaluationProgress): void;
+  /**
+   * After the epoch is evaluated and saved. Awaited: while it runs, `weights` hold the epoch's
+   * parameters and may be used (e.g. a Predictor over a few test images).
+   */
+  epochEnd?(
+    record: EpochRecord,
+    test: EvaluationResult,
+    weights: ModelWeights,
+  ): void | Promise<void>;
+}
 
 /** Where a resumed run picks up: a checkpoint of it, with its optimizer state. */
 export interface ResumePoint {
@@ -52,27 +78,32 @@ export interface TrainingRunOptions {
   stopAfter?: number;
   trainer: Omit<TrainerOptions, "readEvery">;
   evalBatchSize: number;
-  runDir: RunDirectory;
+  /** Where the finished epochs go. */
+  store: RunStore;
   /** Stored beside the history in every checkpoint's `training` metadata, for --resume. */
   settings: Record<string, unknown>;
   resume?: ResumePoint;
-  log: (line: string) => void;
-  /**
-   * Where the progress bars and the "compiling kernels" line are drawn (default stderr, only
-   * when it is a terminal).
-   */
-  progressOutput?: ProgressOutput;
+  events: TrainingEvents;
+  /** Pauses and stops the run from outside (the page's buttons). */
+  control?: TrainingControl;
 }
 
-/** Runs the epochs from the start or the resume point; returns the whole run's history. */
+/**
+ * Runs the epochs from the start or the resume point; returns the whole run's history. Aborted
+ * through `control`, it returns the epochs finished by then, once the GPU has finished the steps
+ * submitted and what the run built is destroyed.
+ */
 export async function runTraining(options: TrainingRunOptions): Promise<EpochRecord[]> {
-  const { gpu, trainer: trainerOptions, resume, runDir } = options;
+  const { gpu, trainer: trainerOptions, resume, store, events } = options;
   const weights = new ModelWeights(gpu, options.model);
   let trainer: Trainer | undefined;
   let evaluator: Evaluator | undefined;
   try {
     // Building the plans compiles their kernels: seconds, with nothing else to show meanwhile.
-    const compiled = await compilingKernels("the training and evaluation plans", async () => {
+    const compiling = events.compiling?.("the training and evaluation plans");
+    const compileStart = seconds();
+    let compileSeconds = 0;
+    try {
       trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
       evaluator = await Evaluator.create(
         gpu,
@@ -81,24 +112,29 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
         options.evalBatchSize,
         trainerOptions.policy,
       );
-      return { trainer, evaluator };
-    }, { output: options.progressOutput });
-    trainer = compiled.value.trainer;
-    evaluator = compiled.value.evaluator;
+    } finally {
+      compileSeconds = seconds() - compileStart;
+      if (compiling) compiling.done(compileSeconds);
+    }
     if (resume) {
       loadModelStateDict(weights, resume.checkpoint.tensors, resume.source);
       trainer.optimizer.importState(resume.checkpoint.optimizer);
-      await runDir.restart(resume.history);
+      await store.restart(resume.history);
     } else {
       weights.initialize(trainerOptions.seed);
     }
-    printHeader(options, trainer, evaluator, compiled.seconds);
+    printHeader(options, trainer, evaluator, compileSeconds);
     return await runEpochs(options, trainer, evaluator);
   } finally {
     trainer?.destroy();
     evaluator?.destroy();
     weights.destroy();
   }
+}
+
+/** Seconds on a monotonic clock. */
+function seconds(): number {
+  return performance.now() / 1000;
 }
 
 /** The run's header: the model, the kernels and their compile time, memory, data, run folder. */
@@ -108,7 +144,8 @@ function printHeader(
   evaluator: Evaluator,
   compileSeconds: number,
 ): void {
-  const { log, resume } = options;
+  const { resume } = options;
+  const { log } = options.events;
   const memory = { ...trainer.memory(), evaluation: evaluator.memoryBytes };
   const total = Object.values(memory).reduce((sum, bytes) => sum + bytes, 0);
   const parts = Object.entries(memory).map(([what, bytes]) => `${what} ${formatBytes(bytes)}`);
@@ -123,8 +160,8 @@ function printHeader(
   );
   log(
     resume
-      ? `run: ${options.runDir.path}, resuming after epoch ${resume.history.length} from ${resume.source}`
-      : `run: ${options.runDir.path}`,
+      ? `run: ${options.store.path}, resuming after epoch ${resume.history.length} from ${resume.source}`
+      : `run: ${options.store.path}`,
   );
 }
 
@@ -133,34 +170,33 @@ async function runEpochs(
   trainer: Trainer,
   evaluator: Evaluator,
 ): Promise<EpochRecord[]> {
-  const { epochs, runDir, log } = options;
+  const { epochs, store, events } = options;
   const history = [...options.resume?.history ?? []];
   // The checkpoint to name if training diverges: the newest one written from finite weights.
   let lastGood = options.resume &&
     { path: options.resume.source, epoch: options.resume.history.length };
-  const startedAt = performance.now() / 1000;
+  // Time spent paused counts neither in the rate nor in the run's elapsed time.
+  const pauses = timePauses(options.control);
+  const startedAt = seconds();
   const elapsedBefore = history.at(-1)?.elapsedSeconds ?? 0;
   for (let epoch = history.length; epoch < (options.stopAfter ?? epochs); epoch++) {
-    const label = `epoch ${epoch + 1}/${epochs}`;
-    const bar = new ProgressBar(label, trainer.stepsPerEpoch, { output: options.progressOutput });
-    const trainStart = performance.now() / 1000;
+    const trainStart = seconds();
+    const pausedBefore = pauses.seconds();
     let train;
     try {
-      train = await trainer.trainEpoch(epoch, ({ submitted, done, metrics }) =>
-        bar.update({
-          submitted,
-          done,
-          items: submitted * trainer.batchSize,
-          loss: metrics && metrics.samples > 0 ? metrics.lossSum / metrics.samples : undefined,
-        }));
+      train = await trainer.trainEpoch(
+        epoch,
+        (progress) => events.step?.(epoch, progress),
+        pauses.control,
+      );
     } catch (error) {
-      bar.clear();
       if (error instanceof TrainingDivergedError) throw diverged(error.message, lastGood);
+      // The epoch under way is dropped; those finished are saved.
+      if (isAbort(options.control, error)) return history;
       throw error;
     }
-    bar.clear();
-    const trainSeconds = performance.now() / 1000 - trainStart;
-    const test = await evaluateWithProgress(evaluator, `${label} test`, options.progressOutput);
+    const trainSeconds = seconds() - trainStart - (pauses.seconds() - pausedBefore);
+    const test = await evaluator.evaluate((progress) => events.evaluating?.(epoch, progress));
     // The last step's update is not in the training loss: it may still have broken the weights.
     if (!Number.isFinite(test.loss)) {
       throw diverged(
@@ -182,16 +218,41 @@ async function runEpochs(
         skippedSteps: train.lossScale.skippedSteps,
       },
       imagesPerSecond: train.samples / trainSeconds,
-      elapsedSeconds: elapsedBefore + performance.now() / 1000 - startedAt,
+      elapsedSeconds: elapsedBefore + seconds() - startedAt - pauses.seconds(),
     };
     const best = history.every((earlier) => record.testAccuracy > earlier.testAccuracy);
     history.push(record);
     const checkpoint = await encodeTrainingCheckpoint(options, trainer, history);
-    await runDir.saveEpoch(checkpoint, history, best);
-    lastGood = { path: runDir.lastCheckpointPath, epoch: record.epoch };
-    log(epochLine(label, record));
+    await store.saveEpoch(checkpoint, history, best);
+    lastGood = { path: store.lastCheckpointPath, epoch: record.epoch };
+    events.log(epochLine(`epoch ${epoch + 1}/${epochs}`, record));
+    await events.epochEnd?.(record, test, trainer.weights);
   }
   return history;
+}
+
+/** `control`, with the seconds its pauses have held the run counted. */
+function timePauses(control: TrainingControl | undefined): {
+  control?: TrainingControl;
+  seconds(): number;
+} {
+  let paused = 0;
+  const whenRunning = control?.whenRunning?.bind(control);
+  if (!whenRunning) return { control, seconds: () => paused };
+  return {
+    control: {
+      signal: control?.signal,
+      whenRunning: async () => {
+        const start = seconds();
+        try {
+          await whenRunning();
+        } finally {
+          paused += seconds() - start;
+        }
+      },
+    },
+    seconds: () => paused,
+  };
 }
 
 /** Weights, optimizer state, and in the metadata all that --resume needs. */

@@ -7,7 +7,7 @@
  * doubles. All of it runs on the GPU (shaders/optimizer.wgsl: find_non_finite, the update with
  * LOSS_SCALING, update_scale), so no step waits for the CPU; the state is read back with the loss.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
 import { UserError } from "../errors.ts";
 
 /** Raised for a loss-scaling setting GradScaler would also reject; the message names it. */
@@ -39,13 +39,13 @@ export const LOSS_SCALE_DEFAULTS: ResolvedLossScaleConfig = {
 /** The GPU state (LOSS_SCALE_SHAPE), without the per-step overflow flag. */
 export const lossScaleStateSchema = z.object({
   /** The scale the next step multiplies the loss gradient by. */
-  scale: z.number().positive(),
+  scale: z.number().check(z.positive()),
   /** Good steps since the scale last changed. */
-  growthTracker: z.number().int().min(0),
+  growthTracker: z.number().check(z.int(), z.minimum(0)),
   /** Steps skipped for an overflow, since the run began. */
-  skippedSteps: z.number().int().min(0),
+  skippedSteps: z.number().check(z.int(), z.minimum(0)),
   /** Steps whose update was applied: Adam's step count, for its bias corrections. */
-  appliedSteps: z.number().int().min(0),
+  appliedSteps: z.number().check(z.int(), z.minimum(0)),
 });
 export type LossScaleState = z.infer<typeof lossScaleStateSchema>;
 

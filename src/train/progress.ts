@@ -58,26 +58,16 @@ export function renderProgressLine(state: ProgressState, unit = "img", columns =
   return head.slice(0, Math.max(0, columns));
 }
 
-/** Where the bar is drawn; `Deno.stderr` in use, a fake in tests. */
+/**
+ * Where the bar is drawn: standard error in the commands (src/cli/terminal.ts), a fake in tests.
+ * Without one nothing is drawn.
+ */
 export interface ProgressOutput {
   isTerminal(): boolean;
   writeSync(bytes: Uint8Array): number;
   /** The terminal's width in characters, when known. */
   columns?(): number | undefined;
 }
-
-/** Standard error, with the width of the terminal it is on. */
-const STDERR: ProgressOutput = {
-  isTerminal: () => Deno.stderr.isTerminal(),
-  writeSync: (bytes) => Deno.stderr.writeSync(bytes),
-  columns: () => {
-    try {
-      return Deno.consoleSize().columns;
-    } catch {
-      return undefined;
-    }
-  },
-};
 
 /** Carriage return, and erase to the end of the line in case the new line is shorter. */
 const RETURN = "\r";
@@ -88,18 +78,18 @@ const ERASE_REST_OF_LINE = "\x1b[K";
  * terminal is wide: a line that wraps could not be redrawn in place.
  */
 export class StatusLine {
-  readonly #output: ProgressOutput;
+  readonly #output?: ProgressOutput;
   readonly enabled: boolean;
   #drawn = false;
 
-  constructor(output: ProgressOutput = STDERR) {
+  constructor(output?: ProgressOutput) {
     this.#output = output;
-    this.enabled = output.isTerminal();
+    this.enabled = output?.isTerminal() ?? false;
   }
 
   /** Characters a line may take: one less than the terminal's width (no limit where unknown). */
   get columns(): number {
-    const columns = this.#output.columns?.();
+    const columns = this.#output?.columns?.();
     return columns && columns > 1 ? columns - 1 : Infinity;
   }
 
@@ -116,7 +106,7 @@ export class StatusLine {
   }
 
   #write(text: string): void {
-    this.#output.writeSync(new TextEncoder().encode(text));
+    this.#output?.writeSync(new TextEncoder().encode(text));
   }
 }
 
@@ -222,6 +212,13 @@ export class ProgressBar {
   }
 }
 
+/** Shows `compiling kernels for <what>…` on the terminal, until the line is cleared. */
+export function compilingLine(what: string, output?: ProgressOutput): StatusLine {
+  const line = new StatusLine(output);
+  line.show(`compiling kernels for ${what}…`);
+  return line;
+}
+
 /**
  * Runs `build` (building plans, which is mostly compiling their kernels) with
  * `compiling kernels for <what>…` on the terminal meanwhile, and returns what it built and the
@@ -233,8 +230,7 @@ export async function compilingKernels<T>(
   options: { output?: ProgressOutput; now?: () => number } = {},
 ): Promise<{ value: T; seconds: number }> {
   const now = options.now ?? (() => performance.now() / 1000);
-  const line = new StatusLine(options.output);
-  line.show(`compiling kernels for ${what}…`);
+  const line = compilingLine(what, options.output);
   const start = now();
   try {
     const value = await build();

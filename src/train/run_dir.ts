@@ -17,6 +17,7 @@ import { UsageError, UserError } from "../errors.ts";
 import { renderTrainingChart } from "./chart.ts";
 import { exists } from "../io/files.ts";
 import { bestEpoch, type EpochRecord } from "./history.ts";
+import type { RunStore } from "./run_store.ts";
 
 const METRICS = "metrics.jsonl";
 const LAST = "last.safetensors";
@@ -51,7 +52,7 @@ export interface RunDirectoryOptions {
  * is released by the system) and removes the temporary files killed writes left; release()
  * gives it back, removing what this run made when it saved no epoch.
  */
-export class RunDirectory {
+export class RunDirectory implements RunStore {
   readonly metricsPath: string;
   readonly lastCheckpointPath: string;
   readonly bestCheckpointPath: string;

@@ -19,6 +19,7 @@ import type { ActivationDType } from "../ops/shape.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { StepPlan } from "../plan/plan.ts";
 import { BatchSource } from "./batch_source.ts";
+import { type TrainingControl, untilRunning } from "./control.ts";
 import type { LossScaleConfig, LossScaleState } from "./loss_scale.ts";
 import { checkPrecision } from "./precision.ts";
 import { Optimizer, type OptimizerConfig } from "./optimizer.ts";
@@ -58,6 +59,8 @@ export interface EpochProgress {
   /** Steps known to be done: those the latest readback covers (the GPU may be further on). */
   done: number;
   steps: number;
+  /** Images in the submitted steps. */
+  images: number;
   /** Metrics summed over the `done` steps; undefined before the first readback. */
   metrics?: Metrics;
   /** With loss scaling: the state as of the latest readback. */
@@ -186,28 +189,40 @@ export class Trainer {
    * Trains one epoch (0-based `epoch` picks the data order) and returns its metrics summed over
    * every step. Throws TrainingDivergedError as soon as a readback shows a non-finite loss.
    * `onProgress` hears of every step as it is submitted (the GPU is not waited for), with the
-   * steps done and the metrics as of the latest readback.
+   * steps done and the metrics as of the latest readback. Between steps `control` may hold the
+   * epoch paused, or abort it: then the steps submitted are waited for and the abort's reason is
+   * thrown.
    */
   async trainEpoch(
     epoch: number,
     onProgress?: (progress: EpochProgress) => void,
+    control?: TrainingControl,
   ): Promise<EpochMetrics> {
     resetMetrics(this.#gpu, this.#metrics);
     this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
     this.#runner.restart();
     const groups = [this.#source.dispatches, this.plan.dispatches, this.optimizer.dispatches];
     let latest: StepReadback | undefined;
-    for (let step = 0; step < this.stepsPerEpoch; step++) {
-      this.#source.prepareBatch(step, this.#options.seed, epoch);
-      this.optimizer.prepareStep(this.#options.schedule(this.optimizer.step));
-      this.#runner.submit(groups);
-      // Reported before any wait, so the first step shows at once.
-      onProgress?.(this.#progress(step + 1, latest));
-      const readback = await this.#runner.collect();
-      if (readback) {
-        latest = { ...readback, metrics: this.#check(readback.metrics, epoch, step + 1) };
+    try {
+      for (let step = 0; step < this.stepsPerEpoch; step++) {
+        await untilRunning(control);
+        this.#source.prepareBatch(step, this.#options.seed, epoch);
+        this.optimizer.prepareStep(this.#options.schedule(this.optimizer.step));
+        this.#runner.submit(groups);
+        // Reported before any wait, so the first step shows at once.
         onProgress?.(this.#progress(step + 1, latest));
+        const readback = await this.#runner.collect();
+        if (readback) {
+          latest = { ...readback, metrics: this.#check(readback.metrics, epoch, step + 1) };
+          onProgress?.(this.#progress(step + 1, latest));
+        }
       }
+    } catch (error) {
+      // Nothing may still run on the GPU when the caller destroys what the steps use.
+      await this.#runner.drain().catch(() => {
+        // The error that stopped the epoch is the one to report.
+      });
+      throw error;
     }
     await this.#runner.drain();
     const metrics = this.#check(
@@ -227,6 +242,7 @@ export class Trainer {
       submitted,
       done,
       steps: this.stepsPerEpoch,
+      images: submitted * this.batchSize,
       metrics: readback?.metrics,
       lossScale: readback?.lossScale,
     };
@@ -249,6 +265,7 @@ export class Trainer {
     this.#runner.destroy();
     this.plan.destroy();
     this.optimizer.destroy();
+    this.#source.destroy();
     this.#dataset.destroy();
     for (const tensor of [...this.#tensors, this.#metrics]) tensor.buffer.destroy();
   }

@@ -1,24 +1,14 @@
 /**
- * The browser build, in a real browser: headless Chromium (Debian's `chromium`, WebGPU on
- * SwiftShader) loads the esbuild bundle of src/browser.ts and runs one training step of a whole
- * ResNet, whose loss, logits and every parameter gradient must match the f64 CPU reference, as in
- * tests/plan/network_test.ts. It needs Chromium installed, so it is not part of `deno task test`:
- * run it with `deno task test:browser`.
+ * Debian's headless Chromium for the browser tests, driven by playwright-core. Without a GPU it
+ * offers WebGPU on SwiftShader with these flags (../shared/notes/cpu-adapter.md); every launch
+ * gets a fresh profile, removed on close.
  */
-import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { bundleToString } from "../../src/build/bundle.ts";
-import { NETWORK } from "../support/tolerances.ts";
-import { assertAllClose } from "../support/reference/compare.ts";
-import { f32Array, Random } from "../support/reference/random.ts";
-import { randomResnetWeights, resnetTrainStep } from "../support/reference/resnet.ts";
-import { buildArchitecture } from "../../src/model/architecture.ts";
-import { parameterSpecs, stateSpecs } from "../../src/model/parameters.ts";
-import type { ResNetConfig } from "../../src/model/config.ts";
+import type { BrowserContext, Page } from "playwright-core";
 
-// The flags Chromium needs for WebGPU without a GPU (../shared/notes/cpu-adapter.md).
-const CHROMIUM_ARGS = [
+export const CHROMIUM = "/usr/bin/chromium";
+
+/** The flags Chromium needs for WebGPU without a GPU; `--enable-unsafe-webgpu` is the key one. */
+export const WEBGPU_ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu-sandbox",
@@ -30,104 +20,55 @@ const CHROMIUM_ARGS = [
   "--enable-unsafe-webgpu",
 ];
 
-Deno.test({
-  name:
-    "browser: the bundle trains one step of a whole ResNet in Chromium, matching the f64 reference",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const config: ResNetConfig = {
-      block: "basic",
-      blocksPerStage: [1, 1, 1, 1],
-      widthMultiplier: 1 / 16,
-      classes: 10,
-    };
-    const random = new Random(99);
-    const reference = randomResnetWeights(config, random);
-    const batch = 2;
-    const input = f32Array(batch * 32 * 32 * 3, () => random.normal());
-    const labels = Array.from({ length: batch }, () => random.integer(10));
-    const expected = resnetTrainStep(
-      config,
-      reference,
-      input,
-      { n: batch, h: 32, w: 32, c: 3 },
-      labels,
-    );
+/**
+ * The browser tests' guard: they run under `deno test -A` (playwright-core reads /proc/sys as it
+ * loads, which Deno allows only with every permission) where Chromium is installed, and are
+ * ignored elsewhere. Bare `deno test` and the restricted permissions of the main test command
+ * report them as ignored.
+ */
+export function browserTestGuard(): { ignore: boolean } {
+  const everything = ["read", "write", "net", "env", "sys", "run", "ffi"] as const;
+  const all = everything.every((name) => Deno.permissions.querySync({ name }).state === "granted");
+  if (!all) return { ignore: true };
+  try {
+    return { ignore: !Deno.statSync(CHROMIUM).isFile };
+  } catch {
+    return { ignore: true };
+  }
+}
 
-    const architecture = buildArchitecture(config);
-    const pick = (names: string[]) =>
-      Object.fromEntries(names.map((name) => [name, Array.from(reference.get(name)!)]));
-    const bnNames = [
-      ...new Set(
-        stateSpecs(architecture).map((spec) => spec.name.replace(/\.running_(mean|var)$/, "")),
-      ),
-    ];
+export interface Browser {
+  context: BrowserContext;
+  /** A new tab whose console errors and uncaught exceptions are collected in `errors`. */
+  newPage(): Promise<{ page: Page; errors: string[] }>;
+  close(): Promise<void>;
+}
 
-    const bundle = await bundleToString(
-      fileURLToPath(new URL("../../src/browser.ts", import.meta.url)),
-    );
-    const page = await Deno.readTextFile(new URL("./page.html", import.meta.url));
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-      const path = new URL(request.url).pathname;
-      if (path === "/webgpu-resnet.js") {
-        return new Response(bundle, { headers: { "content-type": "text/javascript" } });
-      }
-      if (path === "/") return new Response(page, { headers: { "content-type": "text/html" } });
-      if (path === "/favicon.ico") return new Response(null, { status: 204 });
-      return new Response("not found", { status: 404 });
-    });
-    const profile = await Deno.makeTempDir();
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: "/usr/bin/chromium",
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
-    try {
-      const tab = await context.newPage();
-      const consoleErrors: string[] = [];
-      tab.on(
-        "console",
-        (message) => message.type() === "error" && consoleErrors.push(message.text()),
-      );
-      tab.on("pageerror", (error) => consoleErrors.push(String(error)));
-      await tab.goto(`http://127.0.0.1:${server.addr.port}/`);
-      await tab.waitForFunction(() => (globalThis as { ready?: boolean }).ready === true);
-      const result = await tab.evaluate(
-        (args) =>
-          (globalThis as unknown as { trainStep(a: unknown): Promise<unknown> }).trainStep(args),
-        {
-          config,
-          parameters: pick(parameterSpecs(architecture).map((spec) => spec.name)),
-          state: pick(stateSpecs(architecture).map((spec) => spec.name)),
-          counters: bnNames.map((bn) => reference.get(`${bn}.num_batches_tracked`)?.[0] ?? 0),
-          input: Array.from(input),
-          labels,
-        },
-      ) as {
-        adapter: string;
-        error?: string;
-        loss: number;
-        logits: number[];
-        gradients: Record<string, number[]>;
-      };
-      console.log(`browser adapter: ${result.adapter}`);
-      assert.equal(result.error, undefined);
-      assert.deepEqual(consoleErrors, []);
-      assertAllClose(result.logits, expected.logits, NETWORK, "logits in the browser");
-      assertAllClose([result.loss], [expected.loss], NETWORK, "loss in the browser");
-      for (const [name, gradient] of expected.gradients) {
-        assertAllClose(
-          result.gradients[name],
-          gradient,
-          NETWORK,
-          `gradient of ${name} in the browser`,
-        );
-      }
-    } finally {
+export async function launchChromium(args = WEBGPU_ARGS): Promise<Browser> {
+  // Loaded here, not at import: playwright reads the environment as it loads, which bare
+  // `deno test` does not allow (the tests are ignored there, but their modules still load).
+  const { chromium } = await import("playwright-core");
+  const profile = await Deno.makeTempDir();
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    acceptDownloads: true,
+  });
+  return {
+    context,
+    async newPage() {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on("console", (message) => {
+        if (message.type() === "error") errors.push(message.text());
+      });
+      page.on("pageerror", (error) => errors.push(String(error)));
+      return { page, errors };
+    },
+    async close() {
       await context.close();
-      await server.shutdown();
       await Deno.remove(profile, { recursive: true });
-    }
-  },
-});
+    },
+  };
+}

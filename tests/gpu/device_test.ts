@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { KernelError } from "../../src/gpu/pipeline.ts";
 import { BufferLimitError, createBuffer } from "../../src/gpu/buffer.ts";
-import { inferBackend } from "../../src/gpu/device.ts";
+import { inferBackend } from "../../src/gpu/deno_device.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { needs } from "../support/permissions.ts";
 

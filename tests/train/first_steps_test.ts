@@ -12,9 +12,10 @@ import { resnetConfig } from "../../src/model/config.ts";
 import { ModelWeights } from "../../src/model/weights.ts";
 import { KernelPolicy } from "../../src/ops/policy.ts";
 import { type EvaluationProgress, Evaluator } from "../../src/train/evaluator.ts";
+import { terminalEvents } from "../../src/cli/terminal.ts";
 import { runTraining } from "../../src/train/loop.ts";
 import type { ProgressOutput } from "../../src/train/progress.ts";
-import type { RunDirectory } from "../../src/train/run_dir.ts";
+import { MemoryRunStore } from "../../src/train/run_store.ts";
 import { createSchedule } from "../../src/train/schedule.ts";
 import { type EpochProgress, Trainer, type TrainerOptions } from "../../src/train/trainer.ts";
 import { binaryFiles, makeSplit, writeFiles } from "../support/data_fixtures.ts";
@@ -142,17 +143,7 @@ gpuTest(
   "a training run on a terminal: the compile wait, the bar from step 1, images/s",
   async (gpu) => {
     const { events, output, log } = fakeTerminal();
-    const saved: number[] = [];
-    // Only what the loop uses of a run folder: nothing is written.
-    const runDir = {
-      path: "/nowhere/run",
-      lastCheckpointPath: "/nowhere/run/last.safetensors",
-      restart: () => Promise.resolve(),
-      saveEpoch: (_checkpoint: Uint8Array, history: readonly { epoch: number }[]) => {
-        saved.push(history.at(-1)!.epoch);
-        return Promise.resolve();
-      },
-    } as unknown as RunDirectory;
+    const store = new MemoryRunStore("/nowhere/run");
     const policy = KernelPolicy.forAdapter(gpu);
     await runTraining({
       gpu,
@@ -164,12 +155,11 @@ gpuTest(
       epochs: 1,
       trainer: trainerOptions(policy),
       evalBatchSize: 32,
-      runDir,
+      store,
       settings: {},
-      log,
-      progressOutput: output,
+      events: terminalEvents(log, { epochs: 1, output }),
     });
-    assert.deepEqual(saved, [1]);
+    assert.deepEqual(store.history.map((record) => record.epoch), [1]);
 
     // While the plans build, the terminal says so; then the header gives the time it took.
     assert.deepEqual(events.slice(0, 2), [
