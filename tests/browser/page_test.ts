@@ -22,7 +22,7 @@ import { IMAGE_BYTES } from "../../src/data/cifar.ts";
 import { cifarFromArchive } from "../../src/data/archive.ts";
 import { gunzipStream } from "../../src/data/gzip_stream.ts";
 import { recipeFlags } from "../../src/train/settings.ts";
-import { assertSucceeded, readMetrics, runCommand } from "../support/cli.ts";
+import { assertOneLineError, assertSucceeded, readMetrics, runCommand } from "../support/cli.ts";
 import { testGpu } from "../support/gpu.ts";
 import { assertAllClose, maxAbs } from "../support/reference/compare.ts";
 import { REDUCTION } from "../support/tolerances.ts";
@@ -211,31 +211,50 @@ Deno.test({
         );
       });
 
-      ok &&= await t.step("the saved checkpoint gives the page's logits in Deno", async () => {
-        const download = await Promise.all([
-          page.waitForEvent("download"),
-          page.click("#save-last"),
-        ]).then(([download]) => download);
-        assert.equal(download.suggestedFilename(), "last.safetensors");
-        const bytes = await Deno.readFile((await download.path())!);
-        const checkpoint = decodeCheckpoint(bytes, "the page's last.safetensors");
-        assert.equal(checkpoint.metadata?.epoch, 2);
-        assert.ok(checkpoint.optimizer, "the optimizer state, for deno task train --resume");
-        const cells = await gridCells(page);
-        const logits = await denoLogits(bytes, testSplit.images);
-        const logitErrors = cells.map((cell) =>
-          assertAllClose(
-            cell.logits,
-            logits[cell.index],
-            PAGE_VS_DENO,
-            `logits of test image ${cell.index}`,
-          )
-        );
-        console.log(
-          `page (SwiftShader) vs Deno (lavapipe) logits: max relative error ` +
-            Math.max(...logitErrors).toExponential(2),
-        );
-      });
+      ok &&= await t.step(
+        "the saved checkpoint gives the page's logits in Deno, and the CLI reads its run",
+        async () => {
+          const download = await Promise.all([
+            page.waitForEvent("download"),
+            page.click("#save-last"),
+          ]).then(([download]) => download);
+          assert.equal(download.suggestedFilename(), "last.safetensors");
+          const bytes = await Deno.readFile((await download.path())!);
+          const checkpoint = decodeCheckpoint(bytes, "the page's last.safetensors");
+          assert.equal(checkpoint.metadata?.epoch, 2);
+          assert.ok(checkpoint.optimizer, "the optimizer state, for deno task train --resume");
+          const cells = await gridCells(page);
+          const logits = await denoLogits(bytes, testSplit.images);
+          const logitErrors = cells.map((cell) =>
+            assertAllClose(
+              cell.logits,
+              logits[cell.index],
+              PAGE_VS_DENO,
+              `logits of test image ${cell.index}`,
+            )
+          );
+          console.log(
+            `page (SwiftShader) vs Deno (lavapipe) logits: max relative error ` +
+              Math.max(...logitErrors).toExponential(2),
+          );
+          // The CLI reads the page's run as its own: settings and history parse (a checkpoint
+          // without them "holds no training state"), and the finished run has nothing left.
+          const pageCheckpoint = join(tempDir, "page.safetensors");
+          await Deno.writeFile(pageCheckpoint, bytes);
+          const resumed = await runCommand("train", [
+            "--resume",
+            pageCheckpoint,
+            "--data",
+            archive,
+            "--run-dir",
+            join(tempDir, "page-resumed"),
+          ], tempDir);
+          assert.equal(
+            assertOneLineError(resumed),
+            `error: ${pageCheckpoint} has finished all 2 epochs of its run: nothing to resume`,
+          );
+        },
+      );
 
       ok &&= await t.step(
         "stop ends a run between steps, keeping nothing of a partial epoch",
