@@ -12,6 +12,7 @@ import { BINARY_LAYOUT } from "../data/cifar_binary.ts";
 import { PYTHON_LAYOUT } from "../data/cifar_python.ts";
 import { DEFAULT_DATA_FOLDER } from "../data/load.ts";
 import { UsageError } from "../errors.ts";
+import { statIfExists } from "../io/files.ts";
 import { ARCHIVE_NAME_HEADER, ARCHIVE_URL, BUNDLE_URL } from "../../web/routes.ts";
 import { type Command, type Flag, helpText, parseCommandLine } from "./flags.ts";
 import { runCli } from "./run.ts";
@@ -71,15 +72,6 @@ export async function findArchive(location: string): Promise<ArchiveSource> {
     if ((await statIfExists(path))?.isFile) return { path };
   }
   return missing(`the folder holds no ${ARCHIVE_NAMES.join(" or ")}`);
-}
-
-async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
 }
 
 const CONTENT_TYPES: Record<string, string> = {

@@ -24,6 +24,7 @@ import { BINARY_LAYOUT } from "./cifar_binary.ts";
 import { PYTHON_LAYOUT } from "./cifar_python.ts";
 import { downloadCifar10, type DownloadOptions, OFFICIAL_BINARY_ARCHIVE } from "./download.ts";
 import { gunzip } from "./gzip.ts";
+import { statIfExists } from "../io/files.ts";
 
 export { type CifarDataset, type CifarSplit, DataError, DEFAULT_DATA_FOLDER } from "./cifar.ts";
 export { parseBinaryBatch } from "./cifar_binary.ts";
@@ -102,15 +103,6 @@ function missingLocation(location: string): DataError {
       ? `check the path, or download ${OFFICIAL_BINARY_ARCHIVE.url} and save it there`
       : "check the path",
   );
-}
-
-async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
 }
 
 /** Looks in the folder, then in each subfolder, then for an official archive in the folder. */

@@ -10,3 +10,13 @@ export async function exists(path: string): Promise<boolean> {
     throw error;
   }
 }
+
+/** What is at `path` (links followed), or undefined when nothing is. */
+export async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}

@@ -11,7 +11,6 @@ import { FileWriteError } from "../../src/io/atomic.ts";
 import { encodeSafetensors } from "../../src/io/safetensors.ts";
 import { CHECKPOINT_FORMAT } from "../../src/model/checkpoint.ts";
 import { resnetConfig } from "../../src/model/config.ts";
-import type { EpochRecord } from "../../src/train/history.ts";
 import {
   RunDirectory,
   type RunDirectoryOptions,
@@ -20,25 +19,12 @@ import {
 import { needs } from "../support/permissions.ts";
 import { canDenyWrites, deniedFolder, runAllowingAll } from "../support/write_denial.ts";
 import { exists, listDir, withTempDir } from "../support/files.ts";
+import type { EpochRecord } from "../../src/train/history.ts";
+import { makeHistory } from "../support/history.ts";
 
 const RUN_DIR_MODULE = new URL("../../src/train/run_dir.ts", import.meta.url).href;
 
 const NEW_RUN: RunDirectoryOptions = { chartTitle: "test run", continuing: false };
-
-/** A history whose epochs have these test accuracies. */
-function makeHistory(accuracies: number[]): EpochRecord[] {
-  return accuracies.map((testAccuracy, i) => ({
-    epoch: i + 1,
-    step: 4 * (i + 1),
-    lr: 0.1,
-    trainLoss: 2 - i / 10,
-    trainAccuracy: 0.1 * (i + 1),
-    testLoss: 2.1 - i / 10,
-    testAccuracy,
-    imagesPerSecond: 100 + i,
-    elapsedSeconds: 1.25 * (i + 1),
-  }));
-}
 
 /** The bytes of a training checkpoint at the end of epoch history.length; `marker` tells it apart. */
 function checkpointBytes(history: EpochRecord[], marker = history.length): Uint8Array {

@@ -4,23 +4,8 @@
  * checkpoints of the run before.
  */
 import assert from "node:assert/strict";
-import type { EpochRecord } from "../../src/train/history.ts";
 import { MemoryRunStore } from "../../src/train/run_store.ts";
-
-/** A history whose epochs have these test accuracies. */
-function makeHistory(accuracies: number[]): EpochRecord[] {
-  return accuracies.map((testAccuracy, i) => ({
-    epoch: i + 1,
-    step: 4 * (i + 1),
-    lr: 0.1,
-    trainLoss: 2 - i / 10,
-    trainAccuracy: 0.1 * (i + 1),
-    testLoss: 2.1 - i / 10,
-    testAccuracy,
-    imagesPerSecond: 100 + i,
-    elapsedSeconds: 1.25 * (i + 1),
-  }));
-}
+import { makeHistory } from "../support/history.ts";
 
 Deno.test("MemoryRunStore keeps the latest checkpoint, and the best one when told", async () => {
   const store = new MemoryRunStore("this page");
