@@ -1,6 +1,6 @@
 /**
  * Train convolutional networks on the GPU through WebGPU: hand-written WGSL kernels for every
- * ResNet layer (forward and backward), a static training plan, optimizers on GPU buffers,
+ * layer of ResNet and ResNet-9 (forward and backward), a static training plan, optimizers on GPU buffers,
  * CIFAR-10 loaders and PyTorch-compatible checkpoints.
  *
  * ```ts
@@ -57,11 +57,18 @@ export { elementCount } from "./src/util/shape.ts";
 export * from "./src/ops/index.ts";
 
 // The model.
-export { type Architecture, buildArchitecture } from "./src/model/architecture.ts";
+export { type Architecture, buildArchitecture, type Layer } from "./src/model/architecture.ts";
 export {
+  isResNet9,
+  type ModelConfig,
+  modelConfig,
+  modelConfigSchema,
+  type ModelName,
+  modelNames,
   type PresetName,
   presetNames,
   presets,
+  type ResNet9Config,
   type ResNetConfig,
   resnetConfig,
 } from "./src/model/config.ts";
@@ -81,7 +88,7 @@ export {
 export { Program } from "./src/plan/program.ts";
 export { allocate, type Allocation, checkPlacement, PlanError } from "./src/plan/allocator.ts";
 export { materialize, type Materialized, submitCalls } from "./src/plan/materialize.ts";
-export { buildNetworkProgram, type NetworkIo } from "./src/plan/network.ts";
+export { buildNetworkProgram, type LossOptions, type NetworkIo } from "./src/plan/network.ts";
 export { StepPlan } from "./src/plan/plan.ts";
 
 // Training and evaluation.
@@ -100,7 +107,13 @@ export {
 } from "./src/train/loss_scale.ts";
 export { checkPrecision, PRECISIONS, PrecisionUnsupportedError } from "./src/train/precision.ts";
 export { type EvaluationResult, Evaluator } from "./src/train/evaluator.ts";
-export { createSchedule, type Schedule, type ScheduleConfig } from "./src/train/schedule.ts";
+export {
+  createSchedule,
+  parsePiecewisePoints,
+  type Schedule,
+  type ScheduleConfig,
+} from "./src/train/schedule.ts";
+export { WeightAverage } from "./src/train/weight_average.ts";
 export {
   Optimizer,
   type OptimizerConfig,

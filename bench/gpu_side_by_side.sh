@@ -7,8 +7,9 @@
 # measurement, log.txt with all the output, and table.md, the ratio table (bench/compare.ts).
 #
 # It carries its own Deno (.gpu/deno.xz), Deno's npm cache (.gpu/deno_dir.tar.xz: nothing can be
-# fetched there) and the Vulkan loader (.gl/*.deb). A step that fails is logged and the next one
-# still runs; each has a time limit so that the whole run ends inside the tool's 10 minutes.
+# fetched there) and the Vulkan loader (.gl/*.deb), which bench/gpu_setup.sh unpacks. A step that
+# fails is logged and the next one still runs; each has a time limit so that the whole run ends
+# inside the tool's 10 minutes.
 set -uo pipefail
 
 : "${OUT:?OUT must name the folder for the results}"
@@ -24,16 +25,7 @@ step() {
 bench=(deno run --cached-only --allow-read --allow-write --allow-env bench/main.ts)
 
 step "setup"
-for deb in .gl/*.deb; do dpkg -x "$deb" /; done
-ldconfig
-nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$nvidia_icd" ] && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  export VK_DRIVER_FILES=$nvidia_icd
-fi
-mkdir -p /tmp/deno_bin /tmp/deno_dir /tmp/xdg
-xz -dc .gpu/deno.xz >/tmp/deno_bin/deno && chmod +x /tmp/deno_bin/deno
-tar -C /tmp/deno_dir -xJf .gpu/deno_dir.tar.xz
-export PATH=/tmp/deno_bin:$PATH DENO_DIR=/tmp/deno_dir XDG_RUNTIME_DIR=/tmp/xdg DENO_NO_UPDATE_CHECK=1
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_setup.sh"
 export PYTHONUNBUFFERED=1
 
 step "machine"

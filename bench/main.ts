@@ -2,20 +2,24 @@
  * `deno task bench`: every microbenchmark and the whole-network throughput on this machine's
  * adapter, printed as tables (GFLOP/s for convolutions, GB/s for memory-bound kernels, images/s
  * and GPU memory for training). `--quick` runs small sizes as a smoke test; `--only NAME` runs
- * one section (conv2d, batchnorm, small, optimizer, input, plan, training, cpu-probe); `--json FILE` also writes the rows;
- * `--kernels cpu|gpu` runs the whole-network section with that kernel family (default: the
- * adapter's; the microbenchmarks time every variant anyway); `--kernels tune` tunes ResNet-18 at
- * the quick or default size (`--width`, 1/4) first (src/plan/autotune.ts), other models' call
- * sites take the rules. `--width W` runs the training section at that width only. `--profile`
- * times every kernel call of one training step instead (bench/step_profile.ts; sections only where
- * `--only` names them): ResNet-18 at `--width` (default 1), batch 128; `--profile-calls` adds a
- * row per call. `--precision f16` runs the training section with f16 activations and loss scaling.
+ * one section (conv2d, batchnorm, small, optimizer, input, plan, training, cpu-probe);
+ * `--json FILE` also writes the rows; `--kernels cpu|gpu` runs the whole-network section with that
+ * kernel family (default: the adapter's; the microbenchmarks time every variant anyway);
+ * `--kernels tune` tunes the model at the quick or default size (`--width`, 1/4) first
+ * (src/plan/autotune.ts), other models' call sites take the rules. `--model NAME` (default
+ * resnet18; any the train command's --model takes, resnet9 included) is the network of the
+ * training section, the profile and that tuning; `--width W` runs the training section at that
+ * width only; `--batch-size N` sets their batch (default: the model's, 128 for a ResNet and 512
+ * for ResNet-9; `--quick` 32). `--profile` times every kernel call of one training step instead
+ * (bench/step_profile.ts; sections only where `--only` names them): the model at `--width`
+ * (default 1); `--profile-calls` adds a row per call. `--precision f16` runs the training section
+ * with f16 activations and loss scaling.
  */
 import { parseArgs } from "node:util";
 import { describeAdapter } from "../src/cli/describe.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
 import { STDERR } from "../src/cli/terminal.ts";
-import { resnetConfig } from "../src/model/config.ts";
+import { modelConfig, type ModelName, modelNames } from "../src/model/config.ts";
 import { kernelPolicyFor } from "../src/plan/autotune.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { runCli } from "../src/cli/run.ts";
@@ -29,7 +33,12 @@ import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
 import { formatProfile, profileTrainingStep } from "./step_profile.ts";
 import { formatTable } from "./timing.ts";
-import { benchTrainingStep, trainingStepTable } from "./training_step.ts";
+import {
+  benchRecipe,
+  benchTrainingStep,
+  describeOptimizer,
+  trainingStepTable,
+} from "./training_step.ts";
 
 const SECTIONS = [
   "conv2d",
@@ -42,20 +51,37 @@ const SECTIONS = [
   "cpu-probe",
 ] as const;
 
+/** `parse()`, with parseArgs's complaints (an unknown flag, a missing value) as usage errors. */
+function usageErrors<R>(parse: () => R): R {
+  try {
+    return parse();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
+      throw new UsageError(`${(error as Error).message} (flags: see bench/main.ts)`);
+    }
+    throw error;
+  }
+}
+
 await runCli(async () => {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      quick: { type: "boolean", default: false },
-      only: { type: "string", multiple: true },
-      json: { type: "string" },
-      kernels: { type: "string", default: "auto" },
-      profile: { type: "boolean", default: false },
-      "profile-calls": { type: "boolean", default: false },
-      width: { type: "string" },
-      precision: { type: "string", default: "f32" },
-    },
-  });
+  const { values } = usageErrors(() =>
+    parseArgs({
+      args: Deno.args,
+      options: {
+        quick: { type: "boolean", default: false },
+        only: { type: "string", multiple: true },
+        json: { type: "string" },
+        kernels: { type: "string", default: "auto" },
+        profile: { type: "boolean", default: false },
+        "profile-calls": { type: "boolean", default: false },
+        width: { type: "string" },
+        model: { type: "string", default: "resnet18" },
+        "batch-size": { type: "string" },
+        precision: { type: "string", default: "f32" },
+      },
+    })
+  );
   const only = values.only ?? (values.profile ? [] : [...SECTIONS]);
   for (const name of only) {
     if (!(SECTIONS as readonly string[]).includes(name)) {
@@ -66,6 +92,15 @@ await runCli(async () => {
   if (width !== undefined && !(width > 0)) {
     throw new UsageError(`--width ${values.width}: use a positive number, e.g. 0.25`);
   }
+  const model = values.model as ModelName;
+  if (!(modelNames as readonly string[]).includes(model)) {
+    throw new UsageError(`--model ${model}: not a model; use one of ${modelNames.join(", ")}`);
+  }
+  const batchText = values["batch-size"];
+  const batchSize = batchText === undefined ? undefined : Number(batchText);
+  if (batchSize !== undefined && !(/^[0-9]+$/.test(batchText!) && batchSize > 0)) {
+    throw new UsageError(`--batch-size ${batchText}: use a positive integer, e.g. 128`);
+  }
   const kernels = values.kernels;
   if (kernels !== "auto" && kernels !== "cpu" && kernels !== "gpu" && kernels !== "tune") {
     throw new UsageError(`--kernels ${kernels}: use auto, cpu, gpu or tune`);
@@ -75,15 +110,18 @@ await runCli(async () => {
     throw new UsageError(`--precision ${precision}: use f32 or f16`);
   }
   const quick = values.quick;
-  const gpu = await requestGpu();
+  // The adapter's largest buffers, as the train command asks: ResNet-9's first layer at its batch
+  // of 512 binds 256 MiB, over WebGPU's default 128 MiB.
+  const gpu = await requestGpu({ largestBuffers: true });
   console.log(`adapter: ${describeAdapter(gpu)}`);
-  const tuneBatch = quick ? 32 : 128;
+  const recipe = benchRecipe(model);
+  const batch = batchSize ?? (quick ? 32 : recipe.batchSize);
   const policy = await kernelPolicyFor(
     gpu,
     kernels,
     {
-      model: resnetConfig("resnet18", quick ? 0.125 : width ?? 0.25),
-      passes: [{ mode: "train", batchSize: tuneBatch }, { mode: "eval", batchSize: tuneBatch }],
+      model: modelConfig(model, quick ? 0.125 : width ?? 0.25),
+      passes: [{ mode: "train", batchSize: batch }, { mode: "eval", batchSize: batch }],
     },
     console.log,
     STDERR,
@@ -159,19 +197,24 @@ await runCli(async () => {
       gpu,
       quick
         ? {
-          models: [{ preset: "resnet18", width: width ?? 0.125 }],
-          batchSize: 32,
+          models: [{ model, width: width ?? 0.125 }],
+          batchSize: batch,
           minMs: 200,
           policy,
           precision,
         }
         : {
-          ...(width === undefined ? {} : { models: [{ preset: "resnet18", width }] }),
+          models: (width === undefined ? [0.25, 1] : [width]).map((w) => ({ model, width: w })),
+          batchSize: batch,
           policy,
           precision,
         },
     );
-    console.log("\nwhole ResNet training step (Adam) and evaluation, synthetic data");
+    console.log(
+      `\nwhole-network training step with ${
+        describeOptimizer(recipe.optimizer)
+      }, and evaluation, synthetic data`,
+    );
     console.log(`kernels: ${policy.describe()}`);
     console.log(trainingStepTable(rows));
     results.training = rows;
@@ -180,8 +223,8 @@ await runCli(async () => {
     const profile = await profileTrainingStep(
       gpu,
       quick
-        ? { width: width ?? 0.125, batchSize: 32, repeats: 2, policy }
-        : { width: width ?? 1, policy },
+        ? { model, width: width ?? 0.125, batchSize: batch, repeats: 2, policy }
+        : { model, width: width ?? 1, batchSize: batch, policy },
     );
     console.log(`\n${formatProfile(profile, { calls: values["profile-calls"] })}`);
     results.profile = profile;

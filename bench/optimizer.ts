@@ -2,7 +2,9 @@
  * Microbenchmark of one optimizer step over a ResNet-18-sized parameter arena (the CIFAR variant:
  * 11,173,962 parameters): milliseconds per step and the memory bandwidth that implies. The update
  * is memory-bound (Adam moves 28 bytes per parameter for 10 flops), so GB/s against the device's
- * bandwidth says how close it runs to its ceiling.
+ * bandwidth says how close it runs to its ceiling. Beside it, the weights' moving average
+ * (src/ops/ema.ts, 12 bytes per parameter) over ResNet-9's arena (6,573,130 parameters), the
+ * update --ema adds to every step, with ResNet-9's SGD step for scale.
  *
  * Each step is timed as the trainer runs it: one uniform write and one submit, the submits
  * queued back to back and waited for once at the end, over enough steps to amortise that wait.
@@ -13,10 +15,19 @@ import { STORAGE_ALIGNMENT, STORAGE_USAGE, uploadBuffer } from "../src/gpu/buffe
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
 import { submitDispatches } from "../src/gpu/dispatch.ts";
+import type { Tensor } from "../src/gpu/tensor.ts";
+import { emaUpdate } from "../src/ops/ema.ts";
+import { materialize } from "../src/plan/materialize.ts";
 import { Optimizer, type OptimizerConfig } from "../src/train/optimizer.ts";
 
 /** Trainable parameters of the CIFAR ResNet-18 (conv weights, BN weights and biases, fc). */
 export const RESNET18_PARAMETERS = 11_173_962;
+
+/**
+ * Trainable parameters of ResNet-9 at width 1 with 10 classes (the DAWNBench network): its eight
+ * 3x3 convolutions, their batch norms' weights and biases, and the classifier.
+ */
+export const RESNET9_PARAMETERS = 6_573_130;
 
 export interface OptimizerBenchOptions {
   /** Parameters in the arena (default ResNet-18's), rounded up to whole 256-byte blocks. */
@@ -40,8 +51,9 @@ export interface OptimizerBenchRow {
 
 function describe(config: OptimizerConfig): string {
   if (config.kind !== "sgd") return config.kind;
-  if (!config.momentum) return "sgd";
-  return config.nesterov ? "sgd nesterov" : "sgd momentum";
+  const decoupled = config.weightDecayMode === "decoupled" ? " decoupled" : "";
+  if (!config.momentum) return `sgd${decoupled}`;
+  return (config.nesterov ? "sgd nesterov" : "sgd momentum") + decoupled;
 }
 
 /** Random gradients, as a real step sees; all zeros could run faster on a CPU adapter. */
@@ -52,13 +64,33 @@ function randomValues(count: number): Float32Array<ArrayBuffer> {
 }
 
 async function timeSteps(gpu: Gpu, optimizer: Optimizer, steps: number): Promise<number> {
-  const start = performance.now();
-  for (let step = 0; step < steps; step++) {
+  return await timeSubmits(gpu, steps, () => {
     optimizer.prepareStep(1e-3);
     submitDispatches(gpu, optimizer.dispatches);
-  }
+  });
+}
+
+/** Seconds for `steps` calls of `submit`, queued back to back and waited for once. */
+async function timeSubmits(gpu: Gpu, steps: number, submit: () => void): Promise<number> {
+  const start = performance.now();
+  for (let step = 0; step < steps; step++) submit();
   await gpu.device.queue.onSubmittedWorkDone();
   return (performance.now() - start) / 1000;
+}
+
+/** Steps per batch, doubled from 1 until a batch lasts `minSeconds`, and that batch's seconds. */
+async function timeUntil(
+  minSeconds: number,
+  time: (steps: number) => Promise<number>,
+): Promise<{ steps: number; seconds: number }> {
+  await time(2); // warm-up: first-use costs of pipelines and buffers
+  let steps = 1;
+  let seconds = await time(steps);
+  while (seconds < minSeconds) {
+    steps *= 2;
+    seconds = await time(steps);
+  }
+  return { steps, seconds };
 }
 
 export async function benchOptimizer(
@@ -76,13 +108,10 @@ export async function benchOptimizer(
   const rows: OptimizerBenchRow[] = [];
   for (const config of configs) {
     const optimizer = await Optimizer.create(gpu, arena, config);
-    await timeSteps(gpu, optimizer, 2); // warm-up: first-use costs of pipelines and buffers
-    let steps = 1;
-    let seconds = await timeSteps(gpu, optimizer, steps);
-    while (seconds < minSeconds) {
-      steps *= 2;
-      seconds = await timeSteps(gpu, optimizer, steps);
-    }
+    const { steps, seconds } = await timeUntil(
+      minSeconds,
+      (steps) => timeSteps(gpu, optimizer, steps),
+    );
     const error = gpu.takeUncapturedError();
     if (error) throw new Error(`GPU error in the ${config.kind} benchmark: ${error.message}`);
     // Reads params, grads and each state buffer; writes params and each state buffer.
@@ -102,20 +131,98 @@ export async function benchOptimizer(
   return rows;
 }
 
+export interface EmaBenchOptions {
+  /** Parameters in the arena (default ResNet-9's), rounded up to whole 256-byte blocks. */
+  parameters?: number;
+  /** Default 0.999; the speed does not depend on it. */
+  decay?: number;
+  /** Time batches of updates, doubling, until a batch lasts this long (default 1 s). */
+  minSeconds?: number;
+}
+
+export interface EmaBenchRow {
+  adapter: string;
+  parameters: number;
+  /** Bytes read and written per update: average and value read, average written. */
+  bytesPerUpdate: number;
+  /** Milliseconds per update. */
+  ms: number;
+  gbPerSecond: number;
+}
+
+/**
+ * One moving-average update of a whole parameter arena (one dispatch, the vec4 entry point), as
+ * the trainer runs it after each optimizer step: one submit per update.
+ */
+export async function benchEma(gpu: Gpu, options: EmaBenchOptions = {}): Promise<EmaBenchRow> {
+  const parameters = options.parameters ?? RESNET9_PARAMETERS;
+  const floatsPerBlock = STORAGE_ALIGNMENT / 4;
+  const length = Math.ceil(parameters / floatsPerBlock) * floatsPerBlock;
+  const tensor = (label: string): Tensor => ({
+    label,
+    buffer: uploadBuffer(gpu, label, randomValues(length), STORAGE_USAGE),
+    offset: 0,
+    shape: [length],
+    dtype: "f32",
+  });
+  const average = tensor("bench average");
+  const value = tensor("bench params");
+  const materialized = await materialize(
+    gpu,
+    emaUpdate({ average, value }, { decay: options.decay ?? 0.999 }),
+    { label: "ema bench" },
+  );
+  const { dispatches } = materialized;
+  const { steps, seconds } = await timeUntil(
+    options.minSeconds ?? 1,
+    (steps) => timeSubmits(gpu, steps, () => submitDispatches(gpu, dispatches)),
+  );
+  const error = gpu.takeUncapturedError();
+  if (error) throw new Error(`GPU error in the ema benchmark: ${error.message}`);
+  materialized.destroy();
+  average.buffer.destroy();
+  value.buffer.destroy();
+  const bytesPerUpdate = length * 4 * 3;
+  return {
+    adapter: gpu.adapterName,
+    parameters,
+    bytesPerUpdate,
+    ms: seconds / steps * 1000,
+    gbPerSecond: bytesPerUpdate * steps / seconds / 1e9,
+  };
+}
+
 if (import.meta.main) {
   const gpu = await requestGpu();
   const rows = await benchOptimizer(gpu, {
     configs: [
       { kind: "adam", lr: 1e-3 },
       { kind: "sgd", lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+      {
+        kind: "sgd",
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+        weightDecay: 5e-4,
+        weightDecayMode: "decoupled",
+      },
     ],
   });
-  console.log(`Optimizer step on ${gpu.adapterName}`);
-  for (const row of rows) {
+  // The fast94 recipe's SGD at ResNet-9's size, for the moving average's cost beside it.
+  rows.push(
+    ...await benchOptimizer(gpu, {
+      parameters: RESNET9_PARAMETERS,
+      configs: [{ kind: "sgd", lr: 0.4, momentum: 0.9, nesterov: true, weightDecay: 5e-4 }],
+    }),
+  );
+  const ema = await benchEma(gpu);
+  const line = (name: string, row: { parameters: number; ms: number; gbPerSecond: number }) =>
     console.log(
-      `${row.optimizer.padEnd(14)} ${row.parameters.toLocaleString("en")} parameters  ` +
+      `${name.padEnd(24)} ${row.parameters.toLocaleString("en").padStart(10)} parameters  ` +
         `${row.ms.toFixed(2).padStart(8)} ms  ${row.gbPerSecond.toFixed(1).padStart(7)} GB/s`,
     );
-  }
+  console.log(`Optimizer step on ${gpu.adapterName}`);
+  for (const row of rows) line(row.optimizer, row);
+  line("ema (weights' average)", ema);
   gpu.device.destroy();
 }

@@ -1,7 +1,8 @@
 /**
  * Microbenchmarks of the small kernels at ResNet-18's shapes, batch 128: ReLU, residual add,
  * global average pooling, the linear classifier and the fused softmax cross-entropy, forward
- * and backward, in GB/s of the bytes each must read and write (they are memory-bound).
+ * and backward, in GB/s of the bytes each must read and write (they are memory-bound). Beside them,
+ * ResNet-9's pools at its shapes, batch 512 (`resnet9PoolCases`).
  *
  *   deno run --allow-env bench/small_ops.ts [--quick]
  */
@@ -11,7 +12,9 @@ import type { KernelCall } from "../src/gpu/kernel_call.ts";
 import { byteSize, createTensor, type DType, type Tensor } from "../src/gpu/tensor.ts";
 import { addForward } from "../src/ops/add.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../src/ops/global_avg_pool.ts";
+import { globalMaxPoolBackward, globalMaxPoolForward } from "../src/ops/global_max_pool.ts";
 import { linearBackward, linearForward } from "../src/ops/linear.ts";
+import { maxPoolBackward, maxPoolForward, maxPoolOutputShape } from "../src/ops/max_pool.ts";
 import { reluBackward, reluForward } from "../src/ops/relu.ts";
 import { createMetrics, crossEntropyTrain } from "../src/ops/softmax_cross_entropy.ts";
 import { materialize } from "../src/plan/materialize.ts";
@@ -30,7 +33,7 @@ const bytesOf = (...tensors: Tensor[]) => tensors.reduce((sum, t) => sum + byteS
 
 export async function benchSmallOps(
   gpu: Gpu,
-  { batch = 128, minMs = 500 } = {},
+  { batch = 128, resnet9Batch = 512, minMs = 500 } = {},
 ): Promise<SmallOpRow[]> {
   const tensors: Tensor[] = [];
   const tensor = (label: string, shape: number[], dtype: DType = "f32") => {
@@ -99,7 +102,21 @@ export async function benchSmallOps(
       crossEntropyTrain({ logits, labels, metrics, dlogits: dLogits }),
       bytesOf(logits, labels, dLogits),
     ],
+    // ResNet-9's head: fc(x) * 0.125 and label smoothing 0.2 (the fast94 recipe).
+    [
+      "linear forward, scale 0.125",
+      [batch, 512, 10],
+      linearForward({ x: pooled, weight, bias, y: logits }, { scale: 0.125 }),
+      bytesOf(pooled, weight, bias, logits),
+    ],
+    [
+      "softmax cross-entropy, label smoothing 0.2",
+      [batch, 10],
+      crossEntropyTrain({ logits, labels, metrics, dlogits: dLogits }, { labelSmoothing: 0.2 }),
+      bytesOf(logits, labels, dLogits),
+    ],
   ];
+  cases.push(...resnet9PoolCases(gpu, tensor, resnet9Batch));
   const rows: SmallOpRow[] = [];
   for (const [op, shape, calls, bytes] of cases) {
     const materialized = await materialize(gpu, calls, { label: `bench ${op}` });
@@ -116,6 +133,57 @@ export async function benchSmallOps(
   }
   for (const t of tensors) t.buffer.destroy();
   return rows;
+}
+
+/**
+ * ResNet-9's pools (the fast94 recipe, width 1): the max pooling after layer1, layer2 and layer3
+ * and the head's global max pooling, forward and backward. The first pool's input,
+ * [512, 32, 32, 128], is 256 MiB in f32, over WebGPU's default 128 MiB per binding: the pools run
+ * on f16 activations where the device has shader-f16 (128 MiB), and the batch halves until the
+ * largest tensor fits the device.
+ */
+function resnet9PoolCases(
+  gpu: Gpu,
+  tensor: (label: string, shape: number[], dtype?: DType) => Tensor,
+  batch: number,
+): [string, number[], KernelCall[], number][] {
+  const dtype: DType = gpu.device.features.has("shader-f16") ? "f16" : "f32";
+  const { maxStorageBufferBindingSize, maxBufferSize } = gpu.device.limits;
+  const limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
+  const bytesPerElement = dtype === "f16" ? 2 : 4;
+  while (batch > 1 && batch * 32 * 32 * 128 * bytesPerElement > limit) batch = Math.ceil(batch / 2);
+  const cases: [string, number[], KernelCall[], number][] = [];
+  for (const [size, channels] of [[32, 128], [16, 256], [8, 512]]) {
+    const shape = [batch, size, size, channels];
+    const pooledShape = maxPoolOutputShape(shape);
+    const x = tensor(`pool x ${size}`, shape, dtype);
+    const dx = tensor(`pool dx ${size}`, shape, dtype);
+    const y = tensor(`pool y ${size}`, pooledShape, dtype);
+    const dy = tensor(`pool dy ${size}`, pooledShape, dtype);
+    cases.push(
+      [`max pool forward (${dtype})`, shape, maxPoolForward({ x, y }), bytesOf(x, y)],
+      [
+        `max pool backward (${dtype})`,
+        shape,
+        maxPoolBackward({ x, dy, dx }),
+        bytesOf(x, dy, dx),
+      ],
+    );
+  }
+  const last = [batch, 4, 4, 512];
+  const x = tensor("global pool x", last, dtype);
+  const dx = tensor("global pool dx", last, dtype);
+  const [y, dy] = ["global pool y", "global pool dy"].map((label) => tensor(label, [batch, 512]));
+  cases.push(
+    [`global max pool forward (${dtype})`, last, globalMaxPoolForward({ x, y }), bytesOf(x, y)],
+    [
+      `global max pool backward (${dtype})`,
+      last,
+      globalMaxPoolBackward({ x, dy, dx }),
+      bytesOf(x, dy, dx),
+    ],
+  );
+  return cases;
 }
 
 export function formatSmallOpRows(rows: SmallOpRow[]): string {

@@ -1,13 +1,19 @@
 /**
- * `deno task bench --profile`: one training step of a ResNet as the trainer runs it (input batch,
- * forward and loss, backward, Adam), every kernel call timed apart, grouped by op and pass, beside
- * the adapter's peaks measured on the spot (an FMA loop for FLOP/s, a copy for GB/s), so the
- * shares of peak hold on any adapter.
+ * `deno task bench --profile`: one training step of a network as the trainer runs it (input batch,
+ * forward and loss, backward, the optimizer; a ResNet with Adam, ResNet-9 as `--preset fast94`
+ * trains it: bench/training_step.ts `benchRecipe`), every kernel call timed apart, grouped by op
+ * and pass and by kind of layer, beside the adapter's peaks measured on the spot (an FMA loop for
+ * FLOP/s, a copy for GB/s), so the shares of peak hold on any adapter.
  *
  * Timing: with `timestamp-query`, each call is encoded in a compute pass of its own whose
  * `timestampWrites` stamp its begin and end; the whole step is one submit, its query sets resolved
- * once and read back once. Without it, each call is submitted and waited for alone, which adds
- * the submit and the wait (10 ms on lavapipe in Deno) to every call; the output says which.
+ * once and read back once. A call's time runs from the previous call's end stamp to its own, so
+ * that the calls add up to the stamps' whole span: lavapipe writes a pass's begin stamp only once
+ * the pass's work is done where the pass binds a texture (the `blocked_texture` convolutions and
+ * their copies into textures), which left 85-88% of a ResNet-9 step between the begin-end pairs;
+ * on a GPU the difference is the gap between passes, which the step pays too. Without
+ * `timestamp-query`, each call is submitted and waited for alone, which adds the submit and the
+ * wait (10 ms on lavapipe in Deno) to every call; the output says which.
  * Each figure is the median over the repetitions, after the step has run once untimed (first
  * dispatches compile and page in).
  */
@@ -24,7 +30,7 @@ import {
   readWrite,
 } from "../src/gpu/kernel_call.ts";
 import { byteSize, createTensor, type TensorDesc } from "../src/gpu/tensor.ts";
-import { type PresetName, resnetConfig } from "../src/model/config.ts";
+import { modelConfig, type ModelName } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";
 import { KernelPolicy } from "../src/ops/policy.ts";
 import { createMetrics } from "../src/ops/softmax_cross_entropy.ts";
@@ -36,6 +42,7 @@ import { elementCount } from "../src/util/shape.ts";
 import { copyCall } from "./batchnorm.ts";
 import { copyTilings, yardsticks } from "./kernels.ts";
 import { formatTable, timeSubmits } from "./timing.ts";
+import { benchRecipe, describeOptimizer } from "./training_step.ts";
 
 export type Pass = "input" | "forward" | "backward" | "optimizer";
 
@@ -46,7 +53,8 @@ export type Pass = "input" | "forward" | "backward" | "optimizer";
 export type Timer = "timestamps" | "calls";
 
 export const TIMER_NOTES: Readonly<Record<Timer, string>> = {
-  timestamps: "GPU timestamps (timestamp-query), each kernel call in a compute pass of its own",
+  timestamps: "GPU timestamps (timestamp-query), each kernel call in a compute pass of its own, " +
+    "from the previous call's end to its own",
   calls: "timed call by call (no timestamp-query): includes submit and wait overhead",
 };
 
@@ -63,8 +71,13 @@ export interface ProfileEntry {
 
 /** One timing of every entry, in entry order. */
 export interface TimedRun {
-  /** Milliseconds per entry. */
+  /** Milliseconds per entry: timestamps, from its begin stamp to its end stamp. */
   readonly ms: number[];
+  /**
+   * Timestamps only: milliseconds per entry from the previous entry's end stamp to its own (the
+   * first: from its begin stamp), which add up to the stamps' span.
+   */
+  readonly sinceLastMs?: number[];
   /** Milliseconds from the submit to the readback (timestamps) or of all the calls (calls). */
   readonly wallMs: number;
   /** Timestamps only: what the raw stamps looked like. */
@@ -81,6 +94,11 @@ export interface StampCheck {
   readonly shortestNs: number;
   /** From the first call's begin to the last call's end, in milliseconds. */
   readonly spanMs: number;
+  /**
+   * The calls' begin-end pairs summed, in milliseconds: near `spanMs` where the stamps bracket the
+   * work, far below it where an adapter stamps late (lavapipe, passes that bind textures).
+   */
+  readonly insideMs: number;
 }
 
 /** WebGPU caps a query set at 4096 queries. */
@@ -150,9 +168,15 @@ export async function timeWithTimestamps(
   return { ...readStamps(stamps), wallMs };
 }
 
-/** Per-call milliseconds from begin/end pairs, and how ordered the stamps are. */
-export function readStamps(stamps: BigUint64Array): { ms: number[]; stamps: StampCheck } {
+/**
+ * Per-call milliseconds from begin/end pairs and from end to end (`TimedRun`), and how ordered
+ * the stamps are.
+ */
+export function readStamps(
+  stamps: BigUint64Array,
+): { ms: number[]; sinceLastMs: number[]; stamps: StampCheck } {
   const ms: number[] = [];
+  const sinceLastMs: number[] = [];
   let outOfOrder = 0;
   let zeroLength = 0;
   let shortestNs = Infinity;
@@ -163,9 +187,11 @@ export function readStamps(stamps: BigUint64Array): { ms: number[]; stamps: Stam
     if (ns === 0) zeroLength++;
     if (ns > 0) shortestNs = Math.min(shortestNs, ns);
     ms.push(ns / 1e6);
+    sinceLastMs.push(Number(stamps[i + 1] - stamps[i > 0 ? i - 1 : i]) / 1e6);
   }
   const spanMs = Number(stamps[stamps.length - 1] - stamps[0]) / 1e6;
-  return { ms, stamps: { outOfOrder, zeroLength, shortestNs, spanMs } };
+  const insideMs = ms.reduce((sum, value) => sum + value, 0);
+  return { ms, sinceLastMs, stamps: { outOfOrder, zeroLength, shortestNs, spanMs, insideMs } };
 }
 
 /** The fallback: each entry submitted alone and waited for, `beforeEach` before the first. */
@@ -329,8 +355,10 @@ export async function measurePeaks(
 // --- The step ---
 
 export interface ProfileOptions {
-  preset?: PresetName;
+  /** Default resnet18. */
+  model?: ModelName;
   width?: number;
+  /** Default: the model's (`benchRecipe`: 128 for a ResNet, 512 for ResNet-9). */
   batchSize?: number;
   /** Timed repetitions of the step; each figure is their median. */
   repeats?: number;
@@ -364,6 +392,8 @@ export interface StepProfile {
   adapter: string;
   model: string;
   batchSize: number;
+  /** `describeOptimizer`'s words for the step's optimizer. */
+  optimizer: string;
   kernels: string;
   timer: Timer;
   timerNote: string;
@@ -376,6 +406,8 @@ export interface StepProfile {
   /** Per repetition: the timed run's wall-clock ms and (timestamps) its stamps' check. */
   runs: { wallMs: number; stamps?: StampCheck }[];
   passes: ProfileGroup[];
+  /** By kind of layer (`opKind`) and pass, in pass order, largest first within a pass. */
+  kinds: ProfileGroup[];
   groups: ProfileGroup[];
   calls: ProfiledCall[];
 }
@@ -408,6 +440,45 @@ export function rates(
     ...(gbPerSecond === undefined ? {} : { gbPerSecond }),
     ...(peakShare === undefined ? {} : { peakShare }),
   };
+}
+
+/**
+ * The kind of layer an op (`kernel.entry`) belongs to, to weigh the layers against each other: the
+ * convolution kernels together (their FLOPs counted, so the row has GFLOP/s), apart from their
+ * memory-bound helpers (bytes only): the copies of operands into the textures `blocked_texture`
+ * reads, and the sums of a split weight gradient's partial results; the batch norms (which apply
+ * the ReLU, and in a ResNet block the residual sum, in the same pass); the separate sums
+ * (ResNet-9's residual sums, the sums of gradients where a tensor fed two branches); the 2x2 max
+ * pools, the global pool, and the head (linear layer and loss).
+ */
+export function opKind(op: string): string {
+  const kernel = op.split(".")[0];
+  switch (kernel) {
+    case "to_texture":
+      return "conv operands to textures";
+    case "conv2d_reduce":
+      return "conv partial sums";
+    case "batchnorm":
+      return "batch norm (+ ReLU)";
+    case "add":
+      return "add";
+    case "relu":
+      return "ReLU";
+    case "max_pool":
+      return "max pool 2x2";
+    case "global_max_pool":
+    case "global_avg_pool":
+      return "global pool";
+    case "linear":
+    case "softmax_cross_entropy":
+      return "head (linear, loss)";
+    case "input_batch":
+      return "input batch";
+    case "optimizer":
+      return "optimizer";
+    default:
+      return kernel.startsWith("conv2d") ? "convolution" : kernel;
+  }
 }
 
 /** Sums calls into groups keyed by `keyOf`, largest first. */
@@ -453,9 +524,8 @@ export async function profileTrainingStep(
   options: ProfileOptions = {},
 ): Promise<StepProfile> {
   const {
-    preset = "resnet18",
+    model = "resnet18",
     width = 1,
-    batchSize = 128,
     repeats = 3,
     policy = KernelPolicy.forAdapter(gpu),
     timer = availableTimer(gpu),
@@ -463,9 +533,11 @@ export async function profileTrainingStep(
   if (timer === "timestamps" && !gpu.device.features.has("timestamp-query")) {
     throw new Error("profile: this device has no timestamp-query; use the calls timer");
   }
+  const recipe = benchRecipe(model);
+  const batchSize = options.batchSize ?? recipe.batchSize;
   const peaks = await measurePeaks(gpu, { timer, repeats, sizes: options.peakSizes });
 
-  const weights = new ModelWeights(gpu, resnetConfig(preset, width));
+  const weights = new ModelWeights(gpu, modelConfig(model, width));
   weights.initialize(0);
   // Blank images: the kernels' speed does not depend on the pixels, only on the shapes.
   const dataset = GpuDataset.create(gpu, {
@@ -479,18 +551,22 @@ export async function profileTrainingStep(
   const source = await BatchSource.create(gpu, dataset, {
     batchSize,
     augment: true,
+    padding: recipe.padding,
+    cutout: recipe.cutout,
     mean: CIFAR10_MEAN,
     std: CIFAR10_STD,
     input,
     labels,
   });
   source.setOrder(epochOrder(0, 0, batchSize));
-  const program = buildNetworkProgram(weights, "train", { input, labels, metrics }, policy);
+  const program = buildNetworkProgram(weights, "train", { input, labels, metrics }, policy, {
+    labelSmoothing: recipe.labelSmoothing,
+  });
   const step = await materialize(gpu, program.calls, { label: "profile" });
   const optimizer = await Optimizer.create(
     gpu,
     { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
-    { kind: "adam", lr: 1e-4 },
+    recipe.optimizer,
   );
   const forwardEnd = program.markAt(FORWARD_END);
   // The input batch's and the optimizer's calls stay inside their classes: their bytes and
@@ -505,12 +581,12 @@ export async function profileTrainingStep(
     ...optimizer.dispatches.map((dispatch) => ({
       dispatch,
       pass: "optimizer" as const,
-      op: "optimizer.adam",
+      op: `optimizer.${recipe.optimizer.kind}`,
     })),
   ];
   const beforeEach = () => {
     source.prepareBatch(0, 0, 0);
-    optimizer.prepareStep(1e-4);
+    optimizer.prepareStep(recipe.optimizer.lr);
   };
   const stepWallMs = await timeSubmits(
     gpu,
@@ -529,7 +605,7 @@ export async function profileTrainingStep(
     label: entry.dispatch.label,
     op: entry.op,
     pass: entry.pass,
-    ms: median(runs.map((run) => run.ms[index])),
+    ms: median(runs.map((run) => (run.sinceLastMs ?? run.ms)[index])),
     ...(entry.flops === undefined ? {} : { flops: entry.flops }),
     ...(entry.bytes === undefined ? {} : { bytes: entry.bytes }),
   }));
@@ -541,8 +617,9 @@ export async function profileTrainingStep(
   for (const tensor of [input, labels, metrics]) tensor.buffer.destroy();
   return {
     adapter: gpu.adapterName,
-    model: `${preset} width ${width}`,
+    model: `${model} width ${width}`,
     batchSize,
+    optimizer: describeOptimizer(recipe.optimizer),
     kernels: policy.describe(),
     timer,
     timerNote: TIMER_NOTES[timer],
@@ -553,6 +630,11 @@ export async function profileTrainingStep(
     runs: runs.map(({ wallMs, stamps }) => (stamps ? { wallMs, stamps } : { wallMs })),
     passes: groupCalls(calls, peaks, (call) => call.pass)
       .toSorted((a, b) => PASSES.indexOf(a.pass) - PASSES.indexOf(b.pass)),
+    kinds: groupCalls(
+      calls.map((call) => ({ ...call, op: opKind(call.op) })),
+      peaks,
+      (call) => `${call.op} ${call.pass}`,
+    ).toSorted((a, b) => PASSES.indexOf(a.pass) - PASSES.indexOf(b.pass)),
     groups: groupCalls(calls, peaks, (call) => `${call.op} ${call.pass}`),
     calls,
   };
@@ -593,7 +675,7 @@ export function formatProfile(profile: StepProfile, format: ProfileFormat = {}):
   const { peaks } = profile;
   const lines = [
     `profile of one training step: ${profile.model}, batch ${profile.batchSize}, input batch + ` +
-    `forward + backward + Adam; kernels: ${profile.kernels}`,
+    `forward + backward + ${profile.optimizer}; kernels: ${profile.kernels}`,
     `timer: ${profile.timerNote}; median of ${profile.repeats} repetitions`,
     `peaks measured now: ${peaks.gflops.toFixed(1)} GFLOP/s (FMA loop, ${
       peaks.fma.gflop.toFixed(2)
@@ -605,13 +687,18 @@ export function formatProfile(profile: StepProfile, format: ProfileFormat = {}):
     ...profile.runs.map((run, index) => {
       const wall = `run ${index + 1}: ${run.wallMs.toFixed(1)} ms wall-clock`;
       if (!run.stamps) return wall;
-      const { outOfOrder, zeroLength, shortestNs, spanMs } = run.stamps;
-      return `${wall}, stamps span ${spanMs.toFixed(1)} ms, ${outOfOrder} out of order, ` +
+      const { outOfOrder, zeroLength, shortestNs, spanMs, insideMs } = run.stamps;
+      return `${wall}, stamps span ${spanMs.toFixed(1)} ms (${
+        percent(insideMs / spanMs)
+      } inside the calls' begin-end pairs), ${outOfOrder} out of order, ` +
         `${zeroLength} zero-length, shortest call ${shortestNs} ns`;
     }),
     "",
     "by pass",
     formatTable(GROUP_HEADER, groupRows(profile.passes)),
+    "",
+    "by kind of layer and pass",
+    formatTable(["kind", ...GROUP_HEADER.slice(1)], groupRows(profile.kinds)),
     "",
     "by op and pass (share: of the calls' sum; of peak: GFLOP/s over the FMA loop's where the op " +
     "counts FLOPs, else GB/s over the copy's)",

@@ -8,15 +8,22 @@
 //            twice; both bindings are read-only, which WebGPU allows).
 //   order:   the epoch's permutation of data set indices; sample n of the batch is image
 //            order[batch.order_offset + n].
-//   input:   [BATCH, 32, 32, 3] NHWC, (raw / 255 - MEAN[c]) / STD[c], computed in f32 and stored
-//            as `act`: f32, or f16 in the kernel's f16 build (src/shaders.ts), the network's
-//            activation type.
-//   labels_out: [BATCH] u32, the images' labels.
+//   input:   [VIEWS * BATCH, 32, 32, 3] NHWC, (raw / 255 - MEAN[c]) / STD[c], computed in f32 and
+//            stored as `act`: f32, or f16 in the kernel's f16 build (src/shaders.ts), the network's
+//            activation type. Row v * BATCH + n is view v of sample n (VIEWS = 2, evaluation only:
+//            view 1 is view 0 mirrored left to right, for test-time augmentation).
+//   labels_out: [BATCH] u32, the images' labels, once whatever VIEWS.
 // With AUGMENT, torchvision's RandomCrop(32, padding=4) then RandomHorizontalFlip(): the image is
-// padded with 4 black pixels (raw 0, before normalisation) on each side, a 32x32 window at
-// offsets (offset_x, offset_y) in 0..8 is cut, and it is mirrored with probability 1/2. The draws
-// come from a stateless hash of (seed, epoch, data set index), so a resumed run reproduces them;
-// `augmentationDraw` in src/ops/input_batch.ts is the same function for the CPU.
+// padded by 4 pixels on each side, black (raw 0, before normalisation) or, with REFLECT_PADDING,
+// its mirror without repeating the edge (padding_mode="reflect": row -1 is row 1, row 32 is row
+// 30), a 32x32 window at offsets (offset_x, offset_y) in 0..8 is cut, and it is mirrored with
+// probability 1/2. With CUTOUT = S > 0, an SxS square of the result centred at (cutout_y,
+// cutout_x), each uniform in 0..31, rows cutout_y - S/2 .. cutout_y - S/2 + S - 1 (S/2 rounded
+// down; columns alike) clipped to the image, is set to 0 after normalisation (the data set's mean
+// colour). The draws come from a stateless hash of (seed, epoch, data set index), so a resumed run
+// reproduces them; Cutout's centre from a second hash of the first, so the crop and flip draws
+// are the same with Cutout or without. `augmentationDraw` in src/ops/input_batch.ts is the same
+// function for the CPU.
 // One invocation per output pixel writes its 3 channels: the draws are per sample, the three
 // planes share the source position, and the writes are contiguous.
 
@@ -26,6 +33,9 @@ override WORKGROUP_SIZE: u32;
 override BATCH: u32;
 override FIRST_CHUNK_IMAGES: u32;
 override AUGMENT: bool;
+override REFLECT_PADDING: bool = false;
+override CUTOUT: u32 = 0u;  // side of the square; 0 is off
+override VIEWS: u32 = 1u;  // 1, or 2 to add the mirror image (evaluation)
 override MEAN_R: f32;
 override MEAN_G: f32;
 override MEAN_B: f32;
@@ -38,6 +48,9 @@ const PLANE_BYTES = 1024u;  // SIZE * SIZE
 const IMAGE_WORDS = 768u;  // 3 planes of PLANE_BYTES, 4 bytes per word
 const CROP_PADDING = 4u;
 const CROP_CHOICES = 9u;  // offsets 0..2 * CROP_PADDING
+// Salts Cutout's hash of the crop hash, so that it is no link of another draw's chain of hashes
+// (pcg_hash(pcg_hash(x)) is also the crop hash of other seeds); any constant would do.
+const CUTOUT_SALT = 0x9e3779b9u;
 
 // Written with queue.writeBuffer before each batch's submit.
 struct BatchParams {
@@ -66,17 +79,31 @@ struct Draw {
   offset_x: u32,
   offset_y: u32,
   flip: bool,
+  cutout_x: u32,
+  cutout_y: u32,
 }
 
 // Three draws as mixed-radix digits of one hash; 2^32 is so much larger than 9 * 9 * 2 that the
-// modulo bias (under 1e-9) does not matter.
+// modulo bias (under 1e-9) does not matter. Cutout's centre takes the low 10 bits of a second
+// hash (32 divides 2^32: no bias at all); pcg_hash mixes every bit of its argument into every bit
+// of its value, so the centre is independent of the crop and the flip in practice.
 fn augmentation_draw(index: u32) -> Draw {
   let hash = pcg_hash(index + pcg_hash(batch.epoch + pcg_hash(batch.seed)));
+  let cutout_hash = pcg_hash(hash ^ CUTOUT_SALT);
   return Draw(
     hash % CROP_CHOICES,
     (hash / CROP_CHOICES) % CROP_CHOICES,
     ((hash / (CROP_CHOICES * CROP_CHOICES)) & 1u) == 1u,
+    cutout_hash % SIZE,
+    (cutout_hash / SIZE) % SIZE,
   );
+}
+
+// A position of the padded image, -4..35 (wrapped to u32 when negative), to the image pixel that
+// reflect padding shows there: -k is k and 31 + k is 31 - k, as the padding (4) is below 32.
+fn reflect(position: u32) -> u32 {
+  let last = i32(SIZE - 1u);
+  return u32(last - abs(last - abs(bitcast<i32>(position))));
 }
 
 fn image_word(in_first_chunk: bool, word: u32) -> u32 {
@@ -92,25 +119,40 @@ fn image_byte(in_first_chunk: bool, image_base: u32, offset: u32) -> u32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let pixel = gid.x + gid.y * groups.x * WORKGROUP_SIZE;
-  if (pixel >= BATCH * PLANE_BYTES) { return; }
-  let n = pixel / PLANE_BYTES;
+  if (pixel >= VIEWS * BATCH * PLANE_BYTES) { return; }
+  let row = pixel / PLANE_BYTES;  // v * BATCH + n
+  let n = row % BATCH;
   let y = (pixel / SIZE) % SIZE;
   let x = pixel % SIZE;
   let index = order[batch.order_offset + n];
-  if (pixel % PLANE_BYTES == 0u) { labels_out[n] = dataset_labels[index]; }
+  if (pixel % PLANE_BYTES == 0u && row < BATCH) { labels_out[n] = dataset_labels[index]; }
 
-  // Source position in the unpadded image; with padding it may fall outside, reading black.
-  // Unsigned arithmetic: a position left of or above the image wraps to a huge value, which the
-  // single `< SIZE` comparison rejects along with those past the right or bottom edge.
-  var source_x = x;
-  var source_y = y;
+  var flip = row >= BATCH;  // view 1 mirrors view 0
+  var offset_x = CROP_PADDING;  // the uncropped window
+  var offset_y = CROP_PADDING;
+  var cut = false;
   if (AUGMENT) {
     let draw = augmentation_draw(index);
-    source_x = select(x, SIZE - 1u - x, draw.flip) + draw.offset_x - CROP_PADDING;
-    source_y = y + draw.offset_y - CROP_PADDING;
+    flip = flip != draw.flip;
+    offset_x = draw.offset_x;
+    offset_y = draw.offset_y;
+    // In the square when 0 <= y - (cutout_y - CUTOUT / 2) < CUTOUT: one unsigned comparison, as
+    // a negative difference wraps to a huge value (CUTOUT = 0 cuts nothing). Rows and columns
+    // past the image are never asked about, which clips the square.
+    let half = CUTOUT / 2u;
+    cut = y + half - draw.cutout_y < CUTOUT && x + half - draw.cutout_x < CUTOUT;
+  }
+  // Source position in the unpadded image; with zero padding it may fall outside, reading black.
+  // Unsigned arithmetic: a position left of or above the image wraps to a huge value, which the
+  // single `< SIZE` comparison rejects along with those past the right or bottom edge.
+  var source_x = select(x, SIZE - 1u - x, flip) + offset_x - CROP_PADDING;
+  var source_y = y + offset_y - CROP_PADDING;
+  if (AUGMENT && REFLECT_PADDING) {
+    source_x = reflect(source_x);
+    source_y = reflect(source_y);
   }
   var raw = vec3u(0u);
-  if (source_x < SIZE && source_y < SIZE) {
+  if (source_x < SIZE && source_y < SIZE && !cut) {
     let in_first_chunk = index < FIRST_CHUNK_IMAGES;
     let image_base = select(index - FIRST_CHUNK_IMAGES, index, in_first_chunk) * IMAGE_WORDS;
     let offset = source_y * SIZE + source_x;
@@ -120,7 +162,10 @@ fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) gr
       image_byte(in_first_chunk, image_base, 2u * PLANE_BYTES + offset),
     );
   }
-  let value = (vec3f(raw) / 255.0 - vec3f(MEAN_R, MEAN_G, MEAN_B)) / vec3f(STD_R, STD_G, STD_B);
+  // Cutout's square is 0 after normalisation; select keeps the normalisation of other pixels
+  // exactly as without Cutout.
+  let mean = vec3f(MEAN_R, MEAN_G, MEAN_B);
+  let value = select((vec3f(raw) / 255.0 - mean) / vec3f(STD_R, STD_G, STD_B), vec3f(0.0), cut);
   input[3u * pixel] = act(value.r);
   input[3u * pixel + 1u] = act(value.g);
   input[3u * pixel + 2u] = act(value.b);

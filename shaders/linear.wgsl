@@ -1,15 +1,19 @@
-// Fully connected layer, y = x · Wᵀ + b, as PyTorch's nn.Linear.
+// Fully connected layer, y = SCALE * (x · Wᵀ + b): PyTorch's nn.Linear, times a constant (ResNet-9's
+// head is fc(x) * 0.125; the default 1 is nn.Linear itself).
 //   x: [BATCH, IN], weight: [OUT, IN], bias: [OUT], y: [BATCH, OUT]
-//   forward:         y[n, o]  = bias[o] + sum_i x[n, i] * weight[o, i]   one invocation per (n, o)
-//   backward_input:  dx[n, i] = sum_o dy[n, o] * weight[o, i]            one invocation per (n, i)
-//   backward_params: dweight[o, i] = sum_n dy[n, o] * x[n, i]            one invocation per (o, i)
-//                    dbias[o] = sum_n dy[n, o]                            by the invocations with i = 0
-// The classifier head is tiny (512 x 10), so plain dot products serve.
+//   forward:         y[n, o]  = SCALE * (bias[o] + sum_i x[n, i] * weight[o, i])   one per (n, o)
+//   backward_input:  dx[n, i] = SCALE * sum_o dy[n, o] * weight[o, i]              one per (n, i)
+//   backward_params: dweight[o, i] = SCALE * sum_n dy[n, o] * x[n, i]              one per (o, i)
+//                    dbias[o] = SCALE * sum_n dy[n, o]                by the invocations with i = 0
+// The classifier head is tiny (512 x 10), so plain dot products serve. SCALE multiplies each sum
+// once, after it: for a power of two (0.125) that is exact, the same as scaling every term, and
+// with SCALE = 1 the results are bit for bit those of the unscaled layer.
 
 override WORKGROUP_SIZE: u32;
 override BATCH: u32;
 override IN: u32;
 override OUT: u32;
+override SCALE: f32 = 1.0;
 
 @group(0) @binding(0) var<storage, read> forward_x: array<f32>;
 @group(0) @binding(1) var<storage, read> forward_weight: array<f32>;
@@ -26,7 +30,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) g
   for (var i = 0u; i < IN; i++) {
     sum += forward_x[n * IN + i] * forward_weight[o * IN + i];
   }
-  forward_y[index] = sum;
+  forward_y[index] = SCALE * sum;
 }
 
 @group(0) @binding(0) var<storage, read> input_dy: array<f32>;
@@ -43,7 +47,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
   for (var o = 0u; o < OUT; o++) {
     sum += input_dy[n * OUT + o] * input_weight[o * IN + i];
   }
-  input_dx[index] = sum;
+  input_dx[index] = SCALE * sum;
 }
 
 @group(0) @binding(0) var<storage, read> params_x: array<f32>;
@@ -64,6 +68,6 @@ fn backward_params(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workg
     sum += dy * params_x[n * IN + i];
     bias_sum += dy;
   }
-  params_dweight[index] = sum;
-  if (i == 0u) { params_dbias[o] = bias_sum; }
+  params_dweight[index] = SCALE * sum;
+  if (i == 0u) { params_dbias[o] = SCALE * bias_sum; }
 }

@@ -15,6 +15,10 @@
 //           g = g + wd·p; buf = g on the first step, else μ·buf + g
 //           nesterov: g = g + μ·buf, else g = buf; p = p − lr·g
 //         The buffer starts at 0, so μ·buf + g is exactly g on the first step: no flag needed.
+//   sgd and sgd_momentum with DECOUPLED_WEIGHT_DECAY: the decay as AdamW's instead, which
+//         torch.optim.SGD lacks: p = p·(1 − lr·wd) first, and the gradient (so the momentum
+//         buffer) never sees wd. The decay then follows the scheduled lr, and is not amplified
+//         by 1/(1 − μ) through the momentum as the coupled penalty is.
 //
 // Dynamic loss scaling (f16 training; src/train/loss_scale.ts), with torch.cuda.amp.GradScaler's
 // semantics, all on the GPU so that no step waits for a readback. The gradients arrive multiplied
@@ -83,6 +87,8 @@ struct LossScaleFlag {
 
 struct SgdStep {
   lr: f32,
+  // With DECOUPLED_WEIGHT_DECAY: 1 − lr·wd, folded in f64 on the host. Otherwise 1, unused.
+  param_decay: f32,
 }
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4f>;
@@ -160,16 +166,27 @@ fn adam(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 fn sgd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = vec4_index(gid, groups);
   if (i >= arrayLength(&params) || step_skipped()) { return; }
-  let param = params[i];
-  params[i] = param - sgd_step.lr * with_weight_decay(gradient(i), param);
+  var param = params[i];
+  var grad = gradient(i);
+  if (DECOUPLED_WEIGHT_DECAY) {
+    param *= sgd_step.param_decay;
+  } else {
+    grad = with_weight_decay(grad, param);
+  }
+  params[i] = param - sgd_step.lr * grad;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = vec4_index(gid, groups);
   if (i >= arrayLength(&params) || step_skipped()) { return; }
-  let param = params[i];
-  let grad = with_weight_decay(gradient(i), param);
+  var param = params[i];
+  var grad = gradient(i);
+  if (DECOUPLED_WEIGHT_DECAY) {
+    param *= sgd_step.param_decay;
+  } else {
+    grad = with_weight_decay(grad, param);
+  }
   let buf = MOMENTUM * momentum_buffer[i] + grad;
   momentum_buffer[i] = buf;
   let direction = select(buf, grad + MOMENTUM * buf, NESTEROV);

@@ -13,7 +13,7 @@ export { submitDispatches } from "./gpu/dispatch.ts";
 export { kernels } from "./shaders.ts";
 export * from "./ops/index.ts";
 export { buildArchitecture } from "./model/architecture.ts";
-export { presetNames, resnetConfig } from "./model/config.ts";
+export { modelConfig, modelNames, presetNames, resnetConfig } from "./model/config.ts";
 export { ModelWeights } from "./model/weights.ts";
 export { Program } from "./plan/program.ts";
 export { allocate } from "./plan/allocator.ts";

@@ -15,9 +15,12 @@ import conv2dPipelined from "../shaders/conv2d_pipelined.wgsl" with { type: "tex
 import conv2dReduce from "../shaders/conv2d_reduce.wgsl" with { type: "text" };
 import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" };
 import conv2dTiled from "../shaders/conv2d_tiled.wgsl" with { type: "text" };
+import ema from "../shaders/ema.wgsl" with { type: "text" };
 import globalAvgPool from "../shaders/global_avg_pool.wgsl" with { type: "text" };
+import globalMaxPool from "../shaders/global_max_pool.wgsl" with { type: "text" };
 import inputBatch from "../shaders/input_batch.wgsl" with { type: "text" };
 import linear from "../shaders/linear.wgsl" with { type: "text" };
+import maxPool from "../shaders/max_pool.wgsl" with { type: "text" };
 import optimizer from "../shaders/optimizer.wgsl" with { type: "text" };
 import relu from "../shaders/relu.wgsl" with { type: "text" };
 import softmaxCrossEntropy from "../shaders/softmax_cross_entropy.wgsl" with { type: "text" };
@@ -50,9 +53,12 @@ export const kernels = {
   conv2dReduce: kernel("conv2d_reduce", conv2dReduce),
   conv2dTexture: kernel("conv2d_texture", joinSources(conv2dBlockedMath, conv2dTexture)),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
+  ema: kernel("ema", ema),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
+  globalMaxPool: kernel("global_max_pool", globalMaxPool),
   inputBatch: kernel("input_batch", inputBatch),
   linear: kernel("linear", linear),
+  maxPool: kernel("max_pool", maxPool),
   optimizer: kernel("optimizer", optimizer),
   relu: kernel("relu", relu),
   softmaxCrossEntropy: kernel("softmax_cross_entropy", softmaxCrossEntropy),

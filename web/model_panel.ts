@@ -7,7 +7,7 @@
 import { type CifarSplit, DEFAULT_CLASS_NAMES } from "../src/data/cifar.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { type Checkpoint, decodeCheckpoint, loadModelStateDict } from "../src/model/checkpoint.ts";
-import type { ResNetConfig } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";
 import { KernelPolicy } from "../src/ops/policy.ts";
 import { Evaluator } from "../src/train/evaluator.ts";
@@ -23,7 +23,7 @@ import type { TestImagesPanel } from "./test_images_panel.ts";
 /** The model the page classifies with: the latest trained epoch, or a loaded checkpoint. */
 interface CurrentModel {
   checkpoint: Checkpoint;
-  config: ResNetConfig;
+  config: ModelConfig;
   /** How the page names it, e.g. "epoch 3 of this page's run". */
   name: string;
 }
@@ -37,7 +37,7 @@ export interface ModelPanelContext {
   /** The evaluation batch size of the settings. */
   evalBatchSize(): number;
   /** The model the settings describe: what a checkpoint without metadata is taken to be. */
-  configFromSettings(): ResNetConfig;
+  configFromSettings(): ModelConfig;
   /** A checkpoint's evaluation runs only while no training is under way. */
   busy(): boolean;
 }

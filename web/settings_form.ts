@@ -4,7 +4,13 @@
  * flag's default, offers its choices, and is checked by its schema, so the page and
  * `deno task train` accept the same values with the same words ("must be a number > 0").
  */
-import { type Flag, flagName, type FlagTable, type FlagValues } from "../src/train/settings.ts";
+import {
+  type Flag,
+  flagName,
+  type FlagTable,
+  type FlagValues,
+  refusal,
+} from "../src/train/settings.ts";
 import { element } from "./dom.ts";
 
 /** How the form labels a flag of F: the words shown for it. */
@@ -64,7 +70,7 @@ export class SettingsForm<F extends FlagTable> {
       if (!parsed.success) {
         input.setAttribute("aria-invalid", "true");
         input.focus();
-        throw new SettingsError(`${label} must be ${flag.expects}, got ${JSON.stringify(raw)}`);
+        throw new SettingsError(refusal(label, flag, raw));
       }
       values[key] = parsed.data;
     }

@@ -7,12 +7,13 @@
 import type { Gpu } from "../src/gpu/device.ts";
 import { describeModel } from "../src/cli/describe.ts";
 import { DEFAULT_DATA_FOLDER } from "../src/data/cifar.ts";
-import { resnetConfig } from "../src/model/config.ts";
+import { modelConfig } from "../src/model/config.ts";
 import { KernelPolicy } from "../src/ops/policy.ts";
 import { bestEpoch } from "../src/train/history.ts";
 import { runTraining } from "../src/train/loop.ts";
 import { MemoryRunStore } from "../src/train/run_store.ts";
 import {
+  evalViews,
   firstImages,
   recipeFlags,
   trainingPlan,
@@ -107,7 +108,7 @@ export class TrainingPage {
       evalBatchSize: () => this.#form.values().evalBatchSize,
       configFromSettings: () => {
         const { model, width } = this.#form.values();
-        return resnetConfig(model, width);
+        return modelConfig(model, width);
       },
       busy: () => this.#run !== undefined,
     });
@@ -140,7 +141,7 @@ export class TrainingPage {
       const trainSet = firstImages(dataset.train, recipe.limit, "--limit", "training");
       const testSet = firstImages(dataset.test, testLimit, "--test-limit", "test");
       const plan = trainingPlan(recipe, trainSet.count);
-      const model = resnetConfig(recipe.model, recipe.width);
+      const model = modelConfig(recipe.model, recipe.width);
       const store = new MemoryRunStore("this page");
       const batch = evaluationBatch(evalBatchSize, testSet.count);
       this.#running(run);
@@ -155,6 +156,7 @@ export class TrainingPage {
         epochs: recipe.epochs,
         trainer: { ...plan, policy: KernelPolicy.forAdapter(this.#gpu) },
         evalBatchSize,
+        evalViews: evalViews(recipe),
         store,
         // The CLI resumes with its data folder (or --data on the resume line).
         settings: { recipe, data: DEFAULT_DATA_FOLDER, evalBatchSize, testLimit },

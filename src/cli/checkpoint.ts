@@ -10,21 +10,24 @@ import {
   type CheckpointMetadata,
   decodeCheckpoint,
   loadModelStateDict,
+  type OptimizerState,
 } from "../model/checkpoint.ts";
-import { type PresetName, type ResNetConfig, resnetConfig } from "../model/config.ts";
+import { type ModelConfig, modelConfig, type ModelName } from "../model/config.ts";
 import { ModelWeights } from "../model/weights.ts";
 import { describeModel } from "./describe.ts";
 import { UsageError } from "../errors.ts";
 
 export interface ModelFlags {
-  model: PresetName;
+  model: ModelName;
   width: number;
 }
 
 export interface LoadedModel {
   weights: ModelWeights;
-  config: ResNetConfig;
+  config: ModelConfig;
   metadata?: CheckpointMetadata;
+  /** A training checkpoint's optimizer state (with --ema, the weight average among it). */
+  optimizer?: OptimizerState;
 }
 
 /**
@@ -37,8 +40,8 @@ export async function loadCheckpointModel(
   flags: ModelFlags,
   given: ReadonlySet<string>,
 ): Promise<LoadedModel> {
-  const { tensors, metadata } = decodeCheckpoint(await readCheckpointFile(path), path);
-  const fromFlags = resnetConfig(flags.model, flags.width);
+  const { tensors, metadata, optimizer } = decodeCheckpoint(await readCheckpointFile(path), path);
+  const fromFlags = modelConfig(flags.model, flags.width);
   const chosen = given.has("model") || given.has("width");
   if (metadata && chosen && describeModel(metadata.model) !== describeModel(fromFlags)) {
     throw new UsageError(
@@ -54,7 +57,7 @@ export async function loadCheckpointModel(
     weights.destroy();
     throw error;
   }
-  return { weights, config, metadata };
+  return { weights, config, metadata, optimizer };
 }
 
 /** The checkpoints a run folder holds, best first: what to give instead of the folder. */

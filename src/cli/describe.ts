@@ -1,6 +1,6 @@
 /** How the commands name the adapter they run on and the model they train or load. */
 import type { Gpu } from "../gpu/device.ts";
-import { presetNames, presets, type ResNetConfig } from "../model/config.ts";
+import { isResNet9, type ModelConfig, presetNames, presets } from "../model/config.ts";
 
 /**
  * "llvmpipe (LLVM 15.0.6, 256 bits) (software, Vulkan)": the adapter, whether it runs on the CPU,
@@ -13,8 +13,9 @@ export function describeAdapter(
   return notes.length > 0 ? `${gpu.adapterName} (${notes.join(", ")})` : gpu.adapterName;
 }
 
-/** "resnet18 width 0.25"; a config that is no preset is named by its blocks. */
-export function describeModel(config: ResNetConfig): string {
+/** "resnet18 width 0.25"; a ResNet config that is no preset is named by its blocks. */
+export function describeModel(config: ModelConfig): string {
+  if (isResNet9(config)) return `resnet9 width ${config.widthMultiplier}`;
   const name = presetNames.find((preset) =>
     presets[preset].block === config.block &&
     presets[preset].blocksPerStage.every((blocks, i) => blocks === config.blocksPerStage[i])

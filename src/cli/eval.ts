@@ -7,6 +7,8 @@ import { kernelPolicyFor } from "../plan/autotune.ts";
 import { type EvaluationResult, Evaluator } from "../train/evaluator.ts";
 import { compilingKernels, type ProgressOutput } from "../train/progress.ts";
 import { checkPrecision } from "../train/precision.ts";
+import { evalViews } from "../train/settings.ts";
+import { loadWeightAverage } from "../train/weight_average.ts";
 import { loadCheckpointModel } from "./checkpoint.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { evaluateWithProgress, STDERR } from "./terminal.ts";
@@ -33,16 +35,25 @@ export async function runEval(
   if (values.checkpoint === undefined) {
     throw new UsageError("eval needs --checkpoint FILE: the checkpoint to evaluate (see --help)");
   }
-  const gpu = await requestGpu();
+  const gpu = await requestGpu({ largestBuffers: true });
   checkPrecision(gpu, values.precision);
-  const { weights, config, metadata } = await loadCheckpointModel(
+  const { weights, config, metadata, optimizer } = await loadCheckpointModel(
     gpu,
     values.checkpoint,
     values,
     given,
   );
+  if (values.ema) {
+    try {
+      loadWeightAverage(gpu, weights, optimizer?.buffers ?? {}, values.checkpoint);
+    } catch (error) {
+      weights.destroy();
+      throw error;
+    }
+  }
   const origin = metadata ? `after epoch ${metadata.epoch}` : "a state dict without metadata";
-  log(`checkpoint: ${values.checkpoint} (${describeModel(config)}, ${origin})`);
+  const average = values.ema ? ", its weights' moving average" : "";
+  log(`checkpoint: ${values.checkpoint} (${describeModel(config)}, ${origin}${average})`);
   log(`adapter: ${describeAdapter(gpu)}`);
   const data = await loadData(values.data, { test: values.testLimit });
   log(`data: ${values.data} (${data.test.count} test images)`);
@@ -55,6 +66,7 @@ export async function runEval(
         mode: "eval",
         batchSize: Math.min(values.evalBatchSize, data.test.count),
         precision: values.precision,
+        views: evalViews(values),
       }],
     },
     log,
@@ -62,11 +74,21 @@ export async function runEval(
   );
   const compiled = await compilingKernels(
     "the evaluation plan",
-    () => Evaluator.create(gpu, weights, data.test, values.evalBatchSize, policy, values.precision),
+    () =>
+      Evaluator.create(
+        gpu,
+        weights,
+        data.test,
+        values.evalBatchSize,
+        policy,
+        values.precision,
+        evalViews(values),
+      ),
     { output: progressOutput },
   );
   const evaluator = compiled.value;
-  log(`kernels: ${policy.describe()}, activations ${values.precision}`);
+  const tta = values.tta === "flip" ? ", flip TTA" : "";
+  log(`kernels: ${policy.describe()}, activations ${values.precision}${tta}`);
   log(`kernels compiled in ${compiled.seconds.toFixed(1)} s (evaluation plan)`);
   const result = await evaluateWithProgress(evaluator, "test", progressOutput);
   evaluator.destroy();

@@ -22,7 +22,11 @@ import {
   precisionKind,
   recipeFlags,
   recipePresets,
+  refusal,
+  switchFlag,
   testLimitFlag,
+  TTA_HELP,
+  ttaKind,
   valueFlag,
   type ValueKind,
   widthFlag,
@@ -133,6 +137,12 @@ export const evalCommand = {
     width: widthFlag(1, "the width multiplier of a checkpoint without metadata"),
     kernels: kernelsFlag,
     precision: inferencePrecisionFlag,
+    tta: valueFlag(ttaKind, TTA_HELP, "none"),
+    ema: switchFlag(
+      "evaluate the moving average of the weights that a --ema training run saved in the " +
+        "checkpoint, instead of the weights",
+      false,
+    ),
   },
 } satisfies Command<FlagTable>;
 
@@ -228,9 +238,7 @@ export function parseCommandLine<F extends FlagTable>(
     const flag = command.flags[key];
     const parsed = flag.schema.safeParse(value);
     if (!parsed.success) {
-      throw new UsageError(
-        `${flagName(key)} must be ${flag.expects}, got ${JSON.stringify(value)}`,
-      );
+      throw new UsageError(refusal(flagName(key), flag, value));
     }
     (values as Record<string, unknown>)[key] = parsed.data;
   }

@@ -28,7 +28,7 @@ export async function runPredict(args: string[], log = console.log): Promise<voi
   if (paths.length === 0) throw new UsageError("predict needs one or more PNG files (see --help)");
   // Every image is read before the GPU work starts, so that a bad file fails fast.
   const images = await Promise.all(paths.map(readImage));
-  const gpu = await requestGpu();
+  const gpu = await requestGpu({ largestBuffers: true });
   checkPrecision(gpu, values.precision);
   const { weights } = await loadCheckpointModel(gpu, values.checkpoint, values, given);
   const policy = await kernelPolicyFor(

@@ -8,7 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { requestGpu } from "../gpu/deno_device.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import { decodeCheckpoint } from "../model/checkpoint.ts";
-import { type ResNetConfig, resnetConfig } from "../model/config.ts";
+import { type ModelConfig, modelConfig } from "../model/config.ts";
 import { type KernelChoices, KernelPolicy } from "../ops/policy.ts";
 import { kernelPolicyFor } from "../plan/autotune.ts";
 import { type ResumePoint, runTraining } from "../train/loop.ts";
@@ -17,7 +17,7 @@ import { FileWriteError, removePendingTemporaryFiles } from "../io/atomic.ts";
 import { bestEpoch, type EpochRecord, epochRecordSchema } from "../train/history.ts";
 import { resumeTarget, RunDirectory } from "../train/run_dir.ts";
 import { checkPrecision } from "../train/precision.ts";
-import { checkRecipe, trainingPlan, unusedSettings } from "../train/settings.ts";
+import { checkRecipe, evalViews, trainingPlan, unusedSettings } from "../train/settings.ts";
 import { describeAdapter, describeModel } from "./describe.ts";
 import { STDERR, terminalEvents } from "./terminal.ts";
 import { loadData } from "./data.ts";
@@ -76,7 +76,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
   const { recipe } = settings;
   // Every check of the flags together comes first, before the data, the run folder and the GPU.
   const stopAfter = lastEpochToRun(settings);
-  const model = resnetConfig(recipe.model, recipe.width);
+  const model = modelConfig(recipe.model, recipe.width);
   checkImageLimits(recipe.limit ?? TRAIN_IMAGES, settings.testLimit ?? TEST_IMAGES);
   trainingPlan(recipe, recipe.limit ?? TRAIN_IMAGES);
 
@@ -92,7 +92,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
   const interrupts = releaseOnInterrupt(runDir, () => savedAndNext(runDir, settings));
   const events = terminalEvents(log, { epochs: recipe.epochs, output: STDERR });
   try {
-    const gpu = await requestGpu();
+    const gpu = await requestGpu({ largestBuffers: true });
     // Before any plan is built: an f16 run on an adapter without shader-f16 stops here.
     checkPrecision(gpu, recipe.precision);
     log(`adapter: ${describeAdapter(gpu)}`);
@@ -111,6 +111,7 @@ export async function runTrain(args: string[], log = console.log): Promise<void>
         policy: await kernelPolicy(gpu, settings, { model, testImages: data.test.count }, log),
       },
       evalBatchSize: settings.evalBatchSize,
+      evalViews: evalViews(recipe),
       store: runDir,
       settings: {
         recipe,
@@ -340,7 +341,7 @@ function describeRecipe(recipe: TrainRecipe): string {
 async function kernelPolicy(
   gpu: Gpu,
   settings: RunSettings,
-  network: { model: ResNetConfig; testImages: number },
+  network: { model: ModelConfig; testImages: number },
   log: (line: string) => void,
 ): Promise<KernelPolicy> {
   return settings.storedKernels
@@ -360,6 +361,7 @@ async function kernelPolicy(
             mode: "eval",
             batchSize: Math.min(settings.evalBatchSize, network.testImages),
             precision: settings.recipe.precision,
+            views: evalViews(settings.recipe),
           },
         ],
       },

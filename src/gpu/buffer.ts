@@ -117,3 +117,31 @@ export async function readFloat32(gpu: Gpu, buffer: GPUBuffer, offset = 0, count
 function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
+
+/** One binding's worth of a buffer too large to bind whole: `bytes` from `offset`. */
+export interface BufferChunk {
+  offset: number;
+  bytes: number;
+  /** "[offset, end)", for labels. */
+  label: string;
+}
+
+/**
+ * The largest chunk of a buffer one storage binding may hold on `gpu`, a multiple of
+ * STORAGE_ALIGNMENT so that every chunk's offset is bindable.
+ */
+export function largestChunk(gpu: Gpu): number {
+  const { maxStorageBufferBindingSize, maxBufferSize } = gpu.device.limits;
+  const limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
+  return Math.floor(limit / STORAGE_ALIGNMENT) * STORAGE_ALIGNMENT;
+}
+
+/** `size` bytes cut into chunks of `chunkBytes` (the last one shorter). */
+export function bufferChunks(size: number, chunkBytes: number): BufferChunk[] {
+  const chunks: BufferChunk[] = [];
+  for (let offset = 0; offset < size; offset += chunkBytes) {
+    const bytes = Math.min(chunkBytes, size - offset);
+    chunks.push({ offset, bytes, label: `[${offset}, ${offset + bytes})` });
+  }
+  return chunks;
+}

@@ -15,6 +15,12 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Limits above WebGPU's defaults, e.g. `{ maxStorageBufferBindingSize: 1 << 30 }`. */
   requiredLimits?: Record<string, number>;
+  /**
+   * Asks for the adapter's largest buffers and bindings instead of WebGPU's defaults (256 MiB and
+   * 128 MiB): training at a large batch binds activations beyond 128 MiB (ResNet-9's first layer
+   * at batch 512 holds 256 MiB in f32). The kernels themselves keep to the default limits.
+   */
+  largestBuffers?: boolean;
   /** Default: every feature of `OPTIONAL_FEATURES` the adapter offers. */
   requiredFeatures?: GPUFeatureName[];
   /**
@@ -82,7 +88,13 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({
-      requiredLimits: options.requiredLimits,
+      requiredLimits: options.largestBuffers
+        ? {
+          maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+          maxBufferSize: adapter.limits.maxBufferSize,
+          ...options.requiredLimits,
+        }
+        : options.requiredLimits,
       requiredFeatures: options.requiredFeatures ??
         OPTIONAL_FEATURES.filter((feature) => adapter.features.has(feature)),
     });

@@ -142,6 +142,11 @@ export function tensorFromData(
 }
 
 /** The binding resource for a tensor: exactly its range, so kernels can use arrayLength(). */
+/** A view of `bytes` bytes of `buffer` from `offset`, as a flat f32 tensor. */
+export function f32View(label: string, buffer: GPUBuffer, offset: number, bytes: number): Tensor {
+  return { label, buffer, offset, shape: [bytes / 4], dtype: "f32" };
+}
+
 export function bindingOf(tensor: Tensor): GPUBufferBinding {
   return { buffer: tensor.buffer, offset: tensor.offset, size: byteSize(tensor) };
 }

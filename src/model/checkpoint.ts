@@ -16,7 +16,7 @@ import {
   type Tensor,
 } from "../io/safetensors.ts";
 import { KERNEL_FAMILIES } from "../ops/policy.ts";
-import { resNetConfigSchema } from "./config.ts";
+import { modelConfigSchema } from "./config.ts";
 import { ohwiToOihw, oihwToOhwi } from "./layout.ts";
 import type { ParameterSpec, StateSpec } from "./parameters.ts";
 import type { ModelWeights } from "./weights.ts";
@@ -36,7 +36,7 @@ export const CHECKPOINT_FORMAT = "webgpu-resnet-checkpoint/1";
 
 export const checkpointMetadataSchema = z.object({
   format: z.literal(CHECKPOINT_FORMAT),
-  model: resNetConfigSchema,
+  model: modelConfigSchema,
   /** Epochs completed. */
   epoch: z.number().check(z.int(), z.minimum(0)),
   /** Optimizer steps taken. */

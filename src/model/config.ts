@@ -1,7 +1,9 @@
 /**
- * The CIFAR variant of ResNet: a 3x3 stem convolution without max-pool, four stages of widths
- * 64/128/256/512 (times a width multiplier) with strides 1, 2, 2, 2, global average pooling and
- * a linear classifier. BasicBlock for ResNet-18/34, Bottleneck (expansion 4) for 50/101/152.
+ * The models: the CIFAR variant of ResNet (a 3x3 stem convolution without max-pool, four stages
+ * of widths 64/128/256/512 times a width multiplier with strides 1, 2, 2, 2, global average
+ * pooling and a linear classifier; BasicBlock for ResNet-18/34, Bottleneck (expansion 4) for
+ * 50/101/152), and ResNet-9, the residual network of the DAWNBench CIFAR-10 entries
+ * (src/model/architecture.ts has its layers).
  */
 import * as z from "zod/mini";
 
@@ -37,6 +39,24 @@ export const resNetConfigSchema = z.object({
 });
 export type ResNetConfig = z.infer<typeof resNetConfigSchema>;
 
+export const resNet9ConfigSchema = z.object({
+  kind: z.literal("resnet9"),
+  widthMultiplier: z.number().check(z.positive(), z.maximum(MAX_WIDTH_MULTIPLIER)),
+  classes: z.number().check(z.int(), z.minimum(2)),
+});
+export type ResNet9Config = z.infer<typeof resNet9ConfigSchema>;
+
+/**
+ * Any model. A ResNet's config has no `kind` (checkpoints written before ResNet-9 existed stored
+ * it so); ResNet-9's is marked by its `kind`.
+ */
+export const modelConfigSchema = z.union([resNet9ConfigSchema, resNetConfigSchema]);
+export type ModelConfig = ResNetConfig | ResNet9Config;
+
+export function isResNet9(config: ModelConfig): config is ResNet9Config {
+  return "kind" in config && config.kind === "resnet9";
+}
+
 export const presets = {
   resnet18: { block: "basic", blocksPerStage: [2, 2, 2, 2] },
   resnet34: { block: "basic", blocksPerStage: [3, 4, 6, 3] },
@@ -46,6 +66,16 @@ export const presets = {
 } as const satisfies Record<string, Pick<ResNetConfig, "block" | "blocksPerStage">>;
 export type PresetName = keyof typeof presets;
 export const presetNames = Object.keys(presets) as PresetName[];
+
+/** What --model accepts: the ResNets and ResNet-9. */
+export const modelNames = [...presetNames, "resnet9"] as const;
+export type ModelName = PresetName | "resnet9";
+
+export function modelConfig(name: ModelName, widthMultiplier = 1, classes = 10): ModelConfig {
+  return name === "resnet9"
+    ? { kind: "resnet9", widthMultiplier, classes }
+    : resnetConfig(name, widthMultiplier, classes);
+}
 
 export function resnetConfig(preset: PresetName, widthMultiplier = 1, classes = 10): ResNetConfig {
   const { block, blocksPerStage } = presets[preset];

@@ -8,7 +8,7 @@ import { readBuffer, STORAGE_ALIGNMENT, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Architecture, buildArchitecture, convBnUnits } from "./architecture.ts";
-import type { ResNetConfig } from "./config.ts";
+import type { ModelConfig } from "./config.ts";
 import { initialParameters, initialState } from "./init.ts";
 import {
   type ArenaLayout,
@@ -147,7 +147,7 @@ export class WeightViews extends WeightLayout implements WeightTensors, WeightBu
 export class ModelWeights extends WeightViews {
   readonly #gpu: Gpu;
 
-  constructor(gpu: Gpu, config: ResNetConfig) {
+  constructor(gpu: Gpu, config: ModelConfig) {
     const architecture = buildArchitecture(config);
     const sizes = new WeightLayout(architecture).sizes;
     // The arenas are bound per tensor (each under the binding limit); the optimizer binds them

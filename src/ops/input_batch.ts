@@ -1,8 +1,9 @@
 /**
  * The input batch (shaders/input_batch.wgsl): one call gathers a batch of a GPU-resident CIFAR data
- * set by an order of indices, normalises it and (for training) augments it with a random crop and
- * a horizontal flip, drawn from a stateless hash of (seed, epoch, index). `augmentationDraw` is the
- * kernel's draw on the CPU, bit for bit.
+ * set by an order of indices, normalises it and (for training) augments it with a random crop
+ * (zero or reflect padding), a horizontal flip and optionally Cutout, drawn from a stateless hash
+ * of (seed, epoch, index); for evaluation it can add each image's mirror as a second view
+ * (test-time augmentation). `augmentationDraw` is the kernel's draw on the CPU, bit for bit.
  */
 import {
   type KernelCall,
@@ -24,6 +25,8 @@ export const IMAGE_WORDS = 768;
 export const BATCH_PARAMS_SHAPE = [3] as const;
 /** RandomCrop(32, padding=4): offsets 0..8 into the padded 40x40 image. */
 const CROP_CHOICES = 2 * 4 + 1;
+/** The kernel's CUTOUT_SALT: Cutout's hash is pcg_hash(crop hash ^ salt). */
+const CUTOUT_SALT = 0x9e3779b9;
 /** One invocation per output pixel; 32 to 256 measured alike on lavapipe (bench/input_batch.ts). */
 const WORKGROUP_SIZE = 64;
 
@@ -41,15 +44,30 @@ export interface InputBatchTensors {
   order: TensorDesc;
   /** u32 [3] uniform: BATCH_PARAMS_SHAPE. */
   batchParams: TensorDesc;
-  /** [batch, 32, 32, 3] NHWC, f32 or f16 (the network's activation type): the network's input. */
+  /**
+   * [views * batch, 32, 32, 3] NHWC, f32 or f16 (the network's activation type): the network's
+   * input; rows batch..2 * batch - 1 are the mirror images of rows 0..batch - 1 when views is 2.
+   */
   input: TensorDesc;
-  /** [batch] u32 */
+  /** [batch] u32: the labels, once whatever the views. */
   labels: TensorDesc;
 }
 
+/** How RandomCrop pads: black pixels (raw 0), or torchvision's padding_mode="reflect". */
+export type CropPadding = "zero" | "reflect";
+
 export interface InputBatchConfig {
-  /** Random crop with 4 pixels of black padding and horizontal flip (training only). */
+  /** Random crop with 4 pixels of padding and horizontal flip (training only). */
   augment: boolean;
+  /** The crop's padding (read with augment only); default "zero". */
+  padding?: CropPadding;
+  /**
+   * Side of Cutout's square (0..32, with augment only), set to 0 after normalisation after the crop
+   * and flip; default 0, no Cutout.
+   */
+  cutout?: number;
+  /** 2 adds each image's mirror as a second view (evaluation only, without augment); default 1. */
+  views?: 1 | 2;
   /** Per-channel (RGB) mean and standard deviation of the pixels scaled to 0..1. */
   mean: ChannelValues;
   std: ChannelValues;
@@ -68,11 +86,12 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
   expectTensor(op, datasetLabels, [count], "u32");
   expectTensor(op, order, [count], "u32");
   expectTensor(op, batchParams, BATCH_PARAMS_SHAPE, "u32");
-  const batch = input.shape[0];
+  const { augment, padding = "zero", cutout = 0, views = 1, mean, std } = config;
+  checkAugmentation(augment, padding, cutout, views);
   const dtype = activationDtype(op, input);
-  expectTensor(op, input, [batch, IMAGE_SIZE, IMAGE_SIZE, 3], dtype);
+  const batch = labels.shape[0];
   expectTensor(op, labels, [batch], "u32");
-  const { mean, std } = config;
+  expectTensor(op, input, [views * batch, IMAGE_SIZE, IMAGE_SIZE, 3], dtype);
   if (
     std.some((value) => !(value > 0 && Number.isFinite(value))) ||
     mean.some((value) => !Number.isFinite(value))
@@ -91,7 +110,10 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
     constants: {
       BATCH: batch,
       FIRST_CHUNK_IMAGES: firstChunk.shape[0],
-      AUGMENT: config.augment ? 1 : 0,
+      AUGMENT: augment ? 1 : 0,
+      REFLECT_PADDING: padding === "reflect" ? 1 : 0,
+      CUTOUT: cutout,
+      VIEWS: views,
       MEAN_R: mean[0],
       MEAN_G: mean[1],
       MEAN_B: mean[2],
@@ -99,7 +121,7 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
       STD_G: std[1],
       STD_B: std[2],
     },
-    grid: linearGrid(batch * IMAGE_SIZE * IMAGE_SIZE, WORKGROUP_SIZE),
+    grid: linearGrid(views * batch * IMAGE_SIZE * IMAGE_SIZE, WORKGROUP_SIZE),
     bindings: [
       read(firstChunk),
       read(secondChunk),
@@ -112,12 +134,52 @@ export function inputBatch(t: InputBatchTensors, config: InputBatchConfig): Kern
   })];
 }
 
-/** One sample's augmentation: crop offsets into the padded 40x40 image, and the mirror flag. */
+/**
+ * The augmentation options the kernel takes: a padding it knows, a Cutout side in 0..32 and 1 or 2
+ * views; Cutout is a training augmentation and the mirror view an evaluation one. Exported for
+ * callers that check a recipe before building anything.
+ */
+export function checkAugmentation(
+  augment: boolean,
+  padding: CropPadding,
+  cutout: number,
+  views: number,
+): void {
+  const op = "input batch";
+  if (padding !== "zero" && padding !== "reflect") {
+    throw new RangeError(
+      `${op}: padding must be "zero" or "reflect", got ${JSON.stringify(padding)}`,
+    );
+  }
+  if (!Number.isInteger(cutout) || cutout < 0 || cutout > IMAGE_SIZE) {
+    throw new RangeError(`${op}: cutout must be an integer in 0..${IMAGE_SIZE}, got ${cutout}`);
+  }
+  if (cutout > 0 && !augment) {
+    throw new RangeError(`${op}: cutout ${cutout} is a training augmentation, it needs augment`);
+  }
+  if (views !== 1 && views !== 2) {
+    throw new RangeError(`${op}: views must be 1 or 2, got ${views}`);
+  }
+  if (views === 2 && augment) {
+    throw new RangeError(
+      `${op}: views 2 (the image and its mirror) is for evaluation, without augment`,
+    );
+  }
+}
+
+/**
+ * One sample's augmentation: crop offsets into the padded 40x40 image, the mirror flag, and the
+ * centre of Cutout's square in the cropped and mirrored image (drawn whether Cutout is on or not).
+ */
 export interface AugmentationDraw {
   /** 0..8; 4 is the uncropped image. */
   offsetX: number;
   offsetY: number;
   flip: boolean;
+  /** 0..31: Cutout's square of side S spans columns cutoutX - floor(S / 2) + 0..S - 1. */
+  cutoutX: number;
+  /** 0..31, rows alike. */
+  cutoutY: number;
 }
 
 /** The kernel's `augmentation_draw` for data set image `index`, bit for bit. */
@@ -125,10 +187,13 @@ export function augmentationDraw(seed: number, epoch: number, index: number): Au
   const hash = pcgHash(
     (checkU32("index", index) + seedEpochHash(seed, epoch)) >>> 0,
   );
+  const cutoutHash = pcgHash((hash ^ CUTOUT_SALT) >>> 0);
   return {
     offsetX: hash % CROP_CHOICES,
     offsetY: Math.floor(hash / CROP_CHOICES) % CROP_CHOICES,
     flip: (Math.floor(hash / (CROP_CHOICES * CROP_CHOICES)) & 1) === 1,
+    cutoutX: cutoutHash % IMAGE_SIZE,
+    cutoutY: Math.floor(cutoutHash / IMAGE_SIZE) % IMAGE_SIZE,
   };
 }
 

@@ -1,4 +1,7 @@
-/** Fully connected layer y = x · Wᵀ + b, PyTorch's layout (shaders/linear.wgsl). */
+/**
+ * Fully connected layer y = scale · (x · Wᵀ + b), PyTorch's layout (shaders/linear.wgsl); the
+ * scale (default 1, nn.Linear itself) is ResNet-9's fc(x) * 0.125.
+ */
 import { type KernelCall, kernelCall, linearGrid, read, write } from "../gpu/kernel_call.ts";
 import type { TensorDesc } from "../gpu/tensor.ts";
 import { kernels } from "../shaders.ts";
@@ -15,7 +18,16 @@ export interface LinearTensors {
   bias: TensorDesc;
 }
 
-function sizes(op: string, t: LinearTensors) {
+export interface LinearOptions {
+  /** The constant the layer's output is multiplied by: finite and nonzero, default 1. */
+  scale?: number;
+}
+
+function sizes(op: string, t: LinearTensors, options: LinearOptions) {
+  const { scale = 1 } = options;
+  if (!Number.isFinite(scale) || scale === 0) {
+    throw new RangeError(`${op}: scale must be a finite nonzero number, got ${scale}`);
+  }
   const { x, weight, bias } = t;
   if (x.shape.length !== 2 || weight.shape.length !== 2) {
     throw new ShapeError(`${op}: expected x [batch, in] and weight [out, in]`);
@@ -29,14 +41,17 @@ function sizes(op: string, t: LinearTensors) {
     batch,
     inFeatures,
     outFeatures,
-    constants: { BATCH: batch, IN: inFeatures, OUT: outFeatures },
+    constants: { BATCH: batch, IN: inFeatures, OUT: outFeatures, SCALE: scale },
     /** Each pass is one batch x in x out product. */
     flops: 2 * batch * inFeatures * outFeatures,
   };
 }
 
-export function linearForward(t: LinearTensors & { y: TensorDesc }): KernelCall[] {
-  const { batch, outFeatures, constants, flops } = sizes("linear", t);
+export function linearForward(
+  t: LinearTensors & { y: TensorDesc },
+  options: LinearOptions = {},
+): KernelCall[] {
+  const { batch, outFeatures, constants, flops } = sizes("linear", t, options);
   expectTensor("linear", t.y, [batch, outFeatures]);
   return [kernelCall({
     kernel: kernels.linear,
@@ -57,10 +72,16 @@ export interface LinearGradients {
   dbias: TensorDesc;
 }
 
-/** The gradients of x (if asked for), weight and bias; they overwrite, not accumulate. */
-export function linearBackward(t: LinearTensors & LinearGradients): KernelCall[] {
+/**
+ * The gradients of x (if asked for), weight and bias; they overwrite, not accumulate. `scale` must
+ * be the forward's.
+ */
+export function linearBackward(
+  t: LinearTensors & LinearGradients,
+  options: LinearOptions = {},
+): KernelCall[] {
   const op = "linear backward";
-  const { batch, inFeatures, outFeatures, constants, flops } = sizes(op, t);
+  const { batch, inFeatures, outFeatures, constants, flops } = sizes(op, t, options);
   expectTensor(op, t.dy, [batch, outFeatures]);
   expectTensor(op, t.dweight, t.weight.shape);
   expectTensor(op, t.dbias, [outFeatures]);

@@ -1,7 +1,9 @@
 /**
  * Fused softmax cross-entropy, mean over the batch (shaders/softmax_cross_entropy.wgsl): loss,
  * dlogits and correct predictions in one call. Loss and counts accumulate in a small metrics
- * tensor on the GPU, read back only when asked.
+ * tensor on the GPU, read back only when asked. Training may smooth the labels (PyTorch's
+ * CrossEntropyLoss(label_smoothing)); evaluation may average several views of each sample's
+ * logits (test-time augmentation).
  */
 import { readBuffer, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -58,26 +60,60 @@ export interface CrossEntropyTensors {
   metrics: TensorDesc;
 }
 
-function constants(op: string, t: CrossEntropyTensors) {
+/** With `views` (evaluation), the logits are [views * batch, classes] and the labels [batch]. */
+function constants(op: string, t: CrossEntropyTensors, views = 1) {
   if (t.logits.shape.length !== 2) {
     throw new ShapeError(`${op}: logits must be [batch, classes], got [${t.logits.shape}]`);
   }
-  const [batch, classes] = t.logits.shape;
-  expectTensor(op, t.logits, [batch, classes]);
+  const [rows, classes] = t.logits.shape;
+  let batch = Math.floor(rows / views);
+  if (views !== 1 && t.labels.shape.length === 1) {
+    // Name the mismatch as a count of rows: the labels' own shape check would blame the labels.
+    batch = t.labels.shape[0];
+    if (rows !== views * batch) {
+      throw new ShapeError(
+        `${op}: logits have ${rows} rows, expected ${views} views x ${batch} labels = ` +
+          `${views * batch}`,
+      );
+    }
+  }
+  expectTensor(op, t.logits, [rows, classes]);
   expectTensor(op, t.labels, [batch], "u32");
   expectTensor(op, t.metrics, METRICS_SHAPE, "u32");
   return { BATCH: batch, CLASSES: classes };
 }
 
+export interface CrossEntropyTrainOptions {
+  /**
+   * eps of PyTorch's CrossEntropyLoss(label_smoothing=eps), in [0, 1): the target is
+   * (1 - eps) * onehot(label) + eps / classes. Default 0, the plain cross-entropy.
+   */
+  labelSmoothing?: number;
+}
+
+export interface CrossEntropyEvaluateOptions {
+  /**
+   * Views of each sample, a whole number >= 1 (default 1): the logits are [views * batch, classes],
+   * view v of sample n in row v * batch + n, and the sample's logits are their mean.
+   */
+  views?: number;
+}
+
 /**
- * Training: writes dlogits = (softmax - onehot) / batch and accumulates the metrics. With a
- * `lossScale` (the loss-scale state of f16 training, src/train/loss_scale.ts, whose first word is
- * the f32 scale), dlogits is multiplied by that scale on the GPU.
+ * Training: writes dlogits = (softmax - target) / batch and accumulates the metrics, whose loss is
+ * the smoothed one (what is optimised); the target is onehot(label) smoothed by `labelSmoothing`.
+ * With a `lossScale` (the loss-scale state of f16 training, src/train/loss_scale.ts, whose first
+ * word is the f32 scale), dlogits is multiplied by that scale on the GPU.
  */
 export function crossEntropyTrain(
   t: CrossEntropyTensors & { dlogits: TensorDesc; lossScale?: TensorDesc },
+  options: CrossEntropyTrainOptions = {},
 ): KernelCall[] {
   const op = "cross entropy";
+  const { labelSmoothing = 0 } = options;
+  if (!Number.isFinite(labelSmoothing) || labelSmoothing < 0 || labelSmoothing >= 1) {
+    throw new RangeError(`${op}: label smoothing must be in [0, 1), got ${labelSmoothing}`);
+  }
   const shapeConstants = constants(op, t);
   expectTensor(op, t.dlogits, t.logits.shape);
   if (t.lossScale) expectTensor(op, t.lossScale, LOSS_SCALE_SHAPE, "u32");
@@ -85,7 +121,11 @@ export function crossEntropyTrain(
     kernel: kernels.softmaxCrossEntropy,
     entryPoint: "forward_backward",
     workgroupSize: WORKGROUP_SIZE,
-    constants: { ...shapeConstants, LOSS_SCALED: Number(t.lossScale !== undefined) },
+    constants: {
+      ...shapeConstants,
+      LOSS_SCALED: Number(t.lossScale !== undefined),
+      LABEL_SMOOTHING: labelSmoothing,
+    },
     grid: [1],
     bindings: [
       read(t.logits),
@@ -99,21 +139,27 @@ export function crossEntropyTrain(
 }
 
 /**
- * Evaluation: accumulates the metrics and the confusion matrix, [classes, classes] u32 counts
- * with the true class as the row and the predicted one as the column.
+ * Evaluation: accumulates the metrics (the plain cross-entropy, never smoothed) and the confusion
+ * matrix, [classes, classes] u32 counts with the true class as the row and the predicted one as
+ * the column. With `views`, each sample's logits are the mean of its views' (see the options).
  */
 export function crossEntropyEvaluate(
   t: CrossEntropyTensors & { confusion: TensorDesc },
+  options: CrossEntropyEvaluateOptions = {},
 ): KernelCall[] {
   const op = "cross entropy";
-  const shapeConstants = constants(op, t);
+  const { views = 1 } = options;
+  if (!Number.isInteger(views) || views < 1) {
+    throw new RangeError(`${op}: views must be a whole number >= 1, got ${views}`);
+  }
+  const shapeConstants = constants(op, t, views);
   const classes = t.logits.shape[1];
   expectTensor(op, t.confusion, [classes, classes], "u32");
   return [kernelCall({
     kernel: kernels.softmaxCrossEntropy,
     entryPoint: "evaluate",
     workgroupSize: WORKGROUP_SIZE,
-    constants: shapeConstants,
+    constants: { ...shapeConstants, VIEWS: views },
     grid: [1],
     bindings: [read(t.logits), read(t.labels), readWrite(t.metrics), readWrite(t.confusion)],
   })];

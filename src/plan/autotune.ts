@@ -27,7 +27,7 @@ import type { KernelCall } from "../gpu/kernel_call.ts";
 import { kernelId } from "../gpu/pipeline.ts";
 import { type Tensor, type TensorDesc, tensorDesc, tensorFromData } from "../gpu/tensor.ts";
 import { FileWriteError, fileWriteError, writeFileAtomic } from "../io/atomic.ts";
-import type { ResNetConfig } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { ModelWeights, type WeightTensors } from "../model/weights.ts";
 import { type KernelFamily, KernelPolicy, type VariantRequest } from "../ops/policy.ts";
 import type { ActivationDType } from "../ops/shape.ts";
@@ -579,6 +579,8 @@ export interface NetworkPass {
   batchSize: number;
   /** Default f32. */
   precision?: ActivationDType;
+  /** Evaluation: views of each image (2 for test-time augmentation with flips); default 1. */
+  views?: number;
 }
 
 /**
@@ -588,7 +590,7 @@ export interface NetworkPass {
  */
 export async function tuneNetwork(
   gpu: Gpu,
-  model: ResNetConfig,
+  model: ModelConfig,
   passes: readonly NetworkPass[],
   options: Omit<TuneOptions, "measure"> & { measure?: Measure },
 ): Promise<TuneResult> {
@@ -607,13 +609,19 @@ export async function tuneNetwork(
 export function networkCalls(weights: WeightTensors, passes: readonly NetworkPass[]): BuildCalls {
   const classes = weights.architecture.config.classes;
   return (policy) => {
-    for (const { mode, batchSize, precision = "f32" } of passes) {
-      buildNetworkProgram(weights, mode, {
-        input: tensorDesc("input", [batchSize, 32, 32, 3], precision),
-        labels: tensorDesc("labels", [batchSize], "u32"),
-        metrics: tensorDesc("metrics", METRICS_SHAPE, "u32"),
-        confusion: tensorDesc("confusion", [classes, classes], "u32"),
-      }, policy);
+    for (const { mode, batchSize, precision = "f32", views = 1 } of passes) {
+      buildNetworkProgram(
+        weights,
+        mode,
+        {
+          input: tensorDesc("input", [views * batchSize, 32, 32, 3], precision),
+          labels: tensorDesc("labels", [batchSize], "u32"),
+          metrics: tensorDesc("metrics", METRICS_SHAPE, "u32"),
+          confusion: tensorDesc("confusion", [classes, classes], "u32"),
+        },
+        policy,
+        { views },
+      );
     }
   };
 }
@@ -629,7 +637,7 @@ export type KernelsFlag = KernelFamily | "auto" | "tune";
 export async function kernelPolicyFor(
   gpu: Gpu,
   kernels: KernelsFlag,
-  network: { model: ResNetConfig; passes: readonly NetworkPass[] },
+  network: { model: ModelConfig; passes: readonly NetworkPass[] },
   log: (line: string) => void,
   output?: ProgressOutput,
 ): Promise<KernelPolicy> {

@@ -1,5 +1,5 @@
 /**
- * Builds the program of a ResNet step: the forward pass (training or evaluation mode), and for
+ * Builds the program of a model's step: the forward pass (training or evaluation mode), and for
  * training the backward pass in reverse, as one list of kernel calls over tensor descriptions.
  * Every conv+BN unit records what its backward needs on a tape as the forward is built. Nothing
  * here touches a GPU: the weights are bound as tensors that already have storage, everything
@@ -25,11 +25,13 @@ import {
   conv2dOutputShape,
 } from "../ops/conv2d.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "../ops/global_avg_pool.ts";
+import { globalMaxPoolBackward, globalMaxPoolForward } from "../ops/global_max_pool.ts";
+import { maxPoolBackward, maxPoolForward, maxPoolOutputShape } from "../ops/max_pool.ts";
 import { linearBackward, linearForward } from "../ops/linear.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
 import { activationDtype } from "../ops/shape.ts";
 import { crossEntropyEvaluate, crossEntropyTrain } from "../ops/softmax_cross_entropy.ts";
-import type { ConvBn } from "../model/architecture.ts";
+import type { ConvBn, Layer } from "../model/architecture.ts";
 import type { WeightTensors } from "../model/weights.ts";
 import { Program } from "./program.ts";
 
@@ -67,8 +69,32 @@ interface UnitTape {
   residual?: TensorDesc;
 }
 
+/** What a layer's backward needs from its forward; `output` is the layer's. */
+type LayerTape =
+  | { kind: "unit"; output: TensorDesc; unit: UnitTape }
+  | { kind: "max_pool"; input: TensorDesc; output: TensorDesc }
+  | {
+    kind: "block";
+    input: TensorDesc;
+    output: TensorDesc;
+    residual: UnitTape[];
+    shortcut?: UnitTape;
+  }
+  | { kind: "residual"; input: TensorDesc; output: TensorDesc; units: UnitTape[] };
+
 function convConfig(unit: ConvBn): Conv2dConfig {
   return { kernelSize: unit.conv.kernelSize, stride: unit.conv.stride, padding: unit.conv.padding };
+}
+
+/** Settings of the loss that are not tensors. */
+export interface LossOptions {
+  /** Training: PyTorch's CrossEntropyLoss(label_smoothing); default 0. */
+  labelSmoothing?: number;
+  /**
+   * Evaluation: views per image in the input (2 for test-time augmentation with flips: the input
+   * holds the batch then its mirror, labels the batch once); the loss averages their logits.
+   */
+  views?: number;
 }
 
 /** The whole step: forward, loss, and (training) backward, with the FORWARD_END mark. */
@@ -77,8 +103,12 @@ export function buildNetworkProgram(
   mode: Mode,
   io: NetworkIo,
   policy: KernelPolicy,
+  loss: LossOptions = {},
 ): Program {
-  return new NetworkBuilder(weights, mode, policy, activationDtype("network", io.input)).build(io);
+  return new NetworkBuilder(weights, mode, policy, activationDtype("network", io.input)).build(
+    io,
+    loss,
+  );
 }
 
 class NetworkBuilder {
@@ -100,52 +130,51 @@ class NetworkBuilder {
     return tensorDesc(label, shape, this.#dtype);
   }
 
-  build(io: NetworkIo): Program {
+  build(io: NetworkIo, lossOptions: LossOptions): Program {
     const { architecture } = this.#weights;
     const p = this.program;
 
-    const stem = this.#convBn(architecture.stem, io.input, "relu");
-    let x = stem.output;
-    const blocks: { input: TensorDesc; residual: UnitTape[]; shortcut?: UnitTape }[] = [];
-    for (const block of architecture.blocks) {
-      const blockInput = x;
-      const residual: UnitTape[] = [];
-      let t = blockInput;
-      block.residual.forEach((unit, index) => {
-        const last = index === block.residual.length - 1;
-        if (!last) {
-          residual.push(this.#convBn(unit, t, "relu"));
-          t = residual[residual.length - 1].output;
-          return;
-        }
-        const shortcut = block.shortcut
-          ? this.#convBn(block.shortcut, blockInput, "none")
-          : undefined;
-        residual.push(this.#convBn(unit, t, "relu", shortcut?.output ?? blockInput));
-        blocks.push({ input: blockInput, residual, shortcut });
-      });
-      x = residual[residual.length - 1].output;
+    const tapes: LayerTape[] = [];
+    let x = io.input;
+    for (const layer of architecture.layers) {
+      const tape = this.#layer(layer, x);
+      tapes.push(tape);
+      x = tape.output;
     }
 
     const [n, , , channels] = x.shape;
     const pooled = tensorDesc("pooled", [n, channels]);
-    p.add("global_avg_pool", globalAvgPoolForward({ x, y: pooled }));
+    const maxPooled = architecture.pool === "max";
+    p.add(
+      "global pool",
+      maxPooled ? globalMaxPoolForward({ x, y: pooled }) : globalAvgPoolForward({ x, y: pooled }),
+    );
     const fc = {
       x: pooled,
       weight: this.#weights.param("fc.weight"),
       bias: this.#weights.param("fc.bias"),
     };
+    const scale = { scale: architecture.fc.scale };
     const logits = io.logits ?? tensorDesc("logits", [n, architecture.fc.outFeatures]);
-    p.add("fc", linearForward({ ...fc, y: logits }));
+    p.add("fc", linearForward({ ...fc, y: logits }, scale));
     const loss = { logits, labels: io.labels, metrics: io.metrics };
     if (this.#mode === "eval") {
       if (!io.confusion) throw new Error("plan: an evaluation plan needs a confusion tensor");
-      p.add("loss", crossEntropyEvaluate({ ...loss, confusion: io.confusion }));
+      p.add(
+        "loss",
+        crossEntropyEvaluate({ ...loss, confusion: io.confusion }, { views: lossOptions.views }),
+      );
       p.mark(FORWARD_END);
       return p;
     }
     const dlogits = tensorDesc("d logits", logits.shape);
-    p.add("loss", crossEntropyTrain({ ...loss, dlogits, lossScale: io.lossScale }));
+    p.add(
+      "loss",
+      crossEntropyTrain(
+        { ...loss, dlogits, lossScale: io.lossScale },
+        { labelSmoothing: lossOptions.labelSmoothing },
+      ),
+    );
     p.mark(FORWARD_END);
 
     // Backward, in reverse.
@@ -158,31 +187,104 @@ class NetworkBuilder {
         dx: dpooled,
         dweight: this.#weights.grad("fc.weight"),
         dbias: this.#weights.grad("fc.bias"),
-      }),
+      }, scale),
     );
     let dx = this.#activation(`d ${x.label}`, x.shape);
-    p.add("global_avg_pool backward", globalAvgPoolBackward({ dy: dpooled, dx }));
-
-    for (const block of blocks.toReversed()) {
-      const [lastUnit, ...earlier] = block.residual.toReversed();
-      const dResidual = this.#activation(
-        `d ${lastUnit.residual!.label}`,
-        lastUnit.residual!.shape,
-      );
-      let d = this.#convBnBackward(lastUnit, dx, dResidual);
-      for (const unit of earlier) d = this.#convBnBackward(unit, d);
-      const dFromShortcut = block.shortcut
-        ? this.#convBnBackward(block.shortcut, dResidual)
-        : dResidual;
-      const dInput = this.#activation(`d ${block.input.label}`, block.input.shape);
-      p.add(
-        `sum of gradients into ${block.input.label}`,
-        addForward({ a: d, b: dFromShortcut, y: dInput }),
-      );
-      dx = dInput;
-    }
-    this.#convBnBackward(stem, dx, undefined, false);
+    p.add(
+      "global pool backward",
+      maxPooled
+        ? globalMaxPoolBackward({ x, dy: dpooled, dx })
+        : globalAvgPoolBackward({ dy: dpooled, dx }),
+    );
+    tapes.toReversed().forEach((tape, index) => {
+      dx = this.#layerBackward(tape, dx, index < tapes.length - 1);
+    });
     return p;
+  }
+
+  #layer(layer: Layer, input: TensorDesc): LayerTape {
+    switch (layer.kind) {
+      case "unit": {
+        const unit = this.#convBn(layer.unit, input, "relu");
+        return { kind: "unit", output: unit.output, unit };
+      }
+      case "max_pool": {
+        const output = this.#activation(
+          `${input.label} max-pooled`,
+          maxPoolOutputShape(input.shape),
+        );
+        this.program.add(`max pool of ${input.label}`, maxPoolForward({ x: input, y: output }));
+        return { kind: "max_pool", input, output };
+      }
+      case "block": {
+        const { block } = layer;
+        const residual: UnitTape[] = [];
+        let t = input;
+        for (const unit of block.residual.slice(0, -1)) {
+          residual.push(this.#convBn(unit, t, "relu"));
+          t = residual[residual.length - 1].output;
+        }
+        const shortcut = block.shortcut ? this.#convBn(block.shortcut, input, "none") : undefined;
+        residual.push(this.#convBn(block.residual.at(-1)!, t, "relu", shortcut?.output ?? input));
+        return { kind: "block", input, output: residual.at(-1)!.output, residual, shortcut };
+      }
+      case "residual": {
+        const units: UnitTape[] = [];
+        let t = input;
+        for (const unit of layer.units) {
+          units.push(this.#convBn(unit, t, "relu"));
+          t = units[units.length - 1].output;
+        }
+        const output = this.#activation(layer.name, input.shape);
+        this.program.add(`${layer.name} sum`, addForward({ a: input, b: t, y: output }));
+        return { kind: "residual", input, output, units };
+      }
+    }
+  }
+
+  /**
+   * Backward of a layer given the gradient of its output; returns the gradient of its input, which
+   * the first layer (`inputGradient` false: the images need none) does not compute.
+   */
+  #layerBackward(tape: LayerTape, dOutput: TensorDesc, inputGradient: boolean): TensorDesc {
+    const p = this.program;
+    switch (tape.kind) {
+      case "unit":
+        return this.#convBnBackward(tape.unit, dOutput, undefined, inputGradient);
+      case "max_pool": {
+        const dInput = this.#activation(`d ${tape.input.label}`, tape.input.shape);
+        p.add(
+          `max pool of ${tape.input.label} backward`,
+          maxPoolBackward({ x: tape.input, dy: dOutput, dx: dInput }),
+        );
+        return dInput;
+      }
+      case "block": {
+        const [lastUnit, ...earlier] = tape.residual.toReversed();
+        const dResidual = this.#activation(
+          `d ${lastUnit.residual!.label}`,
+          lastUnit.residual!.shape,
+        );
+        let d = this.#convBnBackward(lastUnit, dOutput, dResidual);
+        for (const unit of earlier) d = this.#convBnBackward(unit, d);
+        const dFromShortcut = tape.shortcut
+          ? this.#convBnBackward(tape.shortcut, dResidual)
+          : dResidual;
+        return this.#sumOfGradients(tape.input, d, dFromShortcut);
+      }
+      case "residual": {
+        let d = dOutput;
+        for (const unit of tape.units.toReversed()) d = this.#convBnBackward(unit, d);
+        return this.#sumOfGradients(tape.input, d, dOutput);
+      }
+    }
+  }
+
+  /** The gradient of `input`, which fed two branches, from theirs. */
+  #sumOfGradients(input: TensorDesc, a: TensorDesc, b: TensorDesc): TensorDesc {
+    const dInput = this.#activation(`d ${input.label}`, input.shape);
+    this.program.add(`sum of gradients into ${input.label}`, addForward({ a, b, y: dInput }));
+    return dInput;
   }
 
   /** conv then BN (+ residual) (+ ReLU); returns the unit's tape. */

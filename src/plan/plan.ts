@@ -1,5 +1,5 @@
 /**
- * A static plan for one training or evaluation step of a ResNet: built once, with every buffer
+ * A static plan for one training or evaluation step of a model: built once, with every buffer
  * allocated (dead activations' buffers reused), every pipeline and bind group created, and the
  * GPU memory it takes known up front. Running a step is encoding its dispatches.
  */
@@ -8,7 +8,13 @@ import type { Dispatch } from "../gpu/dispatch.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
 import type { WeightTensors } from "../model/weights.ts";
 import { materialize, type Materialized } from "./materialize.ts";
-import { buildNetworkProgram, FORWARD_END, type Mode, type NetworkIo } from "./network.ts";
+import {
+  buildNetworkProgram,
+  FORWARD_END,
+  type LossOptions,
+  type Mode,
+  type NetworkIo,
+} from "./network.ts";
 
 export interface PlanMemory {
   /** Bytes of the activation and gradient buffers, after reuse. */
@@ -47,8 +53,9 @@ export class StepPlan {
     mode: Mode,
     io: NetworkIo,
     policy: KernelPolicy,
+    loss: LossOptions = {},
   ): Promise<StepPlan> {
-    const program = buildNetworkProgram(weights, mode, io, policy);
+    const program = buildNetworkProgram(weights, mode, io, policy, loss);
     const materialized = await materialize(gpu, program.calls, {
       label: mode,
       limitHint: mode === "train"

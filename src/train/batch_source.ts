@@ -14,18 +14,28 @@ import {
   BATCH_PARAMS_SHAPE,
   type ChannelValues,
   checkU32,
+  type CropPadding,
   inputBatch,
 } from "../ops/input_batch.ts";
 import { materialize } from "../plan/materialize.ts";
 
 export interface BatchSourceOptions {
   batchSize: number;
-  /** Random crop with 4 pixels of black padding and horizontal flip (training only). */
+  /** Random crop with 4 pixels of padding and horizontal flip (training only). */
   augment: boolean;
+  /** The crop's padding, black ("zero", the default) or mirrored ("reflect"); read with augment. */
+  padding?: CropPadding;
+  /** Side of Cutout's square, 0..32 (with augment only); default 0, no Cutout. */
+  cutout?: number;
+  /** 2 adds each image's mirror as a second view (evaluation, without augment); default 1. */
+  views?: 1 | 2;
   /** Per-channel (RGB) mean and standard deviation of the pixels scaled to 0..1. */
   mean: ChannelValues;
   std: ChannelValues;
-  /** [batchSize, 32, 32, 3] NHWC, f32 or f16 (the activation type): the network's input. */
+  /**
+   * [views * batchSize, 32, 32, 3] NHWC, f32 or f16 (the activation type): the network's input,
+   * view v of sample n at row v * batchSize + n.
+   */
   input: Tensor;
   /** [batchSize] u32 */
   labels: Tensor;
@@ -59,10 +69,17 @@ export class BatchSource {
     dataset: GpuDataset,
     options: BatchSourceOptions,
   ): Promise<BatchSource> {
-    const { batchSize, augment, mean, std, input, labels } = options;
+    const { batchSize, augment, padding, cutout, views, mean, std, input, labels } = options;
     if (!Number.isInteger(batchSize) || batchSize <= 0 || batchSize > dataset.count) {
       throw new RangeError(
         `${dataset.label}: batch size must be an integer in 1..${dataset.count}, got ${batchSize}`,
+      );
+    }
+    // The kernel takes its batch from the labels; the order offsets come from batchSize.
+    if (labels.shape.length !== 1 || labels.shape[0] !== batchSize) {
+      throw new RangeError(
+        `${dataset.label}: the labels must have shape [${batchSize}] (the batch size), got ` +
+          `[${labels.shape}]`,
       );
     }
     const order = createTensor(gpu, `${dataset.label} order`, [dataset.count], "u32");
@@ -85,7 +102,7 @@ export class BatchSource {
       batchParams: params,
       input,
       labels,
-    }, { augment, mean, std });
+    }, { augment, padding, cutout, views, mean, std });
     const { dispatches } = await materialize(gpu, calls, { label: `${dataset.label} input` });
     return new BatchSource(gpu, dataset, order, params, batchSize, dispatches);
   }

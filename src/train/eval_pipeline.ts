@@ -23,6 +23,11 @@ export interface EvalPipelineOptions {
   logits?: Tensor;
   /** The activations' element type (default f32; f16 needs shader-f16). */
   precision?: ActivationDType;
+  /**
+   * 2 for test-time augmentation with flips: each image and its mirror go through the network,
+   * and the loss averages their logits. Default 1.
+   */
+  views?: 1 | 2;
 }
 
 export class EvalPipeline {
@@ -45,17 +50,18 @@ export class EvalPipeline {
     policy: KernelPolicy,
     options: EvalPipelineOptions,
   ): Promise<EvalPipeline> {
-    const { batchSize, first, metrics, confusion, logits } = options;
+    const { batchSize, first, metrics, confusion, logits, views = 1 } = options;
     const input = createTensor(
       gpu,
-      `evaluation input (batch ${batchSize})`,
-      [batchSize, 32, 32, 3],
+      `evaluation input (batch ${batchSize}${views > 1 ? `, ${views} views` : ""})`,
+      [views * batchSize, 32, 32, 3],
       options.precision ?? "f32",
     );
     const labels = createTensor(gpu, `evaluation labels (batch ${batchSize})`, [batchSize], "u32");
     const source = await BatchSource.create(gpu, dataset, {
       batchSize,
       augment: false,
+      views,
       mean: CIFAR10_MEAN,
       std: CIFAR10_STD,
       input,
@@ -66,13 +72,20 @@ export class EvalPipeline {
     source.setOrder(
       Uint32Array.from({ length: dataset.count }, (_, i) => (first + i) % dataset.count),
     );
-    const plan = await StepPlan.build(gpu, weights, "eval", {
-      input,
-      labels,
-      metrics,
-      confusion,
-      logits,
-    }, policy);
+    const plan = await StepPlan.build(
+      gpu,
+      weights,
+      "eval",
+      {
+        input,
+        labels,
+        metrics,
+        confusion,
+        logits,
+      },
+      policy,
+      { views },
+    );
     return new EvalPipeline(gpu, plan, source, [input, labels]);
   }
 

@@ -76,6 +76,7 @@ export class Evaluator {
     batchSize: number,
     policy: KernelPolicy,
     precision: ActivationDType = "f32",
+    views: 1 | 2 = 1,
   ): Promise<Evaluator> {
     checkPrecision(gpu, precision);
     const classes = weights.architecture.config.classes;
@@ -95,6 +96,7 @@ export class Evaluator {
         metrics,
         confusion,
         precision,
+        views,
       });
       pipelines.push({ pipeline, batches, batchSize: batch });
     }

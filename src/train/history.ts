@@ -23,12 +23,48 @@ export const epochRecordSchema = z.object({
   lossScale: z.optional(z.number().check(z.positive())),
   /** f16 training: steps skipped for an overflow since the run began. */
   skippedSteps: z.optional(z.number().check(z.int(), z.minimum(0))),
+  /** With --ema: the moving average of the weights over the whole test set, after the epoch. */
+  emaTestLoss: z.optional(z.number()),
+  emaTestAccuracy: z.optional(z.number()),
   /** Training images per second, evaluation not counted. */
   imagesPerSecond: z.number(),
+  /**
+   * Seconds spent training since the run began (evaluation, saving and compiling not counted),
+   * over every resumed part. Absent from records of runs before it was recorded.
+   */
+  trainSeconds: z.optional(z.number()),
+  /**
+   * For each accuracy threshold the test accuracy has reached by this epoch ("90", "93", "94" for
+   * 90%, 93%, 94%): the training seconds (`trainSeconds`) at the end of the first epoch that
+   * reached it.
+   */
+  timeToAccuracy: z.optional(z.record(z.string(), z.number())),
   /** Seconds since the run began, training and evaluation, over every resumed part. */
   elapsedSeconds: z.number(),
 });
 export type EpochRecord = z.infer<typeof epochRecordSchema>;
+
+/** The test accuracies whose time to reach the epoch records note, in percent. */
+export const ACCURACY_THRESHOLDS = [90, 93, 94] as const;
+
+/**
+ * The thresholds reached so far: `earlier`'s, and those `testAccuracy` reaches now at
+ * `trainSeconds`.
+ */
+export function timeToAccuracy(
+  earlier: Readonly<Record<string, number>> | undefined,
+  testAccuracy: number,
+  trainSeconds: number,
+): Record<string, number> {
+  const reached = { ...earlier };
+  for (const threshold of ACCURACY_THRESHOLDS) {
+    // Accuracies are counts over the test set: 0.94 * 10000 is 9400 correct, not 9399.99.
+    if (!(threshold in reached) && Math.round(testAccuracy * 1e6) >= threshold * 1e4) {
+      reached[threshold] = trainSeconds;
+    }
+  }
+  return reached;
+}
 
 /** The first epoch of the highest test accuracy: the one best.safetensors holds. */
 export function bestEpoch(history: readonly EpochRecord[]): EpochRecord | undefined {

@@ -17,13 +17,13 @@ import {
   loadModelStateDict,
   type OptimizerState,
 } from "../model/checkpoint.ts";
-import type { ResNetConfig } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { countParameters } from "../model/parameters.ts";
 import { ModelWeights } from "../model/weights.ts";
 import { formatBytes, formatDuration, formatRate } from "../util/format.ts";
 import { isAbort, type TrainingControl } from "./control.ts";
 import { type EvaluationProgress, type EvaluationResult, Evaluator } from "./evaluator.ts";
-import type { EpochRecord } from "./history.ts";
+import { type EpochRecord, timeToAccuracy } from "./history.ts";
 import type { RunStore } from "./run_store.ts";
 import {
   type EpochProgress,
@@ -66,7 +66,7 @@ export interface ResumePoint {
 
 export interface TrainingRunOptions {
   gpu: Gpu;
-  model: ResNetConfig;
+  model: ModelConfig;
   /** How the header names the model, e.g. "resnet18 width 0.25". */
   modelName: string;
   trainSet: CifarSplit;
@@ -78,6 +78,8 @@ export interface TrainingRunOptions {
   stopAfter?: number;
   trainer: Omit<TrainerOptions, "readEvery">;
   evalBatchSize: number;
+  /** 2 evaluates with test-time augmentation (each image and its mirror); default 1. */
+  evalViews?: 1 | 2;
   /** Where the finished epochs go. */
   store: RunStore;
   /** Stored beside the history in every checkpoint's `training` metadata, for --resume. */
@@ -98,6 +100,7 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
   const weights = new ModelWeights(gpu, options.model);
   let trainer: Trainer | undefined;
   let evaluator: Evaluator | undefined;
+  let averageEvaluator: Evaluator | undefined;
   try {
     // Building the plans compiles their kernels: seconds, with nothing else to show meanwhile.
     const compiling = events.compiling?.("the training and evaluation plans");
@@ -105,29 +108,37 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
     let compileSeconds = 0;
     try {
       trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
-      evaluator = await Evaluator.create(
-        gpu,
-        weights,
-        options.testSet,
-        options.evalBatchSize,
-        trainerOptions.policy,
-      );
+      const evaluate = (model: ModelWeights) =>
+        Evaluator.create(
+          gpu,
+          model,
+          options.testSet,
+          options.evalBatchSize,
+          trainerOptions.policy,
+          trainerOptions.precision,
+          options.evalViews,
+        );
+      evaluator = await evaluate(weights);
+      if (trainer.average) averageEvaluator = await evaluate(trainer.average.average);
     } finally {
       compileSeconds = seconds() - compileStart;
       if (compiling) compiling.done(compileSeconds);
     }
     if (resume) {
       loadModelStateDict(weights, resume.checkpoint.tensors, resume.source);
-      trainer.optimizer.importState(resume.checkpoint.optimizer);
+      trainer.importState(resume.checkpoint.optimizer, resume.source);
       await store.restart(resume.history);
     } else {
       weights.initialize(trainerOptions.seed);
+      trainer.startAverage();
     }
-    printHeader(options, trainer, evaluator, compileSeconds);
-    return await runEpochs(options, trainer, evaluator);
+    const evaluators = { model: evaluator, average: averageEvaluator };
+    printHeader(options, trainer, evaluators, compileSeconds);
+    return await runEpochs(options, trainer, evaluators);
   } finally {
     trainer?.destroy();
     evaluator?.destroy();
+    averageEvaluator?.destroy();
     weights.destroy();
   }
 }
@@ -138,15 +149,24 @@ function seconds(): number {
 }
 
 /** The run's header: the model, the kernels and their compile time, memory, data, run folder. */
+/** The evaluation of the model, and with --ema of its weights' moving average. */
+interface Evaluators {
+  model: Evaluator;
+  average?: Evaluator;
+}
+
 function printHeader(
   options: TrainingRunOptions,
   trainer: Trainer,
-  evaluator: Evaluator,
+  evaluators: Evaluators,
   compileSeconds: number,
 ): void {
   const { resume } = options;
   const { log } = options.events;
-  const memory = { ...trainer.memory(), evaluation: evaluator.memoryBytes };
+  const memory = {
+    ...trainer.memory(),
+    evaluation: evaluators.model.memoryBytes + (evaluators.average?.memoryBytes ?? 0),
+  };
   const total = Object.values(memory).reduce((sum, bytes) => sum + bytes, 0);
   const parts = Object.entries(memory).map(([what, bytes]) => `${what} ${formatBytes(bytes)}`);
   const parameters = countParameters(trainer.weights.architecture).toLocaleString("en-US");
@@ -168,7 +188,7 @@ function printHeader(
 async function runEpochs(
   options: TrainingRunOptions,
   trainer: Trainer,
-  evaluator: Evaluator,
+  evaluators: Evaluators,
 ): Promise<EpochRecord[]> {
   const { epochs, store, events } = options;
   const history = [...options.resume?.history ?? []];
@@ -179,6 +199,7 @@ async function runEpochs(
   const pauses = timePauses(options.control);
   const startedAt = seconds();
   const elapsedBefore = history.at(-1)?.elapsedSeconds ?? 0;
+  let trainedSeconds = history.at(-1)?.trainSeconds ?? 0;
   for (let epoch = history.length; epoch < (options.stopAfter ?? epochs); epoch++) {
     const trainStart = seconds();
     const pausedBefore = pauses.seconds();
@@ -196,7 +217,12 @@ async function runEpochs(
       throw error;
     }
     const trainSeconds = seconds() - trainStart - (pauses.seconds() - pausedBefore);
-    const test = await evaluator.evaluate((progress) => events.evaluating?.(epoch, progress));
+    trainedSeconds += trainSeconds;
+    const test = await evaluators.model.evaluate((progress) =>
+      events.evaluating?.(epoch, progress)
+    );
+    trainer.average?.syncCounters();
+    const averageTest = await evaluators.average?.evaluate();
     // The last step's update is not in the training loss: it may still have broken the weights.
     if (!Number.isFinite(test.loss)) {
       throw diverged(
@@ -213,11 +239,18 @@ async function runEpochs(
       trainAccuracy: train.correct / train.samples,
       testLoss: test.loss,
       testAccuracy: test.accuracy,
+      ...averageTest && { emaTestLoss: averageTest.loss, emaTestAccuracy: averageTest.accuracy },
       ...train.lossScale && {
         lossScale: train.lossScale.scale,
         skippedSteps: train.lossScale.skippedSteps,
       },
       imagesPerSecond: train.samples / trainSeconds,
+      trainSeconds: trainedSeconds,
+      timeToAccuracy: timeToAccuracy(
+        history.at(-1)?.timeToAccuracy,
+        test.accuracy,
+        trainedSeconds,
+      ),
       elapsedSeconds: elapsedBefore + seconds() - startedAt - pauses.seconds(),
     };
     const best = history.every((earlier) => record.testAccuracy > earlier.testAccuracy);
@@ -225,7 +258,7 @@ async function runEpochs(
     const checkpoint = await encodeTrainingCheckpoint(options, trainer, history);
     await store.saveEpoch(checkpoint, history, best);
     lastGood = { path: store.lastCheckpointPath, epoch: record.epoch };
-    events.log(epochLine(`epoch ${epoch + 1}/${epochs}`, record));
+    events.log(epochLine(`epoch ${epoch + 1}/${epochs}`, record, history.at(-2)));
     await events.epochEnd?.(record, test, trainer.weights);
   }
   return history;
@@ -273,7 +306,7 @@ async function encodeTrainingCheckpoint(
       training: { ...options.settings, history },
       kernels: options.trainer.policy.choices(),
     },
-    await trainer.optimizer.exportState(),
+    await trainer.exportState(),
   );
 }
 
@@ -293,8 +326,19 @@ function diverged(
  * "loss scale 32768 (3 steps skipped)" before the rate in f16 training (skipped: since the run
  * began).
  */
-export function epochLine(label: string, record: EpochRecord): string {
+export function epochLine(
+  label: string,
+  record: EpochRecord,
+  previous?: EpochRecord,
+): string {
   const percent = (fraction: number) => `${(fraction * 100).toFixed(2)}%`;
+  const average = record.emaTestAccuracy === undefined
+    ? []
+    : [`ema loss ${record.emaTestLoss!.toFixed(4)} acc ${percent(record.emaTestAccuracy)}`];
+  // Thresholds reached in this epoch: the training time it took.
+  const reached = Object.entries(record.timeToAccuracy ?? {})
+    .filter(([threshold]) => !(threshold in (previous?.timeToAccuracy ?? {})))
+    .map(([threshold, time]) => `reached ${threshold}% in ${time.toFixed(1)} s of training`);
   const scaling = record.lossScale === undefined ? [] : [
     `loss scale ${record.lossScale} (${record.skippedSteps} step${
       record.skippedSteps === 1 ? "" : "s"
@@ -304,8 +348,10 @@ export function epochLine(label: string, record: EpochRecord): string {
     label,
     `train loss ${record.trainLoss.toFixed(4)} acc ${percent(record.trainAccuracy)}`,
     `test loss ${record.testLoss.toFixed(4)} acc ${percent(record.testAccuracy)}`,
+    ...average,
     ...scaling,
     formatRate(record.imagesPerSecond, "img"),
     `elapsed ${formatDuration(record.elapsedSeconds)}`,
+    ...reached,
   ].join("  ");
 }

@@ -1,6 +1,12 @@
 /**
  * Optimizers over the flat parameter arena (shaders/optimizer.wgsl), with torch.optim's
- * semantics: Adam, AdamW, and SGD with momentum, Nesterov and weight decay.
+ * semantics: Adam, AdamW, and SGD with momentum, Nesterov and weight decay. SGD's weight decay is
+ * torch.optim.SGD's by default (`weightDecayMode: "coupled"`: wd·p added to the gradient, so it
+ * runs through the momentum buffer); `"decoupled"` applies it as AdamW does instead
+ * (p ← p·(1 − lr·wd) before the update, the gradient and momentum buffer untouched), which
+ * torch.optim.SGD does not offer. Without momentum the two are the same update in exact
+ * arithmetic; with it, the coupled penalty runs through the buffer (amplified by up to 1/(1 − μ)).
+ * The state is the same momentum buffer either way, so the checkpoint state format is unchanged.
  *
  * The arena's params, grads and optimizer state share one layout, so one kernel updates every
  * parameter tensor at once. An arena may exceed the largest storage binding (128 MiB by default;
@@ -16,6 +22,8 @@
  */
 import { UserError } from "../errors.ts";
 import {
+  bufferChunks,
+  largestChunk,
   readBuffer,
   readFloat32,
   STORAGE_ALIGNMENT,
@@ -26,7 +34,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
 import { kernelCall, linearGrid, read, readWrite, uniform } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import { byteSize, createTensor, type Tensor } from "../gpu/tensor.ts";
+import { byteSize, createTensor, f32View, type Tensor } from "../gpu/tensor.ts";
 import type { OptimizerState } from "../model/checkpoint.ts";
 import { LOSS_SCALE_SHAPE } from "../ops/softmax_cross_entropy.ts";
 import { materialize } from "../plan/materialize.ts";
@@ -68,9 +76,18 @@ export type OptimizerConfig =
     momentum?: number;
     /** Default false; needs momentum > 0. */
     nesterov?: boolean;
-    /** L2 penalty added to the gradient, default 0. */
+    /** Default 0: with the default mode, the L2 penalty torch.optim.SGD adds to the gradient. */
     weightDecay?: number;
+    /**
+     * How weightDecay applies. "coupled" (default): as torch.optim.SGD's weight_decay, g ← g + wd·p
+     * before the momentum. "decoupled": as AdamW, p ← p·(1 − lr·wd) before the momentum/Nesterov
+     * update, the gradient untouched.
+     */
+    weightDecayMode?: WeightDecayMode;
   };
+
+/** How SGD applies its weight decay (see OptimizerConfig). */
+export type WeightDecayMode = "coupled" | "decoupled";
 
 /** An OptimizerConfig with every default filled in. */
 export type ResolvedOptimizerConfig =
@@ -81,7 +98,14 @@ export type ResolvedOptimizerConfig =
     eps: number;
     weightDecay: number;
   }
-  | { kind: "sgd"; lr: number; momentum: number; nesterov: boolean; weightDecay: number };
+  | {
+    kind: "sgd";
+    lr: number;
+    momentum: number;
+    nesterov: boolean;
+    weightDecay: number;
+    weightDecayMode: WeightDecayMode;
+  };
 
 /** Raised for a hyper-parameter torch.optim would also reject; the message names it. */
 export class OptimizerConfigError extends UserError {
@@ -114,9 +138,15 @@ export function resolveOptimizerConfig(config: OptimizerConfig): ResolvedOptimiz
       momentum: config.momentum ?? 0,
       nesterov: config.nesterov ?? false,
       weightDecay: config.weightDecay ?? 0,
+      weightDecayMode: config.weightDecayMode ?? "coupled",
     };
     requireInRange(kind, "momentum", resolved.momentum, 0, Infinity, false);
     requireInRange(kind, "weightDecay", resolved.weightDecay, 0, Infinity, false);
+    if (resolved.weightDecayMode !== "coupled" && resolved.weightDecayMode !== "decoupled") {
+      throw new OptimizerConfigError(
+        `sgd: weightDecayMode must be coupled or decoupled, got ${resolved.weightDecayMode}`,
+      );
+    }
     if (resolved.nesterov && resolved.momentum === 0) {
       throw new OptimizerConfigError("sgd: nesterov needs a momentum above 0");
     }
@@ -159,19 +189,18 @@ interface UpdateRule {
 function updateRule(config: ResolvedOptimizerConfig): UpdateRule {
   const { weightDecay } = config;
   if (config.kind === "sgd") {
-    const stepUniform = (_step: number, lr: number) => Float32Array.of(lr);
+    const decoupled = config.weightDecayMode === "decoupled";
+    // 1 − lr·wd folded in f64 and rounded once, as for AdamW.
+    const stepUniform = (_step: number, lr: number) =>
+      Float32Array.of(lr, decoupled ? 1 - lr * weightDecay : 1);
+    const decay = { WEIGHT_DECAY: weightDecay, DECOUPLED_WEIGHT_DECAY: decoupled ? 1 : 0 };
     if (config.momentum === 0) {
-      return {
-        entryPoint: "sgd",
-        constants: { WEIGHT_DECAY: weightDecay },
-        stateNames: [],
-        stepUniform,
-      };
+      return { entryPoint: "sgd", constants: decay, stateNames: [], stepUniform };
     }
     return {
       entryPoint: "sgd_momentum",
       constants: {
-        WEIGHT_DECAY: weightDecay,
+        ...decay,
         MOMENTUM: config.momentum,
         NESTEROV: config.nesterov ? 1 : 0,
       },
@@ -225,12 +254,6 @@ export interface OptimizerOptions {
   lossScaling?: LossScaleConfig;
 }
 
-function largestChunk(gpu: Gpu): number {
-  const { maxStorageBufferBindingSize, maxBufferSize } = gpu.device.limits;
-  const limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
-  return Math.floor(limit / STORAGE_ALIGNMENT) * STORAGE_ALIGNMENT;
-}
-
 function checkArena(arena: ParameterArena): void {
   const { size } = arena;
   if (!Number.isInteger(size) || size <= 0 || size % STORAGE_ALIGNMENT !== 0) {
@@ -258,11 +281,6 @@ function chunkBytesFor(gpu: Gpu, options: OptimizerOptions): number {
     );
   }
   return chunkBytes;
-}
-
-/** A view of `bytes` bytes of `buffer` at `offset`, as an f32 tensor. */
-function view(label: string, buffer: GPUBuffer, offset: number, bytes: number): Tensor {
-  return { label, buffer, offset, shape: [bytes / 4], dtype: "f32" };
 }
 
 export class Optimizer {
@@ -343,12 +361,8 @@ export class Optimizer {
     }));
     // Bound at its kind's struct size (Adam's and SGD's step values differ).
     const uniformBytes = rule.stepUniform(1, 0).byteLength;
-    const stepValues = view(stepBuffer.label, stepBuffer, 0, uniformBytes);
-    const chunks: { offset: number; bytes: number; label: string }[] = [];
-    for (let offset = 0; offset < arena.size; offset += chunkBytes) {
-      const bytes = Math.min(chunkBytes, arena.size - offset);
-      chunks.push({ offset, bytes, label: `[${offset}, ${offset + bytes})` });
-    }
+    const stepValues = f32View(stepBuffer.label, stepBuffer, 0, uniformBytes);
+    const chunks = bufferChunks(arena.size, chunkBytes);
     const grid = (bytes: number) => linearGrid(bytes / BYTES_PER_INVOCATION, WORKGROUP_SIZE);
     const checks = scaling
       ? chunks.map(({ offset, bytes, label }) =>
@@ -358,7 +372,7 @@ export class Optimizer {
           workgroupSize: WORKGROUP_SIZE,
           grid: grid(bytes),
           bindings: [
-            read(view(`${arena.grads.label} ${label}`, arena.grads, offset, bytes)),
+            read(f32View(`${arena.grads.label} ${label}`, arena.grads, offset, bytes)),
             readWrite(lossScale),
           ],
           label: `overflow check ${label}`,
@@ -366,7 +380,8 @@ export class Optimizer {
       )
       : [];
     const updates = chunks.map(({ offset, bytes, label }) => {
-      const views = (buffer: GPUBuffer) => view(`${buffer.label} ${label}`, buffer, offset, bytes);
+      const views = (buffer: GPUBuffer) =>
+        f32View(`${buffer.label} ${label}`, buffer, offset, bytes);
       return kernelCall({
         kernel: kernels.optimizer,
         entryPoint: rule.entryPoint,

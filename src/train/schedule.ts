@@ -2,8 +2,17 @@
  * Learning-rate schedules as pure functions of the step: `schedule(step)` is the rate for the
  * optimizer step `step`, counted from 0 (the value to pass to Optimizer.prepareStep before it).
  * Schedules advance per optimizer step, not per epoch.
+ *
+ * Kinds: constant; cosine (CosineAnnealingLR, with an optional LinearLR warm-up); one-cycle
+ * (linear up, linear down to 0 at the last step); piecewise (lr times a piecewise-linear factor of
+ * the fraction of the run, step / totalSteps, through given [fraction, factor] knots: the
+ * DAWNBench ResNet-9 recipe's 0:0, 0.2:1, 1:0 is `parsePiecewisePoints("0:0,0.2:1,1:0")`).
  */
 import { UserError } from "../errors.ts";
+
+/** A knot of a piecewise schedule: [fraction of the run in [0, 1], factor of lr >= 0]. */
+export type PiecewisePoint = readonly [fraction: number, factor: number];
+
 export type ScheduleConfig =
   | {
     kind: "constant";
@@ -34,6 +43,19 @@ export type ScheduleConfig =
     totalSteps: number;
     warmupFraction?: number;
     startFactor?: number;
+  }
+  | {
+    /**
+     * lr times the factor interpolated linearly between `points` at x = step / totalSteps.
+     * Fractions rise strictly from 0 (the first point) to 1 (the last, which step totalSteps
+     * would reach); factors are finite and >= 0. The arithmetic is numpy.interp's, so PyTorch's
+     * LambdaLR with `lambda step: np.interp(step / total, fractions, factors)` gives the same
+     * f64 rates.
+     */
+    kind: "piecewise";
+    lr: number;
+    totalSteps: number;
+    points: readonly PiecewisePoint[];
   };
 
 /** The learning rate for each optimizer step, from 0; throws for a step outside the schedule. */
@@ -64,6 +86,107 @@ function checkStep(kind: string, step: number, totalSteps = Infinity): void {
       `${kind} schedule: step ${step} is not an integer in [0, ${totalSteps})`,
     );
   }
+}
+
+/** The command-line form of piecewise points, for error messages. */
+export const PIECEWISE_FORM =
+  "expected F:M,F:M,... with fractions F of the run rising from 0 to 1 and " +
+  "factors M of lr >= 0, e.g. 0:0,0.2:1,1:0";
+
+/** Checks piecewise knots (see ScheduleConfig); `suffix` ends each message. */
+function checkPiecewisePoints(points: readonly PiecewisePoint[], suffix = ""): void {
+  const what = "piecewise schedule";
+  if (!Array.isArray(points) || points.length < 2) {
+    const count = Array.isArray(points) ? `${points.length}` : "none";
+    throw new ScheduleError(
+      `${what}: needs at least two points, from fraction 0 to fraction 1, got ${count}${suffix}`,
+    );
+  }
+  points.forEach((point, index) => {
+    if (!Array.isArray(point) || point.length !== 2) {
+      throw new ScheduleError(
+        `${what}: points[${index}] must be a [fraction, factor] pair, got ` +
+          `${JSON.stringify(point)}${suffix}`,
+      );
+    }
+    const [fraction, factor] = point;
+    const check = (name: string, value: number, low: number, high = Infinity) => {
+      if (!Number.isFinite(value) || value < low || value > high) {
+        const range = high === Infinity ? `>= ${low}` : `in [${low}, ${high}]`;
+        throw new ScheduleError(
+          `${what}: the ${name} of points[${index}] must be a finite number ${range}, got ` +
+            `${value}${suffix}`,
+        );
+      }
+    };
+    check("fraction", fraction, 0, 1);
+    check("factor", factor, 0);
+    if (index > 0 && !(fraction > points[index - 1][0])) {
+      throw new ScheduleError(
+        `${what}: fractions must rise strictly, but points[${index}] has ${fraction} after ` +
+          `${points[index - 1][0]}${suffix}`,
+      );
+    }
+  });
+  const first = points[0][0];
+  const last = points[points.length - 1][0];
+  if (first !== 0) {
+    throw new ScheduleError(`${what}: the first point's fraction must be 0, got ${first}${suffix}`);
+  }
+  if (last !== 1) {
+    throw new ScheduleError(`${what}: the last point's fraction must be 1, got ${last}${suffix}`);
+  }
+}
+
+/** A decimal number as written on a command line (no hex, no Infinity, no empty string). */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * Parses the command-line form "F:M,F:M,..." (e.g. "0:0,0.2:1,1:0": from 0 up to lr over the
+ * first 20% of the run, then down to 0 at its end) into checked piecewise points; a ScheduleError
+ * names the problem and the expected form in one line.
+ */
+export function parsePiecewisePoints(text: string): PiecewisePoint[] {
+  const suffix = `: ${PIECEWISE_FORM}`;
+  if (text.trim() === "") {
+    throw new ScheduleError(`piecewise schedule: no points given${suffix}`);
+  }
+  const points = text.split(",").map((item): PiecewisePoint => {
+    const parts = item.split(":");
+    if (parts.length !== 2) {
+      throw new ScheduleError(
+        `piecewise schedule: point ${JSON.stringify(item)} is not F:M${suffix}`,
+      );
+    }
+    const [fraction, factor] = parts.map((part) => {
+      const trimmed = part.trim();
+      if (!DECIMAL.test(trimmed)) {
+        throw new ScheduleError(
+          `piecewise schedule: ${JSON.stringify(trimmed)} in point ${JSON.stringify(item)} is ` +
+            `not a number${suffix}`,
+        );
+      }
+      return Number(trimmed);
+    });
+    return [fraction, factor];
+  });
+  checkPiecewisePoints(points, suffix);
+  return points;
+}
+
+/**
+ * The factor at `x` in [0, 1] between the knots, as numpy.interp computes it: the slope of the
+ * segment times the distance from its left knot, plus that knot's factor (a knot itself exactly).
+ */
+function interpolate(points: readonly PiecewisePoint[], x: number): number {
+  let segment = 0;
+  while (segment < points.length - 2 && x >= points[segment + 1][0]) segment++;
+  const [x0, y0] = points[segment];
+  const [x1, y1] = points[segment + 1];
+  if (x === x0) return y0;
+  if (x === x1) return y1;
+  const slope = (y1 - y0) / (x1 - x0);
+  return slope * (x - x0) + y0;
 }
 
 /** Validates `config` and returns its schedule. */
@@ -115,10 +238,21 @@ export function createSchedule(config: ScheduleConfig): Schedule {
         return lr * (lastStep - step) / (lastStep - peakStep);
       };
     }
+    case "piecewise": {
+      const { totalSteps } = config;
+      requireInteger("piecewise schedule: totalSteps", totalSteps, 1);
+      checkPiecewisePoints(config.points);
+      // A copy, so that a caller changing its array cannot change the schedule.
+      const points = config.points.map(([fraction, factor]): PiecewisePoint => [fraction, factor]);
+      return (step) => {
+        checkStep(kind, step, totalSteps);
+        return lr * interpolate(points, step / totalSteps);
+      };
+    }
     default:
       throw new ScheduleError(
-        `unknown schedule kind ${(config as { kind: string }).kind}: use constant, cosine or ` +
-          `one-cycle`,
+        `unknown schedule kind ${(config as { kind: string }).kind}: use constant, cosine, ` +
+          `one-cycle or piecewise`,
       );
   }
 }

@@ -12,10 +12,16 @@ import {
   MAX_WIDTH_MULTIPLIER,
   MIN_STAGE_CHANNELS,
   MIN_WIDTH_MULTIPLIER,
-  type PresetName,
-  presetNames,
+  type ModelName,
+  modelNames,
 } from "../model/config.ts";
-import { createSchedule, type Schedule, ScheduleError } from "./schedule.ts";
+import {
+  createSchedule,
+  parsePiecewisePoints,
+  PIECEWISE_FORM,
+  type Schedule,
+  ScheduleError,
+} from "./schedule.ts";
 import type { TrainerOptions } from "./trainer.ts";
 
 /** One setting. A setting without a `valueName` is a switch (on the command line --name or --no-name). */
@@ -33,6 +39,8 @@ export interface Flag<T> {
   readonly defaultText?: string;
   /** The accepted values of a setting that names one, listed by --help. */
   readonly choices?: readonly string[];
+  /** Why a refused value is wrong, where the check can say more than `expects`. */
+  readonly reason?: (value: unknown) => string | undefined;
 }
 
 export type FlagTable = Record<string, Flag<unknown>>;
@@ -62,6 +70,14 @@ export interface ValueKind<T> {
   expects: string;
   valueName: string;
   choices?: readonly string[];
+  reason?: (value: unknown) => string | undefined;
+}
+
+/** "--name must be <expects>, got <value>", with the check's reason where it gives one. */
+export function refusal(name: string, flag: Flag<unknown>, value: unknown): string {
+  const reason = flag.reason?.(value);
+  return `${name} must be ${flag.expects}, got ${JSON.stringify(value)}` +
+    (reason ? ` (${reason})` : "");
 }
 
 function numberKind(
@@ -131,15 +147,61 @@ export function optionalFlag<T>(
   return { ...kind, schema: z.optional(kind.schema), help, default: undefined, defaultText };
 }
 
-function switchFlag(help: string, fallback: boolean): Flag<boolean> {
+export function switchFlag(help: string, fallback: boolean): Flag<boolean> {
   return { schema: z.boolean(), expects: "on or off", help, default: fallback };
+}
+
+/**
+ * A recipe setting added after checkpoints were first written: a checkpoint without it trained
+ * with `fallback`, which is also its default.
+ */
+function laterFlag<T>(kind: ValueKind<T>, help: string, fallback: T): Flag<T> {
+  return {
+    ...kind,
+    schema: z._default(kind.schema, fallback as Exclude<T, undefined>) as z.ZodMiniType<T>,
+    help,
+    default: fallback,
+  };
+}
+
+/** Test-time augmentation: none, or flip (src/train/eval_pipeline.ts). */
+export const ttaKind = choice(["none", "flip"] as const);
+export const TTA_HELP =
+  "test-time augmentation: flip averages the logits of each test image and its mirror";
+
+/** Cutout's side in pixels: 0 (off) to the image's 32. */
+const cutoutKind = numberKind(
+  z.number().check(z.int(), z.minimum(0), z.maximum(32)),
+  "an integer from 0 (off) to 32",
+  "N",
+);
+/** An EMA decay: above 0, below 1. */
+const decayKind = numberKind(z.number().check(z.positive(), z.lt(1)), "a number in (0, 1)");
+/** "F:M,F:M,...": checked by the schedule's parser (src/train/schedule.ts), kept as text. */
+const schedulePointsKind: ValueKind<string> = {
+  schema: z.string().check(z.refine((text) => piecewisePointsProblem(text) === undefined)),
+  expects: "fraction:factor pairs from 0 to 1, e.g. 0:0,0.2:1,1:0",
+  valueName: "F:M,...",
+  reason: (value) => piecewisePointsProblem(String(value)),
+};
+
+/** What is wrong with a piecewise schedule's points, in the parser's words; undefined if nothing. */
+function piecewisePointsProblem(text: string): string | undefined {
+  try {
+    parsePiecewisePoints(text);
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ScheduleError)) throw error;
+    // The parser ends each message with the expected form, which `expects` says already.
+    return error.message.replace(`: ${PIECEWISE_FORM}`, "").replace(/^piecewise schedule: /, "");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The settings
 
-export const modelFlag = (fallback: PresetName, help: string) =>
-  valueFlag(choice(presetNames), help, fallback);
+export const modelFlag = (fallback: ModelName, help: string) =>
+  valueFlag(choice(modelNames), help, fallback);
 export const widthFlag = (fallback: number, help: string) =>
   valueFlag(
     numberKind(
@@ -156,7 +218,10 @@ export const widthFlag = (fallback: number, help: string) =>
  * resumed run keeps them: changing one would not continue the same run.
  */
 export const recipeFlags = {
-  model: modelFlag("resnet18", "the ResNet: its depth and block kind"),
+  model: modelFlag(
+    "resnet18",
+    "the network: a ResNet (its depth and block kind) or resnet9 (the DAWNBench ResNet-9)",
+  ),
   width: widthFlag(0.25, "channel multiplier of every layer (1 is the standard ResNet)"),
   epochs: valueFlag(positiveInteger, "passes over the training images", 4),
   batchSize: valueFlag(positiveInteger, "training images per step", 128),
@@ -170,14 +235,26 @@ export const recipeFlags = {
   nesterov: switchFlag("Nesterov momentum (sgd only)", true),
   weightDecay: valueFlag(
     nonNegativeNumber,
-    "weight decay: L2 for sgd and adam, decoupled for adamw",
+    "weight decay: L2 for sgd (see --weight-decay-mode) and adam, decoupled for adamw",
     5e-4,
+  ),
+  weightDecayMode: laterFlag(
+    choice(["coupled", "decoupled"] as const),
+    "sgd's weight decay: coupled adds wd * w to the gradient (torch.optim.SGD), decoupled " +
+      "shrinks w by lr * wd before the step (as AdamW)",
+    "coupled",
   ),
   betas: valueFlag<[number, number]>(betaPair, "Adam's betas (adam and adamw only)", [0.9, 0.999]),
   schedule: valueFlag(
-    choice(["constant", "cosine", "one-cycle"]),
-    "the learning rate's course: one-cycle is linear up, then down to 0; cosine decays to 0",
+    choice(["constant", "cosine", "one-cycle", "piecewise"]),
+    "the learning rate's course: one-cycle is linear up, then down to 0; cosine decays to 0; " +
+      "piecewise is linear between --lr-points",
     "one-cycle",
+  ),
+  lrPoints: laterFlag(
+    schedulePointsKind,
+    "the piecewise schedule's points, fraction of the steps:multiple of --lr, joined linearly",
+    "0:0,0.2:1,1:0",
   ),
   warmup: valueFlag(
     fraction,
@@ -186,6 +263,29 @@ export const recipeFlags = {
   ),
   seed: valueFlag(seedKind, "seeds the initial weights, the data order and the augmentation", 0),
   augment: switchFlag("random crop (4 pixels of padding) and horizontal flip", true),
+  cropPadding: laterFlag(
+    choice(["zero", "reflect"] as const),
+    "what the random crop's padding holds: black pixels, or the image mirrored at its edges",
+    "zero",
+  ),
+  cutout: laterFlag(
+    cutoutKind,
+    "Cutout: after crop and flip, a square of this side at a random place is set to the mean " +
+      "colour (0 is off)",
+    0,
+  ),
+  labelSmoothing: laterFlag(
+    fraction,
+    "label smoothing of the training loss, as PyTorch's CrossEntropyLoss(label_smoothing)",
+    0,
+  ),
+  tta: laterFlag(ttaKind, TTA_HELP, "none"),
+  ema: optionalFlag(
+    decayKind,
+    "also evaluate an exponential moving average of the weights (and batch-norm statistics), " +
+      "updated every step with this decay",
+    "off",
+  ),
   limit: optionalFlag(
     positiveInteger,
     "train on the first N training images only, for quick runs",
@@ -208,8 +308,11 @@ export const trainRecipeSchema = z.object(
   Object.fromEntries(Object.entries(recipeFlags).map(([key, flag]) => [key, flag.schema])),
 ) as unknown as z.ZodMiniType<TrainRecipe>;
 
-/** Named recipes that --preset NAME puts under the settings given explicitly. */
-export const recipePresets: Record<string, Partial<TrainRecipe>> = {
+/**
+ * Named recipes that --preset NAME puts under the settings given explicitly.
+ * fast94 is the ResNet-9 recipe of the CIFAR-10 speed records (README, "Time to 94%").
+ */
+export const recipePresets: Record<string, Partial<TrainRecipe & { evalBatchSize: number }>> = {
   book: {
     model: "resnet18",
     width: 1,
@@ -220,6 +323,26 @@ export const recipePresets: Record<string, Partial<TrainRecipe>> = {
     epochs: 63,
     augment: false,
     schedule: "constant",
+  },
+  fast94: {
+    model: "resnet9",
+    width: 1,
+    epochs: 18,
+    batchSize: 512,
+    evalBatchSize: 500,
+    optimizer: "sgd",
+    lr: 0.4,
+    momentum: 0.9,
+    nesterov: true,
+    weightDecay: 5e-4,
+    weightDecayMode: "coupled",
+    schedule: "piecewise",
+    lrPoints: "0:0,0.2:1,1:0",
+    augment: true,
+    cropPadding: "reflect",
+    cutout: 8,
+    labelSmoothing: 0.2,
+    tta: "flip",
   },
 };
 
@@ -251,8 +374,16 @@ export function unusedSettings(recipe: TrainRecipe): Map<keyof TrainRecipe, stri
   } else {
     unused.set("momentum", "--optimizer sgd");
     unused.set("nesterov", "--optimizer sgd");
+    unused.set("weightDecayMode", "--optimizer sgd (adam's is coupled, adamw's decoupled)");
   }
-  if (recipe.schedule === "constant") unused.set("warmup", "--schedule one-cycle and cosine");
+  if (recipe.schedule === "constant" || recipe.schedule === "piecewise") {
+    unused.set("warmup", "--schedule one-cycle and cosine");
+  }
+  if (recipe.schedule !== "piecewise") unused.set("lrPoints", "--schedule piecewise");
+  if (!recipe.augment) {
+    unused.set("cropPadding", "--augment");
+    unused.set("cutout", "--augment");
+  }
   return unused;
 }
 
@@ -284,8 +415,19 @@ export function trainingPlan(
   return {
     batchSize: recipe.batchSize,
     augment: recipe.augment,
+    padding: recipe.cropPadding,
+    cutout: recipe.augment ? recipe.cutout : 0,
+    labelSmoothing: recipe.labelSmoothing,
+    ema: recipe.ema,
     optimizer: kind === "sgd"
-      ? { kind, lr, weightDecay, momentum: recipe.momentum, nesterov: recipe.nesterov }
+      ? {
+        kind,
+        lr,
+        weightDecay,
+        weightDecayMode: recipe.weightDecayMode,
+        momentum: recipe.momentum,
+        nesterov: recipe.nesterov,
+      }
       : { kind, lr, weightDecay, betas: recipe.betas },
     schedule: schedule(recipe, stepsPerEpoch),
     seed: recipe.seed,
@@ -309,6 +451,13 @@ function schedule(recipe: TrainRecipe, stepsPerEpoch: number): Schedule {
         });
       case "one-cycle":
         return createSchedule({ kind: "one-cycle", lr, totalSteps, warmupFraction: warmup });
+      case "piecewise":
+        return createSchedule({
+          kind: "piecewise",
+          lr,
+          totalSteps,
+          points: parsePiecewisePoints(recipe.lrPoints),
+        });
     }
   } catch (error) {
     if (!(error instanceof ScheduleError)) throw error;
@@ -317,6 +466,11 @@ function schedule(recipe: TrainRecipe, stepsPerEpoch: number): Schedule {
         "images, or a smaller --warmup",
     );
   }
+}
+
+/** Views of each test image the evaluation averages: 2 with --tta flip. */
+export function evalViews(settings: { tta: "none" | "flip" }): 1 | 2 {
+  return settings.tta === "flip" ? 2 : 1;
 }
 
 /**

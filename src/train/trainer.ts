@@ -25,10 +25,21 @@ import { checkPrecision } from "./precision.ts";
 import { Optimizer, type OptimizerConfig } from "./optimizer.ts";
 import type { Schedule } from "./schedule.ts";
 import { type StepReadback, StepRunner } from "./step_runner.ts";
+import { AVERAGE_STATE_NAMES, WeightAverage } from "./weight_average.ts";
+import type { OptimizerState } from "../model/checkpoint.ts";
 
 export interface TrainerOptions {
   batchSize: number;
+  /** Random crop and flip (src/ops/input_batch.ts), with `padding` and `cutout`. */
   augment: boolean;
+  /** What the crop's padding holds; default zero (black). */
+  padding?: "zero" | "reflect";
+  /** Cutout's side in pixels; default 0 (off). */
+  cutout?: number;
+  /** Label smoothing of the loss; default 0. */
+  labelSmoothing?: number;
+  /** Decay of the exponential moving average of the weights kept beside them; default none. */
+  ema?: number;
   optimizer: OptimizerConfig;
   /** Learning rate per optimizer step. */
   schedule: Schedule;
@@ -75,6 +86,8 @@ export class TrainingDivergedError extends UserError {
 export class Trainer {
   readonly weights: ModelWeights;
   readonly optimizer: Optimizer;
+  /** With `ema`: the moving average of the weights. */
+  readonly average?: WeightAverage;
   readonly plan: StepPlan;
   readonly stepsPerEpoch: number;
   readonly batchSize: number;
@@ -95,10 +108,12 @@ export class Trainer {
       source: BatchSource;
       plan: StepPlan;
       optimizer: Optimizer;
+      average?: WeightAverage;
       metrics: Tensor;
       tensors: Tensor[];
     },
   ) {
+    this.average = parts.average;
     this.#gpu = gpu;
     this.weights = weights;
     this.#options = options;
@@ -141,6 +156,8 @@ export class Trainer {
     const source = await BatchSource.create(gpu, dataset, {
       batchSize: n,
       augment: options.augment,
+      padding: options.padding,
+      cutout: options.cutout,
       mean: CIFAR10_MEAN,
       std: CIFAR10_STD,
       input,
@@ -159,12 +176,17 @@ export class Trainer {
       "train",
       { input, labels, metrics, lossScale: optimizer.lossScale },
       options.policy,
+      { labelSmoothing: options.labelSmoothing },
     );
+    const average = options.ema === undefined
+      ? undefined
+      : await WeightAverage.create(gpu, weights, options.ema);
     return new Trainer(gpu, weights, options, {
       dataset,
       source,
       plan,
       optimizer,
+      average,
       metrics,
       tensors: [input, labels],
     });
@@ -178,6 +200,9 @@ export class Trainer {
       gradients: w.grads.size,
       "batch-norm statistics": w.state.size + w.counters.size,
       "optimizer state": this.optimizer.stateBytes(),
+      ...this.average && {
+        "weight average": this.average.average.params.size + this.average.average.state.size,
+      },
       activations: this.plan.memory.activations,
       workspaces: this.plan.memory.workspaces,
       "training images": this.#dataset.gpuBytes,
@@ -201,7 +226,12 @@ export class Trainer {
     resetMetrics(this.#gpu, this.#metrics);
     this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
     this.#runner.restart();
-    const groups = [this.#source.dispatches, this.plan.dispatches, this.optimizer.dispatches];
+    const groups = [
+      this.#source.dispatches,
+      this.plan.dispatches,
+      this.optimizer.dispatches,
+      this.average?.dispatches ?? [],
+    ];
     let latest: StepReadback | undefined;
     try {
       for (let step = 0; step < this.stepsPerEpoch; step++) {
@@ -261,7 +291,33 @@ export class Trainer {
     return metrics;
   }
 
+  /**
+   * Call once the model's weights are set (initialised or loaded): a new run's average starts
+   * at them.
+   */
+  startAverage(): void {
+    this.average?.restart();
+  }
+
+  /** The optimizer's state, and the weight average's arenas among its buffers. */
+  async exportState(): Promise<OptimizerState> {
+    const state = await this.optimizer.exportState();
+    if (this.average) Object.assign(state.buffers, await this.average.exportState());
+    return state;
+  }
+
+  /** Restores what exportState saved; `source` names the checkpoint in errors. */
+  importState(state: OptimizerState, source: string): void {
+    const names: string[] = Object.values(AVERAGE_STATE_NAMES);
+    const buffers = Object.fromEntries(
+      Object.entries(state.buffers).filter(([name]) => !names.includes(name)),
+    );
+    this.optimizer.importState({ ...state, buffers });
+    this.average?.importState(state.buffers, source);
+  }
+
   destroy(): void {
+    this.average?.destroy();
     this.#runner.destroy();
     this.plan.destroy();
     this.optimizer.destroy();

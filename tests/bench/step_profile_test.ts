@@ -123,11 +123,11 @@ gpuTest(
 );
 
 gpuTest("profile: the step's calls, each in its pass, groups that add up", async (gpu) => {
-  const [preset, width, batchSize] = ["resnet18", 1 / 16, 4] as const;
+  const [model, width, batchSize] = ["resnet18", 1 / 16, 4] as const;
   const policy = KernelPolicy.forAdapter(gpu);
   const timer = gpu.device.features.has("timestamp-query") ? "timestamps" : "calls";
   const profile = await profileTrainingStep(gpu, {
-    preset,
+    model,
     width,
     batchSize,
     repeats: 1,
@@ -137,7 +137,7 @@ gpuTest("profile: the step's calls, each in its pass, groups that add up", async
   });
 
   // The reference: the same network's program, built apart.
-  const weights = new ModelWeights(gpu, resnetConfig(preset, width));
+  const weights = new ModelWeights(gpu, resnetConfig(model, width));
   const io = {
     input: tensorDesc("input", [batchSize, 32, 32, 3]),
     labels: tensorDesc("labels", [batchSize], "u32"),

@@ -19,6 +19,7 @@ import { buildArchitecture } from "../../src/model/architecture.ts";
 import { resnetConfig } from "../../src/model/config.ts";
 import { parameterSpecs } from "../../src/model/parameters.ts";
 import { newRunSettings } from "../../src/cli/train.ts";
+import { evalViews, trainingPlan } from "../../src/train/settings.ts";
 
 function parse<F extends FlagTable>(command: Command<F>, args: string[]) {
   const line = parseCommandLine(command, args);
@@ -163,13 +164,14 @@ Deno.test("bad values are refused with one line naming the flag, what it takes a
     [["--betas", "0.9,1"], '--betas must be two numbers in [0, 1) written B1,B2, got "0.9,1"'],
     [
       ["--model", "resnet19"],
-      '--model must be one of resnet18, resnet34, resnet50, resnet101, resnet152, got "resnet19"',
+      "--model must be one of resnet18, resnet34, resnet50, resnet101, resnet152, resnet9, " +
+      'got "resnet19"',
     ],
     [
       ["--schedule", "step"],
-      '--schedule must be one of constant, cosine, one-cycle, got "step"',
+      '--schedule must be one of constant, cosine, one-cycle, piecewise, got "step"',
     ],
-    [["--preset", "paper"], '--preset must be one of book, got "paper"'],
+    [["--preset", "paper"], '--preset must be one of book, fast94, got "paper"'],
     [["--precision", "f8"], '--precision must be one of f32, f16, got "f8"'],
     [["--precision", "bf16"], '--precision must be one of f32, f16, got "bf16"'],
     [["--lr"], "--lr needs a value (see --help)"],
@@ -254,6 +256,285 @@ Deno.test("flags that the chosen optimizer or schedule ignores are refused", () 
     "--nesterov needs --momentum above 0: give --no-nesterov for plain SGD",
   );
   assert.equal(settings(["--momentum", "0", "--no-nesterov"]).recipe.momentum, 0);
+  assertUsageError(
+    () => settings(["--schedule", "piecewise", "--warmup", "0.1"]),
+    "--warmup has no effect here: it is for --schedule one-cycle and cosine",
+  );
+  for (const schedule of [[], ["--schedule", "cosine"], ["--schedule", "constant"]]) {
+    assertUsageError(
+      () => settings([...schedule, "--lr-points", "0:0,0.2:1,1:0"]),
+      "--lr-points has no effect here: it is for --schedule piecewise",
+    );
+  }
+  for (const optimizer of ["adam", "adamw"]) {
+    assertUsageError(
+      () => settings(["--optimizer", optimizer, "--weight-decay-mode", "decoupled"]),
+      "--weight-decay-mode has no effect here: it is for --optimizer sgd (adam's is coupled, " +
+        "adamw's decoupled)",
+    );
+  }
+  assertUsageError(
+    () => settings(["--no-augment", "--cutout", "8"]),
+    "--cutout has no effect here: it is for --augment",
+  );
+  assertUsageError(
+    () => settings(["--no-augment", "--crop-padding", "reflect"]),
+    "--crop-padding has no effect here: it is for --augment",
+  );
+  // The same settings where they are used; a preset's own values are never refused.
+  const used = settings([
+    "--schedule",
+    "piecewise",
+    "--lr-points",
+    "0:0,0.5:1,1:0",
+    "--weight-decay-mode",
+    "decoupled",
+    "--cutout",
+    "4",
+  ]).recipe;
+  assert.deepEqual(
+    [used.lrPoints, used.weightDecayMode, used.cutout],
+    ["0:0,0.5:1,1:0", "decoupled", 4],
+  );
+  assert.equal(settings(["--preset", "fast94", "--optimizer", "adam"]).recipe.optimizer, "adam");
+  assert.equal(settings(["--preset", "fast94", "--no-augment"]).recipe.augment, false);
+});
+
+Deno.test("ResNet-9's training settings: typed values, defaults, and bad values refused", () => {
+  const { values } = parse(trainCommand, [
+    "--model",
+    "resnet9",
+    "--label-smoothing",
+    "0.2",
+    "--tta",
+    "flip",
+    "--ema",
+    "0.999",
+    "--cutout",
+    "32",
+    "--crop-padding",
+    "reflect",
+    "--schedule",
+    "piecewise",
+    "--lr-points",
+    "0:0,0.3:1,1:0",
+    "--weight-decay-mode",
+    "decoupled",
+  ]);
+  assert.deepEqual(
+    [
+      values.model,
+      values.labelSmoothing,
+      values.tta,
+      values.ema,
+      values.cutout,
+      values.cropPadding,
+      values.schedule,
+      values.lrPoints,
+      values.weightDecayMode,
+    ],
+    ["resnet9", 0.2, "flip", 0.999, 32, "reflect", "piecewise", "0:0,0.3:1,1:0", "decoupled"],
+  );
+  // Off by default: today's recipe is unchanged.
+  const defaults = parse(trainCommand, []).values;
+  assert.deepEqual(
+    [
+      defaults.labelSmoothing,
+      defaults.tta,
+      defaults.ema,
+      defaults.cutout,
+      defaults.cropPadding,
+      defaults.lrPoints,
+      defaults.weightDecayMode,
+    ],
+    [0, "none", undefined, 0, "zero", "0:0,0.2:1,1:0", "coupled"],
+  );
+  assert.equal(parse(trainCommand, ["--cutout", "0"]).values.cutout, 0);
+  assert.equal(parse(trainCommand, ["--ema", "1e-9"]).values.ema, 1e-9);
+
+  const POINTS = "--lr-points must be fraction:factor pairs from 0 to 1, e.g. 0:0,0.2:1,1:0";
+  const cases: [string[], string][] = [
+    [["--label-smoothing", "1"], '--label-smoothing must be a fraction in [0, 1), got "1"'],
+    [["--label-smoothing", "-0.1"], '--label-smoothing must be a fraction in [0, 1), got "-0.1"'],
+    [["--cutout", "33"], '--cutout must be an integer from 0 (off) to 32, got "33"'],
+    [["--cutout", "2.5"], '--cutout must be an integer from 0 (off) to 32, got "2.5"'],
+    [["--cutout", "-1"], '--cutout must be an integer from 0 (off) to 32, got "-1"'],
+    [["--tta", "mirror"], '--tta must be one of none, flip, got "mirror"'],
+    [["--ema", "1"], '--ema must be a number in (0, 1), got "1"'],
+    [["--ema", "0"], '--ema must be a number in (0, 1), got "0"'],
+    [["--ema", "x"], '--ema must be a number in (0, 1), got "x"'],
+    [["--crop-padding", "edge"], '--crop-padding must be one of zero, reflect, got "edge"'],
+    [
+      ["--weight-decay-mode", "l2"],
+      '--weight-decay-mode must be one of coupled, decoupled, got "l2"',
+    ],
+    [["--lr-points", "0:0,1"], `${POINTS}, got "0:0,1" (point "1" is not F:M)`],
+    [
+      ["--lr-points", "0.1:1,1:0"],
+      `${POINTS}, got "0.1:1,1:0" (the first point's fraction must be 0, got 0.1)`,
+    ],
+    [
+      ["--lr-points", "0:0,0.5:1"],
+      `${POINTS}, got "0:0,0.5:1" (the last point's fraction must be 1, got 0.5)`,
+    ],
+    [
+      ["--lr-points", "0:0,0.5:-1,1:0"],
+      `${POINTS}, got "0:0,0.5:-1,1:0" (the factor of points[1] must be a finite number >= 0, ` +
+      "got -1)",
+    ],
+    [["--lr-points", ""], `${POINTS}, got "" (no points given)`],
+  ];
+  for (const [args, message] of cases) {
+    assertUsageError(() => parseCommandLine(trainCommand, args), message);
+  }
+  // eval takes --tta too, to reproduce a run's flip-averaged test numbers; off by default.
+  assert.equal(parse(evalCommand, []).values.tta, "none");
+  assert.equal(parse(evalCommand, ["--tta", "flip"]).values.tta, "flip");
+  assertUsageError(
+    () => parseCommandLine(evalCommand, ["--tta", "mirror"]),
+    '--tta must be one of none, flip, got "mirror"',
+  );
+});
+
+Deno.test("--preset fast94 sets the ResNet-9 speed-record recipe, and explicit flags override it", () => {
+  const line = parse(trainCommand, ["--preset", "fast94"]);
+  assert.equal(line.preset, "fast94");
+  assert.equal(line.given.size, 0);
+  const settings = newRunSettings(line);
+  assert.deepEqual(settings.recipe, {
+    model: "resnet9",
+    width: 1,
+    epochs: 18,
+    batchSize: 512,
+    optimizer: "sgd",
+    lr: 0.4,
+    momentum: 0.9,
+    nesterov: true,
+    weightDecay: 5e-4,
+    weightDecayMode: "coupled",
+    betas: [0.9, 0.999],
+    schedule: "piecewise",
+    lrPoints: "0:0,0.2:1,1:0",
+    warmup: 0.2,
+    seed: 0,
+    augment: true,
+    cropPadding: "reflect",
+    cutout: 8,
+    labelSmoothing: 0.2,
+    tta: "flip",
+    ema: undefined,
+    limit: undefined,
+    precision: "f32",
+  });
+  // Not a recipe setting (it leaves the numbers alone), but the preset's too.
+  assert.equal(settings.evalBatchSize, 500);
+  assert.equal(evalViews(settings.recipe), 2);
+
+  // What the trainer gets: 97 full batches of 512 a epoch over CIFAR-10's 50000 images.
+  const plan = trainingPlan(settings.recipe, 50000);
+  assert.deepEqual(
+    {
+      batchSize: plan.batchSize,
+      augment: plan.augment,
+      padding: plan.padding,
+      cutout: plan.cutout,
+      labelSmoothing: plan.labelSmoothing,
+      ema: plan.ema,
+      optimizer: plan.optimizer,
+    },
+    {
+      batchSize: 512,
+      augment: true,
+      padding: "reflect",
+      cutout: 8,
+      labelSmoothing: 0.2,
+      ema: undefined,
+      optimizer: {
+        kind: "sgd",
+        lr: 0.4,
+        weightDecay: 5e-4,
+        weightDecayMode: "coupled",
+        momentum: 0.9,
+        nesterov: true,
+      },
+    },
+  );
+  // 0:0, 0.2:1, 1:0 over 18 x 97 = 1746 steps: 0 at the start, 0.4 at step 349.2, half-way down
+  // at step 1047.6, a last step just above 0.
+  const total = 18 * 97;
+  const close = (actual: number, expected: number) =>
+    assert.ok(Math.abs(actual - expected) <= 1e-12, `${actual} against ${expected}`);
+  close(plan.schedule(0), 0);
+  close(plan.schedule(349), 0.4 * 349 / (0.2 * total));
+  close(plan.schedule(873), 0.4 * (1 - 873 / total) / 0.8);
+  close(plan.schedule(total - 1), 0.4 * (1 / total) / 0.8);
+
+  const overridden = newRunSettings(
+    parse(trainCommand, [
+      "--epochs",
+      "2",
+      "--preset",
+      "fast94",
+      "--tta",
+      "none",
+      "--ema",
+      "0.99",
+      "--eval-batch-size",
+      "100",
+    ]),
+  );
+  assert.deepEqual(
+    [overridden.recipe.epochs, overridden.recipe.tta, overridden.recipe.ema],
+    [2, "none", 0.99],
+  );
+  assert.equal(overridden.recipe.cutout, 8);
+  assert.equal(overridden.evalBatchSize, 100);
+  assert.equal(evalViews(overridden.recipe), 1);
+  assert.deepEqual(parseCommandLine(trainCommand, ["--preset", "fast94", "--help"]), {
+    help: true,
+  });
+});
+
+Deno.test("a recipe stored before ResNet-9's settings existed resumes with them off", () => {
+  const fast94 = newRunSettings(parse(trainCommand, ["--preset", "fast94", "--ema", "0.9"]));
+  const stored = JSON.parse(JSON.stringify(fast94.recipe));
+  assert.deepEqual(trainRecipeSchema.parse(stored), stored);
+  const {
+    weightDecayMode: _,
+    lrPoints: __,
+    cropPadding: ___,
+    cutout: ____,
+    labelSmoothing: _____,
+    tta: ______,
+    ema: _______,
+    ...before
+  } = newRunSettings(parse(trainCommand, [])).recipe;
+  const parsed = trainRecipeSchema.parse(JSON.parse(JSON.stringify(before)));
+  assert.deepEqual(
+    [
+      parsed.weightDecayMode,
+      parsed.lrPoints,
+      parsed.cropPadding,
+      parsed.cutout,
+      parsed.labelSmoothing,
+      parsed.tta,
+      parsed.ema,
+    ],
+    ["coupled", "0:0,0.2:1,1:0", "zero", 0, 0, "none", undefined],
+  );
+  // Stored values go through the flags' checks.
+  for (
+    const bad of [
+      { cutout: 33 },
+      { tta: "mirror" },
+      { ema: 1 },
+      { labelSmoothing: 1 },
+      { lrPoints: "0.1:1,1:0" },
+      { model: "resnet10" },
+    ]
+  ) {
+    assert.ok(!trainRecipeSchema.safeParse({ ...stored, ...bad }).success, JSON.stringify(bad));
+  }
 });
 
 Deno.test("a recipe survives the trip through a checkpoint's JSON metadata", () => {
@@ -305,9 +586,26 @@ Deno.test("--help lists every flag with a line of explanation and its default", 
   const train = helpText(trainCommand);
   assert.match(train, /--augment, --no-augment .*\(default: on\)/);
   assert.match(train, /--width X .*\(default: 0\.25\)/);
-  assert.match(train, /--model NAME .*\(resnet18, resnet34, resnet50, resnet101, resnet152\)/);
+  assert.match(
+    train,
+    /--model NAME .*\(resnet18, resnet34, resnet50, resnet101, resnet152, resnet9\)/,
+  );
   assert.match(train, /--run-dir PATH .*\(default: runs\/<UTC date and time>\)/);
   assert.match(train, /--preset NAME/);
   assert.match(train, /book +--model resnet18 --width 1 .*--optimizer adam --lr 0\.00002/);
+  assert.match(train, /--preset NAME +.*\(book, fast94\)/);
+  assert.match(
+    train,
+    new RegExp(
+      "^ {2}fast94 +--model resnet9 --width 1 --epochs 18 --batch-size 512 --eval-batch-size 500 " +
+        "--optimizer sgd --lr 0\\.4 --momentum 0\\.9 --nesterov --weight-decay 0\\.0005 " +
+        "--weight-decay-mode coupled --schedule piecewise --lr-points 0:0,0\\.2:1,1:0 --augment " +
+        "--crop-padding reflect --cutout 8 --label-smoothing 0\\.2 --tta flip$",
+      "m",
+    ),
+  );
+  assert.match(train, /--tta NAME .*\(none, flip\) \(default: none\)/);
+  assert.match(train, /--ema X .*\(default: off\)/);
+  assert.match(train, /--lr-points F:M,\.\.\. .*\(default: 0:0,0\.2:1,1:0\)/);
   assert.match(helpText(predictCommand), /^usage: deno task predict \[flags\] IMAGE\.png\.\.\./);
 });

@@ -12,7 +12,7 @@ import { UsageError } from "../../src/errors.ts";
 import { encodeSafetensors, type Tensor } from "../../src/io/safetensors.ts";
 import { buildArchitecture } from "../../src/model/architecture.ts";
 import { CHECKPOINT_FORMAT } from "../../src/model/checkpoint.ts";
-import { resnetConfig } from "../../src/model/config.ts";
+import { modelConfig } from "../../src/model/config.ts";
 import { parameterSpecs, stateSpecs } from "../../src/model/parameters.ts";
 import type { EpochRecord } from "../../src/train/history.ts";
 import { needs } from "../support/permissions.ts";
@@ -22,7 +22,7 @@ function f16RunCheckpoint(): Uint8Array {
   const line = parseCommandLine(trainCommand, ["--width", "0.0625", "--precision", "f16"]);
   if (line.help) throw new Error("unreachable");
   const { recipe } = newRunSettings(line);
-  const model = resnetConfig(recipe.model, recipe.width);
+  const model = modelConfig(recipe.model, recipe.width);
   const tensors = new Map<string, Tensor>();
   for (
     const spec of [

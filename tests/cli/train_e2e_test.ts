@@ -10,19 +10,24 @@ import { join } from "node:path";
 import { encode } from "fast-png";
 import type { EpochRecord } from "../../src/train/history.ts";
 import {
+  assertOneLineError,
   assertSucceeded,
   readCheckpoint,
   readMetrics,
   RECORDS_PER_FILE,
   runCommand,
+  runTinyEval,
   TINY_RUN,
 } from "../support/cli.ts";
 import { binaryFiles, writeFiles } from "../support/data_fixtures.ts";
 import { needs } from "../support/permissions.ts";
 
-/** The numbers an epoch computes, without its timings. */
-function computed({ imagesPerSecond: _, elapsedSeconds: __, ...numbers }: EpochRecord) {
-  return numbers;
+/** The numbers an epoch computes, without its timings (the thresholds' names stay). */
+function computed(
+  { imagesPerSecond: _, elapsedSeconds: __, trainSeconds: ___, timeToAccuracy, ...numbers }:
+    EpochRecord,
+) {
+  return { ...numbers, thresholds: Object.keys(timeToAccuracy ?? {}) };
 }
 
 Deno.test({
@@ -68,10 +73,11 @@ Deno.test({
         const metrics = await readMetrics(full);
         assert.deepEqual(metrics.map((record) => record.epoch), [1, 2]);
         assert.deepEqual(metrics.map((record) => record.step), [4, 8]);
-        for (const record of metrics) {
-          for (const [key, value] of Object.entries(record)) {
+        for (const { timeToAccuracy, ...numbers } of metrics) {
+          for (const [key, value] of Object.entries(numbers)) {
             assert.ok(Number.isFinite(value), `${key} is finite: ${value}`);
           }
+          assert.ok(Object.values(timeToAccuracy ?? {}).every(Number.isFinite));
         }
 
         const last = await readCheckpoint(join(full, "last.safetensors"));
@@ -227,16 +233,7 @@ Deno.test({
 
       await t.step("eval: the best checkpoint's accuracy, per class and as a matrix", async () => {
         const checkpoint = join(full, "best.safetensors");
-        const output = await runCommand("eval", [
-          "--checkpoint",
-          checkpoint,
-          "--data",
-          data,
-          "--eval-batch-size",
-          "32",
-          "--test-limit",
-          "256",
-        ], dir);
+        const output = await runTinyEval(checkpoint, data, dir);
         assertSucceeded(output);
         const best = (await readCheckpoint(checkpoint)).metadata!;
         const record = (await readMetrics(full))[best.epoch - 1];
@@ -264,6 +261,17 @@ Deno.test({
         ]);
         const counted = rows.flatMap((row) => row.split(/ +/).slice(1, 11).map(Number));
         assert.equal(counted.reduce((a, b) => a + b, 0), 256);
+        // This run kept no weight average: --ema has none to evaluate.
+        const noAverage = await runCommand(
+          "eval",
+          ["--checkpoint", checkpoint, "--data", data, "--ema"],
+          dir,
+        );
+        assert.equal(
+          assertOneLineError(noAverage),
+          `error: ${checkpoint}: holds no moving average of the weights: its run was trained ` +
+            "without --ema",
+        );
       });
 
       await t.step("predict: the three likeliest classes of PNGs of any size", async () => {

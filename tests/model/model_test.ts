@@ -1,7 +1,7 @@
 import { elementCount } from "../../src/util/shape.ts";
 import assert from "node:assert/strict";
 import { buildArchitecture } from "../../src/model/architecture.ts";
-import { presetNames, resnetConfig } from "../../src/model/config.ts";
+import { modelConfig, presetNames, resnetConfig } from "../../src/model/config.ts";
 import { initialParameters } from "../../src/model/init.ts";
 import { ohwiToOihw, oihwToOhwi } from "../../src/model/layout.ts";
 import {
@@ -31,6 +31,37 @@ Deno.test("parameter counts of every preset match PyTorch's", () => {
       preset,
     );
   }
+});
+
+Deno.test("ResNet-9: parameter counts and state-dict names match the PyTorch module of the README", () => {
+  // sum(p.numel() for p in model.parameters()) of the README's module tree in PyTorch 1.13.
+  assert.equal(countParameters(buildArchitecture(modelConfig("resnet9"))), 6_573_130);
+  assert.equal(countParameters(buildArchitecture(modelConfig("resnet9", 0.25))), 412_954);
+  const architecture = buildArchitecture(modelConfig("resnet9", 0.25));
+  // The state dict in PyTorch's order, running statistics beside their BN's parameters.
+  const expected = ["prep", "layer1", "res1", "layer2", "layer3", "res3"].flatMap((layer) =>
+    (layer.startsWith("res") ? [0, 3] : [0]).flatMap((conv) => [
+      `${layer}.${conv}.weight`,
+      `${layer}.${conv + 1}.weight`,
+      `${layer}.${conv + 1}.bias`,
+    ])
+  );
+  assert.deepEqual(parameterSpecs(architecture).map((spec) => spec.name), [
+    ...expected,
+    "fc.weight",
+    "fc.bias",
+  ]);
+  const shapes = new Map(parameterSpecs(architecture).map((spec) => [spec.name, spec.torchShape]));
+  assert.deepEqual(shapes.get("prep.0.weight"), [16, 3, 3, 3]);
+  assert.deepEqual(shapes.get("layer1.0.weight"), [32, 16, 3, 3]);
+  assert.deepEqual(shapes.get("res1.3.weight"), [32, 32, 3, 3]);
+  assert.deepEqual(shapes.get("layer3.0.weight"), [128, 64, 3, 3]);
+  assert.deepEqual(shapes.get("res3.4.bias"), [128]);
+  assert.deepEqual(shapes.get("fc.weight"), [10, 128]);
+  assert.deepEqual(
+    stateSpecs(architecture).map((spec) => spec.name).filter((name) => name.startsWith("res3")),
+    ["res3.1.running_mean", "res3.1.running_var", "res3.4.running_mean", "res3.4.running_var"],
+  );
 });
 
 Deno.test("state-dict names, order and shapes match the independent reference of the book's model", () => {

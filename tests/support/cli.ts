@@ -11,19 +11,10 @@ import { type EpochRecord, epochRecordSchema } from "../../src/train/history.ts"
 export const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
 /** The loader takes only full-size batch files, as the official ones are. */
 export const RECORDS_PER_FILE = 10000;
+/** TINY_RUN's evaluation: the first 256 test images, in batches of 32. */
+export const TINY_EVAL = ["--eval-batch-size", "32", "--test-limit", "256"];
 /** A run that takes seconds: ResNet-18 at width 1/16, 4 steps of 16 images, 256 test images. */
-export const TINY_RUN = [
-  "--width",
-  "0.0625",
-  "--limit",
-  "64",
-  "--batch-size",
-  "16",
-  "--eval-batch-size",
-  "32",
-  "--test-limit",
-  "256",
-];
+export const TINY_RUN = ["--width", "0.0625", "--limit", "64", "--batch-size", "16", ...TINY_EVAL];
 /** The permissions `deno task train` and `deno task eval` grant. */
 export const TASK_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-env"];
 
@@ -70,6 +61,20 @@ export async function runCommand(
     stdout: outputLines(text(output.stdout)),
     stderr: outputLines(text(output.stderr)),
   };
+}
+
+/** `eval` of a checkpoint on the CIFAR-10 in `data`, on TINY_RUN's test images; `extra` flags. */
+export function runTinyEval(
+  checkpoint: string,
+  data: string,
+  tempDir: string,
+  extra: string[] = [],
+): Promise<Output> {
+  return runCommand(
+    "eval",
+    ["--checkpoint", checkpoint, "--data", data, ...TINY_EVAL, ...extra],
+    tempDir,
+  );
 }
 
 export function assertSucceeded(output: Output): void {

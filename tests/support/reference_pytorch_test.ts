@@ -1,8 +1,8 @@
 /**
- * Checks the CPU reference ResNet against PyTorch itself: the fixtures written by
- * tools/pytorch_fixture.py hold the book's model's initial weights, a batch, and what PyTorch
- * computed for one training step. Finite differences (reference_test.ts) prove each reference
- * backward matches its own forward; only this comparison proves the forward is the book's model.
+ * Checks the CPU reference ResNet and ResNet-9 against PyTorch itself: the fixtures written by
+ * tools/pytorch_fixture.py hold a model's initial weights, a batch, and what PyTorch computed for
+ * one training step. Finite differences (reference_test.ts) prove each reference backward matches
+ * its own forward; only this comparison proves the forward is the book's (or DAWNBench's) model.
  *
  * Tolerance: PyTorch computed in f32 and the reference in f64, so the differences are PyTorch's
  * accumulated f32 rounding (about 6e-8 per operation, amplified by train-mode batch norm's
@@ -19,33 +19,92 @@ import basic from "./fixtures/pytorch_resnet_tiny.safetensors" with { type: "byt
 import bottleneck from "./fixtures/pytorch_resnet_bottleneck_tiny.safetensors" with {
   type: "bytes",
 };
-import { assertAllClose } from "./reference/compare.ts";
+import resnet9 from "./fixtures/pytorch_resnet9_tiny.safetensors" with { type: "bytes" };
+import { assertAllClose, relativeMaxError } from "./reference/compare.ts";
 import { nchwToNhwc, oihwToOhwi } from "./reference/layout.ts";
 import {
+  type Mode,
   type ResNetArchitecture,
   resnetForward,
+  type ResNetForwardResult,
   resnetStateDictShapes,
   resnetTrainStep,
+  type ResNetTrainStepResult,
+  type StateDictEntry,
 } from "./reference/resnet.ts";
+import {
+  type ResNet9Architecture,
+  resnet9Forward,
+  resnet9StateDictShapes,
+  resnet9TrainStep,
+  resnet9TtaLogits,
+} from "./reference/resnet9.ts";
 import type { NhwcShape } from "./reference/shape.ts";
 
 const PYTORCH_TOLERANCE = 1e-4;
 const FIXTURES: Record<string, Uint8Array> = {
   pytorch_resnet_tiny: basic,
   pytorch_resnet_bottleneck_tiny: bottleneck,
+  pytorch_resnet9_tiny: resnet9,
 };
 
+/** The reference model a fixture's `architecture` metadata names, behind one interface. */
+interface ReferenceModel {
+  stateDictShapes(): Map<string, StateDictEntry>;
+  forward(
+    weights: ReadonlyMap<string, Float64Array>,
+    input: Float64Array,
+    shape: NhwcShape,
+    mode: Mode,
+  ): ResNetForwardResult;
+  trainStep(
+    weights: ReadonlyMap<string, Float64Array>,
+    input: Float64Array,
+    shape: NhwcShape,
+    labels: ArrayLike<number>,
+    labelSmoothing: number,
+  ): ResNetTrainStepResult;
+}
+
 interface Fixture {
-  architecture: ResNetArchitecture;
+  model: ReferenceModel;
   metadata: Record<string, string>;
   tensors: Map<string, Tensor>;
 }
 
+function referenceModel(architecture: ResNetArchitecture | ResNet9Architecture): ReferenceModel {
+  if ("kind" in architecture) {
+    assert.equal(architecture.kind, "resnet9");
+    return {
+      stateDictShapes: () => resnet9StateDictShapes(architecture),
+      forward: (weights, input, shape, mode) =>
+        resnet9Forward(architecture, weights, input, shape, mode),
+      trainStep: (weights, input, shape, labels, labelSmoothing) =>
+        resnet9TrainStep(architecture, weights, input, shape, labels, labelSmoothing),
+    };
+  }
+  assert.ok(["basic", "bottleneck"].includes(architecture.block), architecture.block);
+  return {
+    stateDictShapes: () => resnetStateDictShapes(architecture),
+    forward: (weights, input, shape, mode) =>
+      resnetForward(architecture, weights, input, shape, mode),
+    trainStep: (weights, input, shape, labels, labelSmoothing) => {
+      // The ResNet fixtures use the plain loss; the ResNet reference has no smoothing.
+      assert.equal(labelSmoothing, 0);
+      return resnetTrainStep(architecture, weights, input, shape, labels);
+    },
+  };
+}
+
 function loadFixture(name: string): Fixture {
   const { tensors, metadata } = decodeSafetensors(FIXTURES[name], `${name}.safetensors`);
-  const architecture = JSON.parse(metadata.architecture) as ResNetArchitecture;
-  assert.ok(["basic", "bottleneck"].includes(architecture.block), metadata.architecture);
-  return { architecture, metadata, tensors };
+  const model = referenceModel(JSON.parse(metadata.architecture));
+  return { model, metadata, tensors };
+}
+
+/** The fixture's CrossEntropyLoss label smoothing (absent: the plain loss). */
+function labelSmoothingOf(fixture: Fixture): number {
+  return Number(fixture.metadata.label_smoothing ?? "0");
 }
 
 function tensor(fixture: Fixture, name: string): Tensor {
@@ -99,7 +158,7 @@ for (const fixtureName of Object.keys(FIXTURES)) {
     name: `resnet reference matches PyTorch: ${fixtureName} state dict`,
     fn: () => {
       const fixture = loadFixture(fixtureName);
-      const expected = resnetStateDictShapes(fixture.architecture);
+      const expected = fixture.model.stateDictShapes();
       assert.deepEqual(namesUnder(fixture, "weights"), [...expected.keys()]);
       for (const [name, { shape, trainable }] of expected) {
         assert.deepEqual(projectShape(tensor(fixture, `weights/${name}`).shape), shape, name);
@@ -114,7 +173,13 @@ for (const fixtureName of Object.keys(FIXTURES)) {
       const fixture = loadFixture(fixtureName);
       const { input, shape } = inputOf(fixture);
       const labels = Array.from(tensor(fixture, "labels").data, Number);
-      const step = resnetTrainStep(fixture.architecture, weightsOf(fixture), input, shape, labels);
+      const step = fixture.model.trainStep(
+        weightsOf(fixture),
+        input,
+        shape,
+        labels,
+        labelSmoothingOf(fixture),
+      );
 
       assertAllClose(
         step.logits,
@@ -153,17 +218,13 @@ for (const fixtureName of Object.keys(FIXTURES)) {
     fn: () => {
       const fixture = loadFixture(fixtureName);
       const { input, shape } = inputOf(fixture);
-      const { logits } = resnetForward(
-        fixture.architecture,
-        weightsOf(fixture),
-        input,
-        shape,
-        "eval",
-      );
+      const { logits } = fixture.model.forward(weightsOf(fixture), input, shape, "eval");
       const expected = projectLayout(tensor(fixture, "eval_logits"));
       assertAllClose(logits, expected, PYTORCH_TOLERANCE, "eval logits");
     },
   });
+
+  if (!namesUnder(loadFixture(fixtureName), "adam").length) continue;
 
   Deno.test({
     name: `PyTorch fixture ${fixtureName}: adam/ holds the first Adam step`,
@@ -185,3 +246,58 @@ for (const fixtureName of Object.keys(FIXTURES)) {
     },
   });
 }
+
+Deno.test({
+  name: "resnet9 reference matches PyTorch: eval forward with the flip test-time augmentation",
+  fn: () => {
+    const fixture = loadFixture("pytorch_resnet9_tiny");
+    const { input, shape } = inputOf(fixture);
+    const architecture = JSON.parse(fixture.metadata.architecture) as ResNet9Architecture;
+    const logits = resnet9TtaLogits(architecture, weightsOf(fixture), input, shape);
+    const expected = projectLayout(tensor(fixture, "eval_logits_tta"));
+    assertAllClose(logits, expected, PYTORCH_TOLERANCE, "TTA eval logits");
+    // The mirror must matter, or this case would only repeat the plain eval forward's: here the
+    // plain logits are 2% (of the largest) away from the averaged ones, 200 times the tolerance.
+    const plain = projectLayout(tensor(fixture, "eval_logits"));
+    assert.ok(relativeMaxError(plain, expected) > 10 * PYTORCH_TOLERANCE);
+  },
+});
+
+Deno.test({
+  name: "PyTorch fixture pytorch_resnet9_tiny: label smoothing changes the loss",
+  fn: () => {
+    // Without this, a fixture written with the smoothing silently off would still pass.
+    const fixture = loadFixture("pytorch_resnet9_tiny");
+    assert.equal(fixture.metadata.label_smoothing, "0.2");
+    const { input, shape } = inputOf(fixture);
+    const labels = Array.from(tensor(fixture, "labels").data, Number);
+    const plain = fixture.model.trainStep(weightsOf(fixture), input, shape, labels, 0);
+    const [expected] = projectLayout(tensor(fixture, "loss"));
+    assert.ok(Math.abs(plain.loss - expected) > 1e-2, `${plain.loss} vs ${expected}`);
+  },
+});
+
+Deno.test({
+  name: "PyTorch fixture pytorch_resnet9_tiny: sgd/ holds the first Nesterov SGD step",
+  fn: () => {
+    // torch.optim.SGD's first step starts its momentum buffer at d = g + wd·p (coupled weight
+    // decay), and Nesterov steps along d + momentum·buffer, so p₁ = p − lr·(1 + momentum)·d.
+    // The weight-decay term alone is 5e-4 of |p|, far above p's f32 rounding, hence 1e-3.
+    const fixture = loadFixture("pytorch_resnet9_tiny");
+    const { metadata } = fixture;
+    assert.equal(metadata.optimizer, "SGD");
+    assert.equal(metadata.nesterov, "true");
+    assert.equal(metadata.weight_decay_mode, "coupled");
+    const [lr, momentum, weightDecay] = [metadata.lr, metadata.momentum, metadata.weight_decay]
+      .map(Number);
+    const names = namesUnder(fixture, "sgd");
+    assert.deepEqual(names, namesUnder(fixture, "grad"));
+    for (const name of names) {
+      const before = projectLayout(tensor(fixture, `weights/${name}`));
+      const gradient = projectLayout(tensor(fixture, `grad/${name}`));
+      const update = projectLayout(tensor(fixture, `sgd/${name}`)).map((p, i) => p - before[i]);
+      const expected = gradient.map((g, i) => -lr * (1 + momentum) * (g + weightDecay * before[i]));
+      assertAllClose(update, expected, 1e-3, `sgd/${name}`);
+    }
+  },
+});

@@ -146,6 +146,25 @@ const CASES: { name: string; config: OptimizerConfig }[] = [
     name: "sgd with nesterov momentum and weight decay",
     config: { kind: "sgd", lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.1 },
   },
+  {
+    name: "sgd with decoupled weight decay",
+    config: { kind: "sgd", lr: 0.1, weightDecay: 0.1, weightDecayMode: "decoupled" },
+  },
+  {
+    name: "sgd with momentum and decoupled weight decay",
+    config: { kind: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 0.1, weightDecayMode: "decoupled" },
+  },
+  {
+    name: "sgd with nesterov momentum and decoupled weight decay",
+    config: {
+      kind: "sgd",
+      lr: 0.1,
+      momentum: 0.9,
+      nesterov: true,
+      weightDecay: 0.1,
+      weightDecayMode: "decoupled",
+    },
+  },
 ];
 
 CASES.forEach(({ name, config }, index) => {
@@ -204,10 +223,18 @@ for (
   const config of [
     { kind: "adam", lr: 0.05 },
     { kind: "sgd", lr: 0.1, momentum: 0.9 },
+    {
+      kind: "sgd",
+      lr: 0.1,
+      momentum: 0.9,
+      nesterov: true,
+      weightDecay: 0.1,
+      weightDecayMode: "decoupled",
+    },
   ] satisfies OptimizerConfig[]
 ) {
   gpuTest(
-    `optimizer: ${config.kind} state exported and imported continues the run`,
+    `optimizer: ${JSON.stringify(config)} state exported and imported continues the run`,
     async (gpu) => {
       const data = problem(300, config.lr);
       const uninterrupted = await runGpu(gpu, config, data);
@@ -293,7 +320,19 @@ Deno.test("optimizer config: torch.optim's defaults", () => {
     momentum: 0,
     nesterov: false,
     weightDecay: 0,
+    weightDecayMode: "coupled",
   });
+});
+
+gpuTest("optimizer: sgd's explicit coupled mode is the default, bit for bit", async (gpu) => {
+  const base = { kind: "sgd", lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.1 } as const;
+  const data = problem(400, base.lr);
+  const implicit = await runGpu(gpu, base, data);
+  const explicit = await runGpu(gpu, { ...base, weightDecayMode: "coupled" }, data);
+  assert.deepEqual(explicit, implicit);
+  // And the decoupled mode is a different update (the override reaches the kernel).
+  const decoupled = await runGpu(gpu, { ...base, weightDecayMode: "decoupled" }, data);
+  assert.notDeepEqual(decoupled.params, implicit.params);
 });
 
 Deno.test("optimizer config: rejects what torch.optim rejects", () => {
@@ -306,6 +345,10 @@ Deno.test("optimizer config: rejects what torch.optim rejects", () => {
     [{ kind: "adamw", lr: 1, weightDecay: -0.1 }, /weightDecay/],
     [{ kind: "sgd", lr: 1, momentum: -0.5 }, /momentum/],
     [{ kind: "sgd", lr: 1, nesterov: true }, /nesterov needs a momentum/],
+    [
+      { kind: "sgd", lr: 1, weightDecayMode: "l2" } as unknown as OptimizerConfig,
+      /weightDecayMode must be coupled or decoupled, got l2/,
+    ],
     [{ kind: "rmsprop", lr: 1 } as unknown as OptimizerConfig, /unknown optimizer kind/],
   ];
   for (const [config, message] of invalid) {
@@ -393,6 +436,31 @@ Deno.test("reference sgd: steps worked by hand", () => {
   // g + wd·p = 0.5 + 0.1·2 = 0.7.
   close(run({ kind: "sgd", lr: 0.1, weightDecay: 0.1 }, 0.5, 1, 2), [1.93]);
   close(run({ kind: "sgd", lr: 0.1 }, 0.5, 2), [0.95, 0.9]);
+  // Decoupled, wd 0.5: p·0.95 first, then the momentum step on g alone (buf 1, 1.9):
+  // 0.95 − 0.1 = 0.85; 0.85·0.95 − 0.19 = 0.6175.
+  const decoupled = {
+    kind: "sgd",
+    lr: 0.1,
+    weightDecay: 0.5,
+    weightDecayMode: "decoupled",
+  } as const;
+  close(run({ ...decoupled, momentum: 0.9 }, 1, 2), [0.85, 0.6175]);
+  // Nesterov steps by g + 0.9·buf: 1.9, then 2.71: 0.95 − 0.19 = 0.76; 0.76·0.95 − 0.271 = 0.451.
+  close(run({ ...decoupled, momentum: 0.9, nesterov: true }, 1, 2), [0.76, 0.451]);
+  // Without momentum: 2·0.95 − 0.05 = 1.85.
+  close(run(decoupled, 0.5, 1, 2), [1.85]);
+});
+
+Deno.test("reference sgd: decoupled decay with zero gradients leaves the momentum at 0", () => {
+  // p_t = p_0·(1 − lr·wd)^t, whatever the momentum; the coupled penalty would fill the buffer.
+  const params = Float64Array.of(2, -3);
+  const sgd = referenceOptimizer(
+    { kind: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 0.5, weightDecayMode: "decoupled" },
+    2,
+  );
+  for (let t = 0; t < 3; t++) sgd.step(params, new Float64Array(2), 0.1);
+  assertAllClose(params, [2 * 0.95 ** 3, -3 * 0.95 ** 3], 1e-15, "sgd decoupled decay");
+  assert.deepEqual(sgd.state, { momentum_buffer: new Float64Array(2) });
 });
 
 Deno.test("reference: state starts at zero and lists torch.optim's keys", () => {

@@ -1,4 +1,7 @@
-/** Reference fully connected layer in f64: y = x·Wᵀ + b, with W [out, in] as in PyTorch. */
+/**
+ * Reference fully connected layer in f64: y = scale·(x·Wᵀ + b), with W [out, in] as in PyTorch;
+ * scale defaults to 1 (nn.Linear), ResNet-9's head uses 0.125.
+ */
 import { checkLength } from "./shape.ts";
 
 export interface LinearShape {
@@ -39,6 +42,7 @@ export function linearForward(
   weight: Float64Array,
   bias: Float64Array,
   shape: LinearShape,
+  scale = 1,
 ): Float64Array {
   checkShapes(x, weight, shape);
   checkLength(bias, shape.outFeatures, "linear bias");
@@ -47,15 +51,16 @@ export function linearForward(
   forEachProduct(shape, (yIndex, xIndex, weightIndex) => {
     y[yIndex] += x[xIndex] * weight[weightIndex];
   });
-  return y;
+  return scale === 1 ? y : y.map((value) => scale * value);
 }
 
-/** dx = dy·W, dW = dyᵀ·x, db = column sums of dy. */
+/** dx = scale·dy·W, dW = scale·dyᵀ·x, db = scale·(column sums of dy). */
 export function linearBackward(
   x: Float64Array,
   weight: Float64Array,
   dy: Float64Array,
   shape: LinearShape,
+  scale = 1,
 ): LinearGradients {
   checkShapes(x, weight, shape);
   checkLength(dy, shape.n * shape.outFeatures, "linear dy");
@@ -67,5 +72,8 @@ export function linearBackward(
     dx[xIndex] += dy[yIndex] * weight[weightIndex];
     dweight[weightIndex] += dy[yIndex] * x[xIndex];
   });
-  return { dx, dweight, dbias };
+  if (scale === 1) return { dx, dweight, dbias };
+  // The scaled layer's output is scale times the plain one's, so each gradient is too.
+  const scaled = (values: Float64Array) => values.map((value) => scale * value);
+  return { dx: scaled(dx), dweight: scaled(dweight), dbias: scaled(dbias) };
 }

@@ -1,6 +1,7 @@
 /**
  * Reference optimizers in f64, written from the algorithms in torch.optim's documentation
- * (Adam, AdamW, SGD) rather than from the kernel: the kernel follows PyTorch's implementation
+ * (Adam, AdamW, SGD; SGD's decoupled weight decay, which torch.optim lacks, from AdamW's
+ * p ← p − lr·wd·p before the update) rather than from the kernel: the kernel follows PyTorch's implementation
  * (lerp for m, sqrt(v)/sqrt(1 − β2^t) + eps), these follow the documented formulas
  * (β1·m + (1 − β1)·g, sqrt(v̂) + eps), which agree in exact arithmetic. The defaults are
  * torch.optim's, restated here so that the GPU module's defaults are checked, not shared.
@@ -62,6 +63,7 @@ function referenceSgd(
   const momentum = config.momentum ?? 0;
   const nesterov = config.nesterov ?? false;
   const weightDecay = config.weightDecay ?? 0;
+  const decoupled = config.weightDecayMode === "decoupled";
   const buffer = new Float64Array(length);
   let t = 0;
   return {
@@ -74,7 +76,9 @@ function referenceSgd(
       checkLength(grads, length, "sgd grads");
       t++;
       for (let i = 0; i < length; i++) {
-        let g = grads[i] + weightDecay * params[i];
+        let g = grads[i];
+        if (decoupled) params[i] -= lr * weightDecay * params[i];
+        else g += weightDecay * params[i];
         if (momentum !== 0) {
           buffer[i] = t === 1 ? g : momentum * buffer[i] + g;
           g = nesterov ? g + momentum * buffer[i] : buffer[i];
@@ -83,4 +87,16 @@ function referenceSgd(
       }
     },
   };
+}
+
+/**
+ * One update of an exponential moving average of weights, in place: average = decay·average +
+ * (1 − decay)·value (src/ops/ema.ts; torch.optim.swa_utils' EMA and timm's ModelEmaV2 use the
+ * same formula).
+ */
+export function emaUpdate(average: Float64Array, value: ArrayLike<number>, decay: number): void {
+  checkLength(value, average.length, "ema value");
+  for (let i = 0; i < average.length; i++) {
+    average[i] = decay * average[i] + (1 - decay) * value[i];
+  }
 }

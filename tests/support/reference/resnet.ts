@@ -12,19 +12,28 @@
  */
 import { addBackward, addForward } from "./add.ts";
 import {
-  batchNormEvalForward,
-  type BatchNormParameters,
-  type BatchNormRunningStats,
-  batchNormTrainBackward,
-  batchNormTrainForward,
-} from "./batchnorm.ts";
-import { conv2dBackward, conv2dForward, conv2dOutputSize, type Conv2dShape } from "./conv2d.ts";
-import { linearBackward, linearForward, type LinearShape } from "./linear.ts";
+  type ConvBnSpec,
+  type ForwardResult,
+  INPUT_CHANNELS,
+  type Layer,
+  type LinearSpec,
+  type Mode,
+  randomWeights,
+  ReferenceModel,
+  scaledWidth,
+  sequential,
+  type StateDictEntry,
+  stateDictShapes,
+  type TrainStepResult,
+} from "./layers.ts";
 import { globalAvgPoolBackward, globalAvgPoolForward } from "./pool.ts";
-import { f32Array, type Random } from "./random.ts";
+import type { Random } from "./random.ts";
 import { reluBackward, reluForward } from "./relu.ts";
-import { checkLength, nhwcLength, type NhwcShape } from "./shape.ts";
-import { softmaxCrossEntropy } from "./softmax_cross_entropy.ts";
+import { nhwcLength, type NhwcShape } from "./shape.ts";
+
+export type { Mode, StateDictEntry };
+export type ResNetForwardResult = ForwardResult;
+export type ResNetTrainStepResult = TrainStepResult;
 
 export type BlockKind = "basic" | "bottleneck";
 
@@ -37,10 +46,6 @@ export interface ResNetArchitecture {
   classes: number;
 }
 
-export type Mode = "train" | "eval";
-
-/** CIFAR images are RGB; the book's stem is Conv2d(3, 64, …). */
-export const INPUT_CHANNELS = 3;
 const STEM_BASE_WIDTH = 64;
 const STAGE_BASE_WIDTHS = [64, 128, 256, 512];
 const STAGE_STRIDES = [1, 2, 2, 2];
@@ -48,30 +53,9 @@ const STAGE_NAMES = ["conv2_x", "conv3_x", "conv4_x", "conv5_x"];
 /** Output channels of a block relative to its `out_channels` argument. */
 const EXPANSION: Record<BlockKind, number> = { basic: 1, bottleneck: 4 };
 
-/**
- * A stage width scaled by the multiplier: rounded half up (not Python's round-half-to-even;
- * tools/pytorch_fixture.py uses the same formula) and at least one channel.
- */
-export function scaledWidth(baseWidth: number, widthMultiplier: number): number {
-  return Math.max(1, Math.floor(baseWidth * widthMultiplier + 0.5));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Structure: the network as a list of named layers, derived once from the architecture and used
 // both to enumerate the state dict and to run the model, so the two cannot disagree.
-
-/** Conv2d (no bias) followed by BatchNorm2d and optionally ReLU: every conv in the model. */
-interface ConvBnSpec {
-  /** Module names, e.g. "conv2_x.0.residual_function.0" and "conv2_x.0.residual_function.1". */
-  conv: string;
-  bn: string;
-  cin: number;
-  cout: number;
-  k: number;
-  stride: number;
-  pad: number;
-  relu: boolean;
-}
 
 interface BlockSpec {
   residual: ConvBnSpec[];
@@ -82,7 +66,7 @@ interface BlockSpec {
 interface ResNetSpec {
   stem: ConvBnSpec;
   blocks: BlockSpec[];
-  fc: { name: string; inFeatures: number; outFeatures: number };
+  fc: LinearSpec;
 }
 
 /** The residual_function of one block; Sequential index 3j holds the j-th conv, 3j+1 its BN and
@@ -161,13 +145,6 @@ function convBnSpecs(spec: ResNetSpec): ConvBnSpec[] {
   return [spec.stem, ...spec.blocks.flatMap((block) => [...block.residual, ...block.shortcut])];
 }
 
-export interface StateDictEntry {
-  /** Shape in the project layout: conv weights [Cout, K, K, Cin]; [] for a scalar. */
-  shape: number[];
-  /** Trainable parameters get gradients; buffers (running statistics) do not. */
-  trainable: boolean;
-}
-
 /**
  * Every entry of the model's state dict, in PyTorch's state_dict order, with project-layout
  * shapes: conv weights, BN weight/bias/running_mean/running_var/num_batches_tracked, fc.
@@ -176,43 +153,8 @@ export function resnetStateDictShapes(
   architecture: ResNetArchitecture,
 ): Map<string, StateDictEntry> {
   const spec = resnetSpec(architecture);
-  const entries = new Map<string, StateDictEntry>();
   // PyTorch orders each block's residual_function before its shortcut; convBnSpecs does too.
-  for (const layer of convBnSpecs(spec)) {
-    entries.set(`${layer.conv}.weight`, {
-      shape: [layer.cout, layer.k, layer.k, layer.cin],
-      trainable: true,
-    });
-    entries.set(`${layer.bn}.weight`, { shape: [layer.cout], trainable: true });
-    entries.set(`${layer.bn}.bias`, { shape: [layer.cout], trainable: true });
-    entries.set(`${layer.bn}.running_mean`, { shape: [layer.cout], trainable: false });
-    entries.set(`${layer.bn}.running_var`, { shape: [layer.cout], trainable: false });
-    entries.set(`${layer.bn}.num_batches_tracked`, { shape: [], trainable: false });
-  }
-  const { name, inFeatures, outFeatures } = spec.fc;
-  entries.set(`${name}.weight`, { shape: [outFeatures, inFeatures], trainable: true });
-  entries.set(`${name}.bias`, { shape: [outFeatures], trainable: true });
-  return entries;
-}
-
-/** How randomResnetWeights draws each element of one state-dict entry. */
-function initializer(name: string, shape: number[], random: Random): () => number {
-  const fanIn = shape.slice(1).reduce((product, size) => product * size, 1);
-  if (shape.length === 4) return () => random.normal(0, Math.sqrt(2 / fanIn)); // He normal
-  if (name === "fc.weight") return () => random.normal(0, Math.sqrt(1 / fanIn));
-  switch (name.slice(name.lastIndexOf(".") + 1)) {
-    case "weight": // BN gamma
-      return () => random.uniform(0.5, 1.5);
-    case "bias": // BN beta and fc bias
-    case "running_mean":
-      return () => random.normal(0, 0.1);
-    case "running_var":
-      return () => random.uniform(0.5, 1.5);
-    case "num_batches_tracked":
-      return () => 0;
-    default:
-      throw new Error(`no initializer for ${name}`);
-  }
+  return stateDictShapes(convBnSpecs(spec), spec.fc);
 }
 
 /**
@@ -224,52 +166,11 @@ export function randomResnetWeights(
   architecture: ResNetArchitecture,
   random: Random,
 ): Map<string, Float64Array> {
-  const weights = new Map<string, Float64Array>();
-  for (const [name, { shape }] of resnetStateDictShapes(architecture)) {
-    const length = shape.reduce((product, size) => product * size, 1);
-    weights.set(name, f32Array(length, initializer(name, shape, random)));
-  }
-  return weights;
+  return randomWeights(resnetStateDictShapes(architecture), random);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Execution: each layer runs its forward and returns a closure for its backward.
-
-interface Traced {
-  output: Float64Array;
-  shape: NhwcShape;
-  /** Given d loss / d output, records parameter gradients and returns d loss / d input. */
-  backward(dOutput: Float64Array): Float64Array;
-}
-
-type Layer = (input: Float64Array, shape: NhwcShape) => Traced;
-
-/** Layers applied in order; with no layers it is the identity, like an empty nn.Sequential. */
-function sequential(layers: Layer[]): Layer {
-  return (input, shape) => {
-    const traces: Traced[] = [];
-    let output = input;
-    let outputShape = shape;
-    for (const layer of layers) {
-      const traced = layer(output, outputShape);
-      traces.push(traced);
-      output = traced.output;
-      outputShape = traced.shape;
-    }
-    return {
-      output,
-      shape: outputShape,
-      backward: (dOutput) =>
-        traces.reduceRight((gradient, traced) => traced.backward(gradient), dOutput),
-    };
-  };
-}
-
-const relu: Layer = (input, shape) => ({
-  output: reluForward(input),
-  shape,
-  backward: (dOutput) => reluBackward(input, dOutput),
-});
+// Execution: layers.ts's layers, each running its forward and returning its backward.
 
 /** [N, H, W, C] -> [N, 1, 1, C]: an NHWC tensor with 1x1 extent is already the flattened [N, C]. */
 const globalAvgPool: Layer = (input, shape) => ({
@@ -278,116 +179,22 @@ const globalAvgPool: Layer = (input, shape) => ({
   backward: (dOutput) => globalAvgPoolBackward(dOutput, shape),
 });
 
-/** Holds the weights, and collects the gradients and running statistics of one pass. */
-class ReferenceNetwork {
-  readonly gradients = new Map<string, Float64Array>();
-  readonly runningStats = new Map<string, Float64Array>();
+/** The model of the architecture, built from the layers of one pass. */
+class ReferenceNetwork extends ReferenceModel {
   readonly model: Layer;
 
   constructor(
     architecture: ResNetArchitecture,
-    private readonly weights: ReadonlyMap<string, Float64Array>,
-    private readonly mode: Mode,
+    weights: ReadonlyMap<string, Float64Array>,
+    mode: Mode,
   ) {
+    super("resnet", weights, mode);
     const spec = resnetSpec(architecture);
     this.model = sequential([
       this.convBn(spec.stem),
       ...spec.blocks.map((block) => this.residualBlock(block)),
       globalAvgPool,
-      this.linear(spec.fc.name, spec.fc.inFeatures, spec.fc.outFeatures),
-    ]);
-  }
-
-  private tensor(name: string, length: number): Float64Array {
-    const tensor = this.weights.get(name);
-    if (!tensor) throw new Error(`missing weight ${name}`);
-    checkLength(tensor, length, name);
-    return tensor;
-  }
-
-  private setGradient(name: string, gradient: Float64Array): void {
-    // Every parameter is used exactly once, so a second gradient would mean a wiring bug.
-    if (this.gradients.has(name)) throw new Error(`gradient of ${name} set twice`);
-    this.gradients.set(name, gradient);
-  }
-
-  private conv(layer: ConvBnSpec): Layer {
-    const name = layer.conv;
-    return (input, inputShape) => {
-      const { cin, cout, k, stride, pad } = layer;
-      if (inputShape.c !== cin) throw new RangeError(`${name}: input has ${inputShape.c} channels`);
-      const shape: Conv2dShape = {
-        n: inputShape.n,
-        h: inputShape.h,
-        w: inputShape.w,
-        cin,
-        cout,
-        k,
-        stride,
-        pad,
-      };
-      const weight = this.tensor(`${name}.weight`, layer.cout * layer.k * layer.k * layer.cin);
-      const { oh, ow } = conv2dOutputSize(shape);
-      return {
-        output: conv2dForward(input, weight, shape),
-        shape: { n: inputShape.n, h: oh, w: ow, c: layer.cout },
-        backward: (dOutput) => {
-          const { dx, dweight } = conv2dBackward(input, weight, dOutput, shape);
-          this.setGradient(`${name}.weight`, dweight);
-          return dx;
-        },
-      };
-    };
-  }
-
-  private batchNorm(name: string): Layer {
-    return (input, shape) => {
-      const parameters: BatchNormParameters = {
-        gamma: this.tensor(`${name}.weight`, shape.c),
-        beta: this.tensor(`${name}.bias`, shape.c),
-      };
-      const running: BatchNormRunningStats = {
-        runningMean: this.tensor(`${name}.running_mean`, shape.c),
-        runningVar: this.tensor(`${name}.running_var`, shape.c),
-      };
-      if (this.mode === "eval") {
-        return {
-          output: batchNormEvalForward(input, parameters, running, shape),
-          shape,
-          backward: () => {
-            throw new Error("the reference ResNet backpropagates in train mode only");
-          },
-        };
-      }
-      const result = batchNormTrainForward(input, parameters, running, shape);
-      this.runningStats.set(`${name}.running_mean`, result.runningMean);
-      this.runningStats.set(`${name}.running_var`, result.runningVar);
-      const batchesTracked = this.weights.get(`${name}.num_batches_tracked`)?.[0] ?? 0;
-      this.runningStats.set(`${name}.num_batches_tracked`, Float64Array.of(batchesTracked + 1));
-      return {
-        output: result.y,
-        shape,
-        backward: (dOutput) => {
-          const { dx, dgamma, dbeta } = batchNormTrainBackward(
-            input,
-            dOutput,
-            parameters,
-            result,
-            shape,
-          );
-          this.setGradient(`${name}.weight`, dgamma);
-          this.setGradient(`${name}.bias`, dbeta);
-          return dx;
-        },
-      };
-    };
-  }
-
-  private convBn(layer: ConvBnSpec): Layer {
-    return sequential([
-      this.conv(layer),
-      this.batchNorm(layer.bn),
-      ...(layer.relu ? [relu] : []),
+      this.linear(spec.fc),
     ]);
   }
 
@@ -412,50 +219,6 @@ class ReferenceNetwork {
       };
     };
   }
-
-  private linear(name: string, inFeatures: number, outFeatures: number): Layer {
-    return (input, inputShape) => {
-      const shape: LinearShape = { n: inputShape.n, inFeatures, outFeatures };
-      const weight = this.tensor(`${name}.weight`, outFeatures * inFeatures);
-      const bias = this.tensor(`${name}.bias`, outFeatures);
-      return {
-        output: linearForward(input, weight, bias, shape),
-        shape: { n: inputShape.n, h: 1, w: 1, c: outFeatures },
-        backward: (dOutput) => {
-          const { dx, dweight, dbias } = linearBackward(input, weight, dOutput, shape);
-          this.setGradient(`${name}.weight`, dweight);
-          this.setGradient(`${name}.bias`, dbias);
-          return dx;
-        },
-      };
-    };
-  }
-}
-
-export interface ResNetForwardResult {
-  /** [N, classes]. */
-  logits: Float64Array;
-  /** Train mode only: running_mean, running_var and num_batches_tracked of every BN after the
-   * forward, keyed like the state dict. Empty in eval mode, which leaves them unchanged. */
-  runningStats: Map<string, Float64Array>;
-}
-
-export interface ResNetTrainStepResult extends ResNetForwardResult {
-  /** Mean softmax cross-entropy over the batch. */
-  loss: number;
-  /** Rows whose argmax is the label. */
-  correct: number;
-  /** d loss / d parameter for every trainable entry of the state dict, in project layout. */
-  gradients: Map<string, Float64Array>;
-  /** d loss / d input, NHWC. */
-  dinput: Float64Array;
-}
-
-function checkInput(input: Float64Array, inputShape: NhwcShape): void {
-  checkLength(input, nhwcLength(inputShape), "resnet input");
-  if (inputShape.c !== INPUT_CHANNELS) {
-    throw new RangeError(`resnet input needs ${INPUT_CHANNELS} channels, got ${inputShape.c}`);
-  }
 }
 
 /** Logits for an NHWC batch; train mode uses batch statistics and updates running ones. */
@@ -466,10 +229,7 @@ export function resnetForward(
   inputShape: NhwcShape,
   mode: Mode,
 ): ResNetForwardResult {
-  checkInput(input, inputShape);
-  const network = new ReferenceNetwork(architecture, weights, mode);
-  const { output } = network.model(input, inputShape);
-  return { logits: output, runningStats: network.runningStats };
+  return new ReferenceNetwork(architecture, weights, mode).forward(input, inputShape);
 }
 
 /**
@@ -483,20 +243,10 @@ export function resnetTrainStep(
   inputShape: NhwcShape,
   labels: ArrayLike<number>,
 ): ResNetTrainStepResult {
-  checkInput(input, inputShape);
-  const network = new ReferenceNetwork(architecture, weights, "train");
-  const traced = network.model(input, inputShape);
-  const { loss, dlogits, correct } = softmaxCrossEntropy(traced.output, labels, {
-    n: inputShape.n,
-    classes: architecture.classes,
-  });
-  const dinput = traced.backward(dlogits);
-  return {
-    logits: traced.output,
-    loss,
-    correct,
-    gradients: network.gradients,
-    runningStats: network.runningStats,
-    dinput,
-  };
+  return new ReferenceNetwork(architecture, weights, "train").trainStep(
+    input,
+    inputShape,
+    labels,
+    architecture.classes,
+  );
 }
