@@ -28,7 +28,7 @@ import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
 import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
 import { benchCpuProbe, formatCpuProbeRows } from "./cpu_probe.ts";
 import { benchInputBatch } from "./input_batch.ts";
-import { benchOptimizer } from "./optimizer.ts";
+import { benchEma, benchOptimizer } from "./optimizer.ts";
 import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
 import { formatProfile, profileTrainingStep } from "./step_profile.ts";
@@ -168,6 +168,12 @@ await runCli(async () => {
       rows.map((row) => [row.optimizer, row.ms.toFixed(2), row.gbPerSecond.toFixed(1)]),
     ));
     results.optimizer = rows;
+    const ema = await benchEma(gpu, { minSeconds: quick ? 0.1 : 1 });
+    console.log(
+      `\nweight average (--ema) over ResNet-9's ${ema.parameters.toLocaleString("en-US")} ` +
+        `parameters: ${ema.ms.toFixed(2)} ms, ${ema.gbPerSecond.toFixed(1)} GB/s`,
+    );
+    results.ema = ema;
   }
   if (only.includes("input")) {
     const rows = await benchInputBatch(gpu, { batches: quick ? 5 : 50 });

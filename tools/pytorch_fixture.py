@@ -225,30 +225,28 @@ def randomize_batch_norms(model, generator):
                 module.running_var.uniform_(0.5, 1.5, generator=generator)
 
 
-def make_fixture(name, block, blocks_per_stage, width_multiplier, batch, image_size, seed):
-    classes = 10
-    lr = 1e-3
+def start_fixture(build_model, classes, batch, image_size, seed):
+    """The model (seeded init, random BN state), a random batch, and the tensors recorded so far:
+    the initial state dict, the input and the labels."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = ResNet(BLOCKS[block], blocks_per_stage, classes, width_multiplier)
+    model = build_model()
     randomize_batch_norms(model, generator)
     images = torch.randn(batch, 3, image_size, image_size, generator=generator)
     labels = torch.randint(0, classes, (batch,), generator=generator)
-
     tensors = {f"weights/{key}": value.clone() for key, value in model.state_dict().items()}
     tensors["input"] = images
     tensors["labels"] = labels
+    return model, images, labels, tensors
 
-    model.eval()
-    with torch.no_grad():
-        tensors["eval_logits"] = model(images)
 
+def record_train_step(model, images, labels, criterion, optimizer, prefix, tensors):
+    """One train-mode forward and backward, then one optimizer step; records logits, loss,
+    gradients, running statistics and the stepped parameters (under `prefix`/)."""
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0)
     optimizer.zero_grad()
     logits = model(images)
-    loss = nn.CrossEntropyLoss()(logits, labels)
+    loss = criterion(logits, labels)
     loss.backward()
     tensors["logits"] = logits
     tensors["loss"] = loss
@@ -258,7 +256,25 @@ def make_fixture(name, block, blocks_per_stage, width_multiplier, batch, image_s
         tensors[f"running/{key}"] = buffer.clone()
     optimizer.step()
     for key, parameter in model.named_parameters():
-        tensors[f"adam/{key}"] = parameter.clone()
+        tensors[f"{prefix}/{key}"] = parameter.clone()
+    return loss
+
+
+def make_fixture(name, block, blocks_per_stage, width_multiplier, batch, image_size, seed):
+    classes = 10
+    lr = 1e-3
+    model, images, labels, tensors = start_fixture(
+        lambda: ResNet(BLOCKS[block], blocks_per_stage, classes, width_multiplier),
+        classes, batch, image_size, seed)
+
+    model.eval()
+    with torch.no_grad():
+        tensors["eval_logits"] = model(images)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0)
+    loss = record_train_step(model, images, labels, nn.CrossEntropyLoss(), optimizer, "adam",
+                             tensors)
 
     architecture = {"block": block, "blocksPerStage": blocks_per_stage,
                     "widthMultiplier": width_multiplier, "classes": classes}
@@ -321,16 +337,8 @@ def make_resnet9_fixture(name, width_multiplier, batch, image_size, seed):
     classes = 10
     label_smoothing = 0.2
     lr, momentum, weight_decay = 0.4, 0.9, 5e-4
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = ResNet9(classes, width_multiplier)
-    randomize_batch_norms(model, generator)
-    images = torch.randn(batch, 3, image_size, image_size, generator=generator)
-    labels = torch.randint(0, classes, (batch,), generator=generator)
-
-    tensors = {f"weights/{key}": value.clone() for key, value in model.state_dict().items()}
-    tensors["input"] = images
-    tensors["labels"] = labels
+    model, images, labels, tensors = start_fixture(
+        lambda: ResNet9(classes, width_multiplier), classes, batch, image_size, seed)
 
     model.eval()
     with torch.no_grad():
@@ -348,22 +356,11 @@ def make_resnet9_fixture(name, width_multiplier, batch, image_size, seed):
     if margin < 1e-4:
         raise RuntimeError(f"{name}: a max-pool window is within {margin:.2e} of a tie")
 
-    model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
                                 weight_decay=weight_decay)
-    optimizer.zero_grad()
-    logits = model(images)
-    loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)(logits, labels)
-    loss.backward()
-    tensors["logits"] = logits
-    tensors["loss"] = loss
-    for key, parameter in model.named_parameters():
-        tensors[f"grad/{key}"] = parameter.grad.clone()
-    for key, buffer in model.named_buffers():
-        tensors[f"running/{key}"] = buffer.clone()
-    optimizer.step()
-    for key, parameter in model.named_parameters():
-        tensors[f"sgd/{key}"] = parameter.clone()
+    loss = record_train_step(model, images, labels,
+                             nn.CrossEntropyLoss(label_smoothing=label_smoothing), optimizer, "sgd",
+                             tensors)
 
     architecture = {"kind": "resnet9", "widthMultiplier": width_multiplier, "classes": classes}
     metadata = {

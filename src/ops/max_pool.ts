@@ -7,6 +7,7 @@
 import { type KernelCall, kernelCall, linearGrid, read, write } from "../gpu/kernel_call.ts";
 import type { TensorDesc } from "../gpu/tensor.ts";
 import { activationKernel, kernels } from "../shaders.ts";
+import { elementCount } from "../util/shape.ts";
 import { expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 const WORKGROUP_SIZE = 256;
@@ -46,7 +47,7 @@ export function maxPoolForward(t: { x: TensorDesc; y: TensorDesc }): KernelCall[
     entryPoint: "forward",
     workgroupSize: WORKGROUP_SIZE,
     constants: constants(x),
-    grid: linearGrid(shape.reduce((a, b) => a * b), WORKGROUP_SIZE),
+    grid: linearGrid(elementCount(shape), WORKGROUP_SIZE),
     bindings: [read(t.x), write(t.y)],
   })];
 }
@@ -67,7 +68,7 @@ export function maxPoolBackward(
     entryPoint: "backward",
     workgroupSize: WORKGROUP_SIZE,
     constants: constants(x),
-    grid: linearGrid(shape.reduce((a, b) => a * b), WORKGROUP_SIZE),
+    grid: linearGrid(elementCount(shape), WORKGROUP_SIZE),
     bindings: [read(t.x), read(t.dy), write(t.dx)],
   })];
 }

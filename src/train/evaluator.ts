@@ -48,7 +48,9 @@ export interface EvaluationProgress {
 
 export class Evaluator {
   readonly #gpu: Gpu;
-  readonly #dataset: GpuDataset;
+  /** The split on the GPU; another Evaluator of the same split may share it. */
+  readonly dataset: GpuDataset;
+  readonly #ownsDataset: boolean;
   readonly #metrics: Tensor;
   readonly #confusion: Tensor;
   readonly #pipelines: BatchedPipeline[];
@@ -57,22 +59,28 @@ export class Evaluator {
   private constructor(
     gpu: Gpu,
     dataset: GpuDataset,
+    ownsDataset: boolean,
     metrics: Tensor,
     confusion: Tensor,
     pipelines: BatchedPipeline[],
   ) {
     this.#gpu = gpu;
-    this.#dataset = dataset;
+    this.dataset = dataset;
+    this.#ownsDataset = ownsDataset;
     this.#metrics = metrics;
     this.#confusion = confusion;
     this.#pipelines = pipelines;
     this.#classes = confusion.shape[0];
   }
 
+  /**
+   * `data` is a split, uploaded here, or the GpuDataset of another Evaluator of the same split
+   * (say, of the weights' moving average), shared and left to its owner.
+   */
   static async create(
     gpu: Gpu,
     weights: ModelWeights,
-    split: CifarSplit,
+    data: CifarSplit | GpuDataset,
     batchSize: number,
     policy: KernelPolicy,
     precision: ActivationDType = "f32",
@@ -80,12 +88,13 @@ export class Evaluator {
   ): Promise<Evaluator> {
     checkPrecision(gpu, precision);
     const classes = weights.architecture.config.classes;
-    const dataset = GpuDataset.create(gpu, split, "evaluation images");
+    const ownsDataset = !(data instanceof GpuDataset);
+    const dataset = ownsDataset ? GpuDataset.create(gpu, data, "evaluation images") : data;
     const metrics = createMetrics(gpu, "evaluation metrics");
     const confusion = createTensor(gpu, "confusion matrix", [classes, classes], "u32");
-    const size = Math.min(batchSize, split.count);
-    const full = Math.floor(split.count / size);
-    const remainder = split.count - full * size;
+    const size = Math.min(batchSize, dataset.count);
+    const full = Math.floor(dataset.count / size);
+    const remainder = dataset.count - full * size;
     const pipelines: BatchedPipeline[] = [];
     // The test set is covered exactly: full batches, then one smaller plan for what is left.
     for (const [batch, batches, first] of [[size, full, 0], [remainder, 1, full * size]]) {
@@ -100,12 +109,12 @@ export class Evaluator {
       });
       pipelines.push({ pipeline, batches, batchSize: batch });
     }
-    return new Evaluator(gpu, dataset, metrics, confusion, pipelines);
+    return new Evaluator(gpu, dataset, ownsDataset, metrics, confusion, pipelines);
   }
 
   /** Bytes of GPU memory the evaluation holds beyond the model's weights. */
   get memoryBytes(): number {
-    return this.#dataset.gpuBytes +
+    return (this.#ownsDataset ? this.dataset.gpuBytes : 0) +
       this.#pipelines.reduce((sum, { pipeline }) => sum + pipeline.memoryBytes, 0);
   }
 
@@ -166,7 +175,7 @@ export class Evaluator {
 
   destroy(): void {
     for (const { pipeline } of this.#pipelines) pipeline.destroy();
-    this.#dataset.destroy();
+    if (this.#ownsDataset) this.dataset.destroy();
     this.#metrics.buffer.destroy();
     this.#confusion.buffer.destroy();
   }

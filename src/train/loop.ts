@@ -10,6 +10,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { CifarSplit } from "../data/cifar.ts";
+import type { GpuDataset } from "../data/gpu_dataset.ts";
 import {
   type Checkpoint,
   CHECKPOINT_FORMAT,
@@ -108,18 +109,21 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
     let compileSeconds = 0;
     try {
       trainer = await Trainer.create(gpu, weights, options.trainSet, trainerOptions);
-      const evaluate = (model: ModelWeights) =>
+      const evaluate = (model: ModelWeights, data: CifarSplit | GpuDataset) =>
         Evaluator.create(
           gpu,
           model,
-          options.testSet,
+          data,
           options.evalBatchSize,
           trainerOptions.policy,
           trainerOptions.precision,
           options.evalViews,
         );
-      evaluator = await evaluate(weights);
-      if (trainer.average) averageEvaluator = await evaluate(trainer.average.average);
+      evaluator = await evaluate(weights, options.testSet);
+      // The average is evaluated on the same test images, uploaded once.
+      if (trainer.average) {
+        averageEvaluator = await evaluate(trainer.average.average, evaluator.dataset);
+      }
     } finally {
       compileSeconds = seconds() - compileStart;
       if (compiling) compiling.done(compileSeconds);
@@ -137,8 +141,8 @@ export async function runTraining(options: TrainingRunOptions): Promise<EpochRec
     return await runEpochs(options, trainer, evaluators);
   } finally {
     trainer?.destroy();
-    evaluator?.destroy();
     averageEvaluator?.destroy();
+    evaluator?.destroy();
     weights.destroy();
   }
 }
@@ -221,7 +225,6 @@ async function runEpochs(
     const test = await evaluators.model.evaluate((progress) =>
       events.evaluating?.(epoch, progress)
     );
-    trainer.average?.syncCounters();
     const averageTest = await evaluators.average?.evaluate();
     // The last step's update is not in the training loss: it may still have broken the weights.
     if (!Number.isFinite(test.loss)) {

@@ -15,6 +15,7 @@ import {
   resetMetrics,
 } from "../ops/softmax_cross_entropy.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
+import type { CropPadding } from "../ops/input_batch.ts";
 import type { ActivationDType } from "../ops/shape.ts";
 import type { ModelWeights } from "../model/weights.ts";
 import { StepPlan } from "../plan/plan.ts";
@@ -33,7 +34,7 @@ export interface TrainerOptions {
   /** Random crop and flip (src/ops/input_batch.ts), with `padding` and `cutout`. */
   augment: boolean;
   /** What the crop's padding holds; default zero (black). */
-  padding?: "zero" | "reflect";
+  padding?: CropPadding;
   /** Cutout's side in pixels; default 0 (off). */
   cutout?: number;
   /** Label smoothing of the loss; default 0. */

@@ -2,7 +2,8 @@
  * An exponential moving average of a model's weights (--ema): a second ModelWeights whose
  * parameters and batch-norm running statistics follow the trained model's, average = decay ·
  * average + (1 − decay) · value after every optimizer step (src/ops/ema.ts), evaluated beside
- * the model. Its num_batches_tracked counters are the model's (copied when they are read).
+ * the model. Its num_batches_tracked counters are left at 0: nothing reads them (evaluation uses
+ * the running statistics alone, and checkpoints save the average's two arenas only).
  *
  * Its two arenas travel in training checkpoints among the optimizer's state buffers, under
  * AVERAGE_STATE_NAMES, so that a resumed run continues the same average.
@@ -67,28 +68,15 @@ export class WeightAverage {
   /** Starts the average at the model's weights (a new run). */
   restart(): void {
     const encoder = this.#gpu.device.createCommandEncoder();
-    for (const buffer of ["params", "state", "counters"] as const) {
+    for (const arena of ["params", "state"] as const) {
       encoder.copyBufferToBuffer(
-        this.#model[buffer],
+        this.#model[arena],
         0,
-        this.average[buffer],
+        this.average[arena],
         0,
-        this.average[buffer].size,
+        this.average[arena].size,
       );
     }
-    this.#gpu.device.queue.submit([encoder.finish()]);
-  }
-
-  /** Brings the counters up to the model's, before the average is read or saved. */
-  syncCounters(): void {
-    const encoder = this.#gpu.device.createCommandEncoder();
-    encoder.copyBufferToBuffer(
-      this.#model.counters,
-      0,
-      this.average.counters,
-      0,
-      this.average.counters.size,
-    );
     this.#gpu.device.queue.submit([encoder.finish()]);
   }
 
@@ -100,10 +88,9 @@ export class WeightAverage {
     };
   }
 
-  /** Restores the arenas from a checkpoint's optimizer state, with the model's counters. */
+  /** Restores the arenas from a checkpoint's optimizer state. */
   importState(buffers: Readonly<Record<string, Float32Array>>, source: string): void {
     loadWeightAverage(this.#gpu, this.average, buffers, source);
-    this.syncCounters();
   }
 
   destroy(): void {
