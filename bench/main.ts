@@ -13,7 +13,8 @@
  * for ResNet-9; `--quick` 32). `--profile` times every kernel call of one training step instead
  * (bench/step_profile.ts; sections only where `--only` names them): the model at `--width`
  * (default 1); `--profile-calls` adds a row per call. `--precision f16` runs the training section
- * with f16 activations and loss scaling.
+ * and the profile with f16 activations and loss scaling (an adapter without `shader-f16` is
+ * refused with one line).
  */
 import { parseArgs } from "node:util";
 import { describeAdapter } from "../src/cli/describe.ts";
@@ -24,11 +25,17 @@ import { kernelPolicyFor } from "../src/plan/autotune.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { runCli } from "../src/cli/run.ts";
 import { UsageError } from "../src/errors.ts";
+import { formatBytes } from "../src/util/format.ts";
 import { benchBatchNorm, formatBatchNormRows } from "./batchnorm.ts";
 import { benchConv2d, formatConv2dRows } from "./conv2d.ts";
 import { benchCpuProbe, formatCpuProbeRows } from "./cpu_probe.ts";
 import { benchInputBatch } from "./input_batch.ts";
-import { benchEma, benchOptimizer } from "./optimizer.ts";
+import {
+  benchEma,
+  benchLossScaling,
+  benchOptimizer,
+  type OptimizerBenchOptions,
+} from "./optimizer.ts";
 import { benchPlanBuild, planBuildTable } from "./plan_build.ts";
 import { benchSmallOps, formatSmallOpRows } from "./small_ops.ts";
 import { formatProfile, profileTrainingStep } from "./step_profile.ts";
@@ -152,7 +159,7 @@ await runCli(async () => {
     results.small = rows;
   }
   if (only.includes("optimizer")) {
-    const rows = await benchOptimizer(gpu, {
+    const settings: OptimizerBenchOptions = {
       minSeconds: quick ? 0.1 : 1,
       configs: [{ kind: "adam", lr: 1e-3 }, {
         kind: "sgd",
@@ -161,13 +168,29 @@ await runCli(async () => {
         nesterov: true,
         weightDecay: 5e-4,
       }],
-    });
+    };
+    const rows = await benchOptimizer(gpu, settings);
     console.log("\noptimizer step over ResNet-18's 11,173,962 parameters");
     console.log(formatTable(
       ["optimizer", "ms", "GB/s"],
       rows.map((row) => [row.optimizer, row.ms.toFixed(2), row.gbPerSecond.toFixed(1)]),
     ));
     results.optimizer = rows;
+    const lossScaling = await benchLossScaling(gpu, settings);
+    console.log(
+      "\ndynamic loss scaling (f16 training) over the same parameters: each kernel submitted " +
+        "alone, then the three in one submit; the bytes each reads and writes, and their GB/s",
+    );
+    console.log(formatTable(
+      ["kernel", "bytes", "ms", "GB/s"],
+      lossScaling.map((row) => [
+        row.name,
+        formatBytes(row.bytesPerCall),
+        row.ms.toFixed(2),
+        row.gbPerSecond.toFixed(1),
+      ]),
+    ));
+    results.lossScaling = lossScaling;
     const ema = await benchEma(gpu, { minSeconds: quick ? 0.1 : 1 });
     console.log(
       `\nweight average (--ema) over ResNet-9's ${ema.parameters.toLocaleString("en-US")} ` +
@@ -229,8 +252,8 @@ await runCli(async () => {
     const profile = await profileTrainingStep(
       gpu,
       quick
-        ? { model, width: width ?? 0.125, batchSize: batch, repeats: 2, policy }
-        : { model, width: width ?? 1, batchSize: batch, policy },
+        ? { model, width: width ?? 0.125, batchSize: batch, precision, repeats: 2, policy }
+        : { model, width: width ?? 1, batchSize: batch, precision, policy },
     );
     console.log(`\n${formatProfile(profile, { calls: values["profile-calls"] })}`);
     results.profile = profile;

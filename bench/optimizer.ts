@@ -4,21 +4,36 @@
  * is memory-bound (Adam moves 28 bytes per parameter for 10 flops), so GB/s against the device's
  * bandwidth says how close it runs to its ceiling. Beside it, the weights' moving average
  * (src/ops/ema.ts, 12 bytes per parameter) over ResNet-9's arena (6,573,130 parameters), the
- * update --ema adds to every step, with ResNet-9's SGD step for scale.
+ * update --ema adds to every step, with ResNet-9's SGD step for scale. And the dynamic loss scaling
+ * f16 training adds (src/train/loss_scale.ts, shaders/optimizer.wgsl): the overflow check over the
+ * gradient arena (`find_non_finite`), the update with LOSS_SCALING (unscales the gradients, skips
+ * the step on an overflow), the one-invocation scale update (`update_scale`), and the three in one
+ * submit, as the trainer runs them.
  *
  * Each step is timed as the trainer runs it: one uniform write and one submit, the submits
  * queued back to back and waited for once at the end, over enough steps to amortise that wait.
  *
  *   deno run bench/optimizer.ts
  */
-import { STORAGE_ALIGNMENT, STORAGE_USAGE, uploadBuffer } from "../src/gpu/buffer.ts";
+import {
+  bufferChunks,
+  largestChunk,
+  STORAGE_ALIGNMENT,
+  STORAGE_USAGE,
+  uploadBuffer,
+} from "../src/gpu/buffer.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import { submitDispatches } from "../src/gpu/dispatch.ts";
-import type { Tensor } from "../src/gpu/tensor.ts";
+import { type Dispatch, submitDispatches } from "../src/gpu/dispatch.ts";
+import { byteSize, type Tensor } from "../src/gpu/tensor.ts";
 import { emaUpdate } from "../src/ops/ema.ts";
 import { materialize } from "../src/plan/materialize.ts";
-import { Optimizer, type OptimizerConfig } from "../src/train/optimizer.ts";
+import {
+  Optimizer,
+  type OptimizerConfig,
+  type OptimizerOptions,
+  type ParameterArena,
+} from "../src/train/optimizer.ts";
 
 /** Trainable parameters of the CIFAR ResNet-18 (conv weights, BN weights and biases, fc). */
 export const RESNET18_PARAMETERS = 11_173_962;
@@ -63,6 +78,79 @@ function randomValues(count: number): Float32Array<ArrayBuffer> {
   return values;
 }
 
+/** Floats of an arena of `parameters`, rounded up to whole 256-byte blocks. */
+function arenaLength(parameters: number): number {
+  const floatsPerBlock = STORAGE_ALIGNMENT / 4;
+  return Math.ceil(parameters / floatsPerBlock) * floatsPerBlock;
+}
+
+/** Random params and gradients of `parameters`; the caller destroys both buffers. */
+function randomArena(gpu: Gpu, parameters: number): ParameterArena {
+  const length = arenaLength(parameters);
+  return {
+    params: uploadBuffer(gpu, "bench params", randomValues(length), STORAGE_USAGE),
+    grads: uploadBuffer(gpu, "bench grads", randomValues(length), STORAGE_USAGE),
+    size: length * 4,
+  };
+}
+
+/** One of an optimizer's dispatches, with its kernel and the bytes it reads plus writes. */
+export interface OptimizerDispatch {
+  readonly dispatch: Dispatch;
+  /** `optimizer.find_non_finite`, `optimizer.<kind>` (the update) or `optimizer.update_scale`. */
+  readonly op: string;
+  readonly bytes: number;
+}
+
+/**
+ * An optimizer whose dispatches are known by kernel and bytes, in the order it runs them: with
+ * loss scaling the overflow checks (one per chunk of the arena), the updates (one per chunk) and
+ * the scale update; without, the updates. The Optimizer keeps its kernel calls to itself, so the
+ * chunks are cut here as it cuts them: from the chunk size it is given (its default, the largest
+ * binding), by `bufferChunks`. The bytes are each call's over the arena: a check reads its chunk
+ * of the gradients; an update reads the gradients, reads and writes the params and each state
+ * buffer; the scale update reads and writes the loss-scale state, its only buffer. The step's
+ * uniform (at most 16 bytes) and the loss-scale state (20 bytes) that checks and updates also
+ * bind are left out.
+ */
+export async function createOptimizer(
+  gpu: Gpu,
+  arena: ParameterArena,
+  config: OptimizerConfig,
+  options: Pick<OptimizerOptions, "lossScaling"> = {},
+): Promise<{ optimizer: Optimizer; dispatches: OptimizerDispatch[] }> {
+  const chunkBytes = largestChunk(gpu);
+  const optimizer = await Optimizer.create(gpu, arena, config, { ...options, chunkBytes });
+  const chunks = bufferChunks(arena.size, chunkBytes);
+  // The params and each state buffer, which an update reads and writes.
+  const updatedBuffers = 1 + optimizer.stateBuffers.length;
+  const updates = chunks.map(({ bytes }) => ({
+    op: `optimizer.${optimizer.config.kind}`,
+    bytes: bytes * (1 + 2 * updatedBuffers),
+  }));
+  const { lossScale } = optimizer;
+  const kernels = lossScale
+    ? [
+      ...chunks.map(({ bytes }) => ({ op: "optimizer.find_non_finite", bytes })),
+      ...updates,
+      { op: "optimizer.update_scale", bytes: 2 * byteSize(lossScale) },
+    ]
+    : updates;
+  if (kernels.length !== optimizer.dispatches.length) {
+    throw new Error(
+      `optimizer: ${optimizer.dispatches.length} dispatches where ${kernels.length} were ` +
+        `expected (${chunks.length} chunks${lossScale ? ", loss scaling" : ""})`,
+    );
+  }
+  return {
+    optimizer,
+    dispatches: kernels.map((kernel, index) => ({
+      ...kernel,
+      dispatch: optimizer.dispatches[index],
+    })),
+  };
+}
+
 async function timeSteps(gpu: Gpu, optimizer: Optimizer, steps: number): Promise<number> {
   return await timeSubmits(gpu, steps, () => {
     optimizer.prepareStep(1e-3);
@@ -93,6 +181,15 @@ async function timeUntil(
   return { steps, seconds };
 }
 
+function sumBytes(dispatches: readonly OptimizerDispatch[]): number {
+  return dispatches.reduce((sum, { bytes }) => sum + bytes, 0);
+}
+
+function throwGpuError(gpu: Gpu, benchmark: string): void {
+  const error = gpu.takeUncapturedError();
+  if (error) throw new Error(`GPU error in the ${benchmark} benchmark: ${error.message}`);
+}
+
 export async function benchOptimizer(
   gpu: Gpu,
   options: OptimizerBenchOptions = {},
@@ -100,22 +197,16 @@ export async function benchOptimizer(
   const parameters = options.parameters ?? RESNET18_PARAMETERS;
   const configs = options.configs ?? [{ kind: "adam", lr: 1e-3 }];
   const minSeconds = options.minSeconds ?? 1;
-  const floatsPerBlock = STORAGE_ALIGNMENT / 4;
-  const length = Math.ceil(parameters / floatsPerBlock) * floatsPerBlock;
-  const params = uploadBuffer(gpu, "bench params", randomValues(length), STORAGE_USAGE);
-  const grads = uploadBuffer(gpu, "bench grads", randomValues(length), STORAGE_USAGE);
-  const arena = { params, grads, size: length * 4 };
+  const arena = randomArena(gpu, parameters);
   const rows: OptimizerBenchRow[] = [];
   for (const config of configs) {
-    const optimizer = await Optimizer.create(gpu, arena, config);
+    const { optimizer, dispatches } = await createOptimizer(gpu, arena, config);
     const { steps, seconds } = await timeUntil(
       minSeconds,
       (steps) => timeSteps(gpu, optimizer, steps),
     );
-    const error = gpu.takeUncapturedError();
-    if (error) throw new Error(`GPU error in the ${config.kind} benchmark: ${error.message}`);
-    // Reads params, grads and each state buffer; writes params and each state buffer.
-    const bytesPerStep = arena.size * (3 + 2 * optimizer.stateBuffers.length);
+    throwGpuError(gpu, config.kind);
+    const bytesPerStep = sumBytes(dispatches);
     rows.push({
       adapter: gpu.adapterName,
       optimizer: describe(config),
@@ -126,8 +217,77 @@ export async function benchOptimizer(
     });
     optimizer.destroy();
   }
-  params.destroy();
-  grads.destroy();
+  arena.params.destroy();
+  arena.grads.destroy();
+  return rows;
+}
+
+export interface LossScalingBenchRow {
+  adapter: string;
+  /**
+   * What one submit ran: a kernel (`optimizer.find_non_finite`, `optimizer.<kind>` with
+   * LOSS_SCALING, `optimizer.update_scale`) or the three as one step.
+   */
+  name: string;
+  parameters: number;
+  /** Bytes read and written per submit (`createOptimizer` says which). */
+  bytesPerCall: number;
+  /** Milliseconds per submit. */
+  ms: number;
+  gbPerSecond: number;
+}
+
+/**
+ * The kernels of dynamic loss scaling over a parameter arena, each submitted alone and then the
+ * three in one submit (the step as f16 training runs it), for each optimizer in `configs`. The
+ * gradients are finite, so no step is skipped: the update does its whole work. The overflow
+ * check and the scale update are the same whatever the optimizer, so only the first optimizer's
+ * are timed.
+ */
+export async function benchLossScaling(
+  gpu: Gpu,
+  options: OptimizerBenchOptions = {},
+): Promise<LossScalingBenchRow[]> {
+  const parameters = options.parameters ?? RESNET18_PARAMETERS;
+  const configs = options.configs ?? [{ kind: "adam", lr: 1e-3 }];
+  const minSeconds = options.minSeconds ?? 1;
+  const arena = randomArena(gpu, parameters);
+  const rows: LossScalingBenchRow[] = [];
+  for (const config of configs) {
+    const { optimizer, dispatches } = await createOptimizer(gpu, arena, config, {
+      lossScaling: {},
+    });
+    // One uniform write and one submit per call, as the trainer's steps.
+    const time = async (name: string, timed: readonly OptimizerDispatch[]) => {
+      const { steps, seconds } = await timeUntil(
+        minSeconds,
+        (steps) =>
+          timeSubmits(gpu, steps, () => {
+            optimizer.prepareStep(config.lr);
+            submitDispatches(gpu, timed.map(({ dispatch }) => dispatch));
+          }),
+      );
+      throwGpuError(gpu, `${name} loss-scaling`);
+      const bytesPerCall = sumBytes(timed);
+      rows.push({
+        adapter: gpu.adapterName,
+        name,
+        parameters,
+        bytesPerCall,
+        ms: seconds / steps * 1000,
+        gbPerSecond: bytesPerCall * steps / seconds / 1e9,
+      });
+    };
+    for (const [op, timed] of Map.groupBy(dispatches, ({ op }) => op)) {
+      const update = op === `optimizer.${config.kind}`;
+      if (!update && rows.some((row) => row.name === op)) continue;
+      await time(update ? `${op} (LOSS_SCALING)` : op, timed);
+    }
+    await time(`${describe(config)} step: the three in one submit`, dispatches);
+    optimizer.destroy();
+  }
+  arena.params.destroy();
+  arena.grads.destroy();
   return rows;
 }
 
@@ -156,8 +316,7 @@ export interface EmaBenchRow {
  */
 export async function benchEma(gpu: Gpu, options: EmaBenchOptions = {}): Promise<EmaBenchRow> {
   const parameters = options.parameters ?? RESNET9_PARAMETERS;
-  const floatsPerBlock = STORAGE_ALIGNMENT / 4;
-  const length = Math.ceil(parameters / floatsPerBlock) * floatsPerBlock;
+  const length = arenaLength(parameters);
   const tensor = (label: string): Tensor => ({
     label,
     buffer: uploadBuffer(gpu, label, randomValues(length), STORAGE_USAGE),
@@ -177,8 +336,7 @@ export async function benchEma(gpu: Gpu, options: EmaBenchOptions = {}): Promise
     options.minSeconds ?? 1,
     (steps) => timeSubmits(gpu, steps, () => submitDispatches(gpu, dispatches)),
   );
-  const error = gpu.takeUncapturedError();
-  if (error) throw new Error(`GPU error in the ema benchmark: ${error.message}`);
+  throwGpuError(gpu, "ema");
   materialized.destroy();
   average.buffer.destroy();
   value.buffer.destroy();
@@ -194,19 +352,16 @@ export async function benchEma(gpu: Gpu, options: EmaBenchOptions = {}): Promise
 
 if (import.meta.main) {
   const gpu = await requestGpu();
+  const adam: OptimizerConfig = { kind: "adam", lr: 1e-3 };
+  const nesterov: OptimizerConfig = {
+    kind: "sgd",
+    lr: 0.1,
+    momentum: 0.9,
+    nesterov: true,
+    weightDecay: 5e-4,
+  };
   const rows = await benchOptimizer(gpu, {
-    configs: [
-      { kind: "adam", lr: 1e-3 },
-      { kind: "sgd", lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
-      {
-        kind: "sgd",
-        lr: 0.1,
-        momentum: 0.9,
-        nesterov: true,
-        weightDecay: 5e-4,
-        weightDecayMode: "decoupled",
-      },
-    ],
+    configs: [adam, nesterov, { ...nesterov, weightDecayMode: "decoupled" }],
   });
   // The fast94 recipe's SGD at ResNet-9's size, for the moving average's cost beside it.
   rows.push(
@@ -216,13 +371,16 @@ if (import.meta.main) {
     }),
   );
   const ema = await benchEma(gpu);
+  const lossScaling = await benchLossScaling(gpu, { configs: [adam, nesterov] });
   const line = (name: string, row: { parameters: number; ms: number; gbPerSecond: number }) =>
     console.log(
-      `${name.padEnd(24)} ${row.parameters.toLocaleString("en").padStart(10)} parameters  ` +
+      `${name.padEnd(36)} ${row.parameters.toLocaleString("en").padStart(10)} parameters  ` +
         `${row.ms.toFixed(2).padStart(8)} ms  ${row.gbPerSecond.toFixed(1).padStart(7)} GB/s`,
     );
   console.log(`Optimizer step on ${gpu.adapterName}`);
   for (const row of rows) line(row.optimizer, row);
   line("ema (weights' average)", ema);
+  console.log(`Dynamic loss scaling (f16 training) on ${gpu.adapterName}`);
+  for (const row of lossScaling) line(row.name, row);
   gpu.device.destroy();
 }

@@ -1,9 +1,10 @@
 /**
  * `deno task bench --profile`: one training step of a network as the trainer runs it (input batch,
  * forward and loss, backward, the optimizer; a ResNet with Adam, ResNet-9 as `--preset fast94`
- * trains it: bench/training_step.ts `benchRecipe`), every kernel call timed apart, grouped by op
- * and pass and by kind of layer, beside the adapter's peaks measured on the spot (an FMA loop for
- * FLOP/s, a copy for GB/s), so the shares of peak hold on any adapter.
+ * trains it: bench/training_step.ts `benchRecipe`; activations f32, or f16 with loss scaling),
+ * every kernel call timed apart, grouped by op and pass and by kind of layer, beside the adapter's
+ * peaks measured on the spot (an FMA loop for FLOP/s, a copy for GB/s), so the shares of peak hold
+ * on any adapter.
  *
  * Timing: with `timestamp-query`, each call is encoded in a compute pass of its own whose
  * `timestampWrites` stamp its begin and end; the whole step is one submit, its query sets resolved
@@ -33,14 +34,16 @@ import { byteSize, createTensor, type TensorDesc } from "../src/gpu/tensor.ts";
 import { modelConfig, type ModelName } from "../src/model/config.ts";
 import { ModelWeights } from "../src/model/weights.ts";
 import { KernelPolicy } from "../src/ops/policy.ts";
+import type { ActivationDType } from "../src/ops/shape.ts";
 import { createMetrics } from "../src/ops/softmax_cross_entropy.ts";
 import { materialize } from "../src/plan/materialize.ts";
 import { buildNetworkProgram, FORWARD_END } from "../src/plan/network.ts";
 import { BatchSource } from "../src/train/batch_source.ts";
-import { Optimizer } from "../src/train/optimizer.ts";
+import { checkPrecision } from "../src/train/precision.ts";
 import { elementCount } from "../src/util/shape.ts";
 import { copyCall } from "./batchnorm.ts";
 import { copyTilings, yardsticks } from "./kernels.ts";
+import { createOptimizer } from "./optimizer.ts";
 import { formatTable, timeSubmits } from "./timing.ts";
 import { benchRecipe, describeOptimizer } from "./training_step.ts";
 
@@ -234,6 +237,24 @@ export function callBytes(call: KernelCall): number {
   );
 }
 
+/**
+ * Bytes the input batch moves: per sample its image, its label and its entry of the epoch's order
+ * read (the kernel binds the whole data set but reads only the batch's images; a crop or Cutout
+ * reads fewer pixels, counted whole), the batch tensor (f32 or f16) and the labels written.
+ * BatchSource keeps its kernel call to itself, so the count is from the tensors it was given.
+ */
+export function inputBatchBytes(
+  dataset: GpuDataset,
+  input: TensorDesc,
+  labels: TensorDesc,
+): number {
+  const batch = labels.shape[0];
+  const perImage = (tensor: TensorDesc) => byteSize(tensor) / tensor.shape[0];
+  const order = byteSize({ shape: [batch], dtype: "u32" });
+  const reads = batch * (perImage(dataset.imageChunks[0]) + perImage(dataset.labels)) + order;
+  return reads + byteSize(input) + byteSize(labels);
+}
+
 function entriesOf(
   calls: readonly KernelCall[],
   dispatches: readonly Dispatch[],
@@ -360,6 +381,8 @@ export interface ProfileOptions {
   width?: number;
   /** Default: the model's (`benchRecipe`: 128 for a ResNet, 512 for ResNet-9). */
   batchSize?: number;
+  /** The activations' element type (default f32); f16 trains with loss scaling. */
+  precision?: ActivationDType;
   /** Timed repetitions of the step; each figure is their median. */
   repeats?: number;
   policy?: KernelPolicy;
@@ -388,10 +411,28 @@ export interface ProfileGroup extends Rates {
   share: number;
 }
 
+/**
+ * The loss scale after the profile's steps (the untimed one, those timed as training runs them,
+ * the repetitions timed call by call), and the steps it skipped for an overflow, as training
+ * does, halving the scale: such a step skips the update's work, so where one of the timed
+ * repetitions did, the optimizer's times are too short.
+ */
+export interface LossScaleSummary {
+  scale: number;
+  steps: number;
+  skipped: number;
+  /** Of the repetitions whose calls the tables show. */
+  skippedInRepetitions: number;
+}
+
 export interface StepProfile {
   adapter: string;
   model: string;
   batchSize: number;
+  /** The activations' element type; f16 trains with loss scaling. */
+  precision: ActivationDType;
+  /** f16: what loss scaling did over the profile's steps. */
+  lossScale?: LossScaleSummary;
   /** `describeOptimizer`'s words for the step's optimizer. */
   optimizer: string;
   kernels: string;
@@ -517,7 +558,9 @@ export function groupCalls(
 
 /**
  * Profiles one training step: the input batch (augmented, from a data set on the GPU), forward and
- * loss, backward, and an Adam update, on synthetic data of CIFAR's shape.
+ * loss, backward, and the model's optimizer (`benchRecipe`), on synthetic data of CIFAR's shape;
+ * in f16, the loss scaled and the optimizer's overflow check and scale update with it, as f16
+ * training runs them.
  */
 export async function profileTrainingStep(
   gpu: Gpu,
@@ -526,6 +569,7 @@ export async function profileTrainingStep(
   const {
     model = "resnet18",
     width = 1,
+    precision = "f32",
     repeats = 3,
     policy = KernelPolicy.forAdapter(gpu),
     timer = availableTimer(gpu),
@@ -533,6 +577,7 @@ export async function profileTrainingStep(
   if (timer === "timestamps" && !gpu.device.features.has("timestamp-query")) {
     throw new Error("profile: this device has no timestamp-query; use the calls timer");
   }
+  checkPrecision(gpu, precision);
   const recipe = benchRecipe(model);
   const batchSize = options.batchSize ?? recipe.batchSize;
   const peaks = await measurePeaks(gpu, { timer, repeats, sizes: options.peakSizes });
@@ -545,7 +590,7 @@ export async function profileTrainingStep(
     labels: new Uint8Array(batchSize),
     count: batchSize,
   }, "profile");
-  const input = createTensor(gpu, "input", [batchSize, 32, 32, 3]);
+  const input = createTensor(gpu, "input", [batchSize, 32, 32, 3], precision);
   const labels = createTensor(gpu, "labels", [batchSize], "u32");
   const metrics = createMetrics(gpu);
   const source = await BatchSource.create(gpu, dataset, {
@@ -559,30 +604,30 @@ export async function profileTrainingStep(
     labels,
   });
   source.setOrder(epochOrder(0, 0, batchSize));
-  const program = buildNetworkProgram(weights, "train", { input, labels, metrics }, policy, {
-    labelSmoothing: recipe.labelSmoothing,
-  });
-  const step = await materialize(gpu, program.calls, { label: "profile" });
-  const optimizer = await Optimizer.create(
+  const { optimizer, dispatches: optimizerDispatches } = await createOptimizer(
     gpu,
     { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
     recipe.optimizer,
+    precision === "f16" ? { lossScaling: {} } : {},
   );
+  const program = buildNetworkProgram(
+    weights,
+    "train",
+    { input, labels, metrics, lossScale: optimizer.lossScale },
+    policy,
+    { labelSmoothing: recipe.labelSmoothing },
+  );
+  const step = await materialize(gpu, program.calls, { label: "profile" });
   const forwardEnd = program.markAt(FORWARD_END);
-  // The input batch's and the optimizer's calls stay inside their classes: their bytes and
-  // FLOPs are not counted here.
   const entries: ProfileEntry[] = [
     ...source.dispatches.map((dispatch) => ({
       dispatch,
       pass: "input" as const,
       op: "input_batch",
+      bytes: inputBatchBytes(dataset, input, labels),
     })),
     ...entriesOf(program.calls, step.dispatches, (i) => i < forwardEnd ? "forward" : "backward"),
-    ...optimizer.dispatches.map((dispatch) => ({
-      dispatch,
-      pass: "optimizer" as const,
-      op: `optimizer.${recipe.optimizer.kind}`,
-    })),
+    ...optimizerDispatches.map((entry) => ({ ...entry, pass: "optimizer" as const })),
   ];
   const beforeEach = () => {
     source.prepareBatch(0, 0, 0);
@@ -594,12 +639,20 @@ export async function profileTrainingStep(
     { reps: repeats, warmup: 1, beforeEach },
   );
   const dispatches = entries.map((entry) => entry.dispatch);
+  const beforeRepetitions = await optimizer.readLossScale();
   const runs: TimedRun[] = [];
   for (let repeat = 0; repeat < repeats; repeat++) {
     runs.push(await timeRun(gpu, timer, dispatches, beforeEach));
   }
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(`GPU error in the profiled step: ${error.message}`);
+  const after = await optimizer.readLossScale();
+  const lossScale: LossScaleSummary | undefined = after && {
+    scale: after.scale,
+    steps: after.appliedSteps + after.skippedSteps,
+    skipped: after.skippedSteps,
+    skippedInRepetitions: after.skippedSteps - beforeRepetitions!.skippedSteps,
+  };
 
   const calls: ProfiledCall[] = entries.map((entry, index) => ({
     label: entry.dispatch.label,
@@ -619,6 +672,8 @@ export async function profileTrainingStep(
     adapter: gpu.adapterName,
     model: `${model} width ${width}`,
     batchSize,
+    precision,
+    ...(lossScale ? { lossScale } : {}),
     optimizer: describeOptimizer(recipe.optimizer),
     kernels: policy.describe(),
     timer,
@@ -669,13 +724,26 @@ function groupRows(groups: readonly ProfileGroup[]): (string | number)[][] {
 
 const GROUP_HEADER = ["op", "pass", "calls", "ms", "share", "GFLOP/s", "GB/s", "of peak"];
 
+function lossScaleLine(
+  { scale, steps, skipped, skippedInRepetitions }: LossScaleSummary,
+  repeats: number,
+): string {
+  const line = `loss scale ${scale} after ${steps} steps, ${skipped} skipped for an overflow`;
+  return skippedInRepetitions === 0
+    ? `${line}, none of the ${repeats} timed repetitions`
+    : `${line}, ${skippedInRepetitions} of the ${repeats} timed repetitions: their updates ` +
+      "did no work, so the optimizer's times are too short";
+}
+
 /** The profile as console text: peaks, the timer and its checks, then the tables. */
 export function formatProfile(profile: StepProfile, format: ProfileFormat = {}): string {
   const { top = 20 } = format;
   const { peaks } = profile;
   const lines = [
-    `profile of one training step: ${profile.model}, batch ${profile.batchSize}, input batch + ` +
-    `forward + backward + ${profile.optimizer}; kernels: ${profile.kernels}`,
+    `profile of one training step: ${profile.model}, batch ${profile.batchSize}, ` +
+    `${profile.precision} activations${
+      profile.precision === "f16" ? " with loss scaling" : ""
+    }, input batch + forward + backward + ${profile.optimizer}; kernels: ${profile.kernels}`,
     `timer: ${profile.timerNote}; median of ${profile.repeats} repetitions`,
     `peaks measured now: ${peaks.gflops.toFixed(1)} GFLOP/s (FMA loop, ${
       peaks.fma.gflop.toFixed(2)
@@ -684,6 +752,7 @@ export function formatProfile(profile: StepProfile, format: ProfileFormat = {}):
     } MiB read + written in ${peaks.copy.ms.toFixed(2)} ms, ${peaks.copy.tiling})`,
     `step: ${profile.stepWallMs.toFixed(1)} ms wall-clock as training runs it (one pass, one ` +
     `submit); the calls sum to ${profile.callsMs.toFixed(1)} ms`,
+    ...(profile.lossScale ? [lossScaleLine(profile.lossScale, profile.repeats)] : []),
     ...profile.runs.map((run, index) => {
       const wall = `run ${index + 1}: ${run.wallMs.toFixed(1)} ms wall-clock`;
       if (!run.stamps) return wall;

@@ -31,6 +31,11 @@
 // and the outputs the entry points write: forward_y and input_dx (array<act>), weight_partial
 // (array<f32>).
 //
+// The texture variant pads each pixel's channels (and each weight row's) with zeros to whole
+// texels, and runs with IN_C and OUT_C rounded up to multiples of 4: its loads see the padded
+// tensors, its stores write the real ones, of STORED_IN_C and STORED_OUT_C channels (the same as
+// IN_C and OUT_C for the storage variant).
+//
 // y and dx hold `act` elements: f32, or f16 in the kernel's f16 build (src/shaders.ts); stores
 // round once. Weights and weight gradients stay f32, and the loads return f32 whatever the
 // inputs hold.
@@ -51,6 +56,8 @@ override WORKGROUP_SIZE: u32;
 // backward_weight: output pixels per range (a multiple of 4).
 override SPLIT_PIXELS: u32 = 4u;
 
+override STORED_IN_C = IN_C;
+override STORED_OUT_C = OUT_C;
 override TAPS = KERNEL * KERNEL;
 override OUT_PIXELS = BATCH * OUT_H * OUT_W;
 // backward_input treats the input pixels in STRIDE x STRIDE parity classes (rows and columns
@@ -122,10 +129,10 @@ fn x_columns(rows: Rows, c: u32) -> mat4x4f {
     select(vec4f(), load_x(rows.base[3], c), rows.inside[3]),
   );
 }
-// The element index of weight[o, tap, c]. Rows past OUT_C (a block overhanging the last channel)
-// read the last row instead.
+// The element index of weight[o, tap, c]. Rows past the last output channel (a block overhanging
+// it) read the last row instead.
 fn weight_index(o: u32, tap: u32, c: u32) -> u32 {
-  return (min(o, OUT_C - 1u) * TAPS + tap) * IN_C + c;
+  return (min(o, STORED_OUT_C - 1u) * TAPS + tap) * IN_C + c;
 }
 
 // Column j: weight[o + j, tap, c..c+3].
@@ -144,7 +151,9 @@ fn weight_block(o: u32, tap: u32, c: u32) -> mat4x4f {
 fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   for (var i = 0u; i < 4u; i++) {
     for (var j = 0u; j < 4u; j++) {
-      if (pixels.live[i] && o + j < OUT_C) { forward_y[(first + i) * OUT_C + o + j] = act(block[i][j]); }
+      if (pixels.live[i] && o + j < STORED_OUT_C) {
+        forward_y[(first + i) * STORED_OUT_C + o + j] = act(block[i][j]);
+      }
     }
   }
 }
@@ -248,9 +257,9 @@ fn output_rows(q: Pixels, kh: u32, kw: u32) -> Rows {
 // Input pixels q (column i: pixel i), channels c..c+3.
 fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
   for (var i = 0u; i < 4u; i++) {
-    let base = ((q.n[i] * IN_H + u32(q.y[i])) * IN_W + u32(q.x[i])) * IN_C + c;
+    let base = ((q.n[i] * IN_H + u32(q.y[i])) * IN_W + u32(q.x[i])) * STORED_IN_C + c;
     for (var j = 0u; j < 4u; j++) {
-      if (q.live[i] && c + j < IN_C) { input_dx[base + j] = act(block[i][j]); }
+      if (q.live[i] && c + j < STORED_IN_C) { input_dx[base + j] = act(block[i][j]); }
     }
   }
 }
@@ -337,30 +346,37 @@ fn weight_dy_columns(first: u32, live: vec4<bool>, o: u32) -> mat4x4f {
 }
 
 override CHANNEL_BLOCKS = (IN_C + 15u) / 16u;
+override OUT_BLOCKS = (OUT_C + 15u) / 16u;
+override SPLITS = (OUT_PIXELS + SPLIT_PIXELS - 1u) / SPLIT_PIXELS;
 
 // dweight (or split `split`'s partial sum) at output channels o..o+3 (column j: channel o + j),
 // tap, input channels c..c+3.
 fn store_dweight(block: mat4x4f, split: u32, o: u32, tap: u32, c: u32) {
   for (var j = 0u; j < 4u; j++) {
-    let base = ((split * OUT_C + o + j) * TAPS + tap) * IN_C + c;
+    let base = ((split * STORED_OUT_C + o + j) * TAPS + tap) * STORED_IN_C + c;
     for (var k = 0u; k < 4u; k++) {
-      if (o + j < OUT_C && c + k < IN_C) { weight_partial[base + k] = block[j][k]; }
+      if (o + j < STORED_OUT_C && c + k < STORED_IN_C) { weight_partial[base + k] = block[j][k]; }
     }
   }
 }
 
-// Invocation (gid.x, gid.y, gid.z) computes tap gid.x / CHANNEL_BLOCKS, input channels
-// 16 (gid.x % CHANNEL_BLOCKS) .. +16 and output channels 16 gid.y .. +16, summed over the output
-// pixels of range gid.z: 16 dy rows and 16 x rows per step of 4 pixels.
+// Invocation gid.x computes, for one range of SPLIT_PIXELS output pixels, one tap, 16 input
+// channels and 16 output channels: 16 dy rows and 16 x rows per step of 4 pixels. The blocks are
+// numbered range-major, so the workgroups of one range run back to back (its dy and x rows stay
+// in cache), and the lanes of a workgroup are all busy even where a layer has fewer blocks than
+// lanes (16 channels at 3x3: 9 blocks; a 1x1 shortcut from 16 channels: 2).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
-  if (gid.x >= TAPS * CHANNEL_BLOCKS) { return; }
-  let tap = gid.x / CHANNEL_BLOCKS;
+  let blocks = TAPS * CHANNEL_BLOCKS * OUT_BLOCKS;
+  if (gid.x >= blocks * SPLITS) { return; }
+  let split = gid.x / blocks;
+  let block = gid.x % blocks;
+  let tap = block / (CHANNEL_BLOCKS * OUT_BLOCKS);
   let kh = tap / KERNEL;
   let kw = tap % KERNEL;
-  let c = (gid.x % CHANNEL_BLOCKS) * 16u;
-  let o = gid.y * 16u;
-  let begin = gid.z * SPLIT_PIXELS;
+  let c = ((block / OUT_BLOCKS) % CHANNEL_BLOCKS) * 16u;
+  let o = (block % OUT_BLOCKS) * 16u;
+  let begin = split * SPLIT_PIXELS;
   let end = min(begin + SPLIT_PIXELS, OUT_PIXELS);
   // acc[4h + g] column j: output channel o + 4h + j, input channels c + 4g .. +4.
   var acc: array<mat4x4f, 16>;
@@ -392,20 +408,20 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
     acc[14] += a2 * d3;
     acc[15] += a3 * d3;
   }
-  store_dweight(acc[0], gid.z, o, tap, c);
-  store_dweight(acc[1], gid.z, o, tap, c + 4u);
-  store_dweight(acc[2], gid.z, o, tap, c + 8u);
-  store_dweight(acc[3], gid.z, o, tap, c + 12u);
-  store_dweight(acc[4], gid.z, o + 4u, tap, c);
-  store_dweight(acc[5], gid.z, o + 4u, tap, c + 4u);
-  store_dweight(acc[6], gid.z, o + 4u, tap, c + 8u);
-  store_dweight(acc[7], gid.z, o + 4u, tap, c + 12u);
-  store_dweight(acc[8], gid.z, o + 8u, tap, c);
-  store_dweight(acc[9], gid.z, o + 8u, tap, c + 4u);
-  store_dweight(acc[10], gid.z, o + 8u, tap, c + 8u);
-  store_dweight(acc[11], gid.z, o + 8u, tap, c + 12u);
-  store_dweight(acc[12], gid.z, o + 12u, tap, c);
-  store_dweight(acc[13], gid.z, o + 12u, tap, c + 4u);
-  store_dweight(acc[14], gid.z, o + 12u, tap, c + 8u);
-  store_dweight(acc[15], gid.z, o + 12u, tap, c + 12u);
+  store_dweight(acc[0], split, o, tap, c);
+  store_dweight(acc[1], split, o, tap, c + 4u);
+  store_dweight(acc[2], split, o, tap, c + 8u);
+  store_dweight(acc[3], split, o, tap, c + 12u);
+  store_dweight(acc[4], split, o + 4u, tap, c);
+  store_dweight(acc[5], split, o + 4u, tap, c + 4u);
+  store_dweight(acc[6], split, o + 4u, tap, c + 8u);
+  store_dweight(acc[7], split, o + 4u, tap, c + 12u);
+  store_dweight(acc[8], split, o + 8u, tap, c);
+  store_dweight(acc[9], split, o + 8u, tap, c + 4u);
+  store_dweight(acc[10], split, o + 8u, tap, c + 8u);
+  store_dweight(acc[11], split, o + 8u, tap, c + 12u);
+  store_dweight(acc[12], split, o + 12u, tap, c);
+  store_dweight(acc[13], split, o + 12u, tap, c + 4u);
+  store_dweight(acc[14], split, o + 12u, tap, c + 8u);
+  store_dweight(acc[15], split, o + 12u, tap, c + 12u);
 }

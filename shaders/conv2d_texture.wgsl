@@ -9,9 +9,10 @@
 // time (17 cycles per element and lane on AVX2 CPUs, 3 with AVX-512), while a texel fetch is one
 // gather for the whole vector of lanes (bench/README.md, "CPU adapters"). Outputs stay storage
 // buffers. Texel t of a tensor is its elements 4t..4t+3, at (t & (2^SHIFT - 1), t >> SHIFT), rows
-// of 2^SHIFT texels (textureExtent in src/gpu/tensor.ts). IN_C and OUT_C are multiples of 4, so a
-// channel vector is one texel (the policy runs blocked otherwise). The textures hold f32 whatever
-// the activations are (to_texture.wgsl widens them).
+// of 2^SHIFT texels (textureExtent in src/gpu/tensor.ts). IN_C and OUT_C are multiples of 4 (the
+// textures pad other channel counts with zeros, STORED_IN_C and STORED_OUT_C are the real ones), so
+// a channel vector is one texel. The textures hold f32 whatever the activations are
+// (to_texture.wgsl widens them).
 
 // log2 of the texels per row of each operand's texture.
 override X_ROW_SHIFT: u32;

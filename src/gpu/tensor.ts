@@ -65,20 +65,27 @@ export function textureExtent(elements: number): [number, number] | undefined {
   return height <= MAX_TEXTURE_SIDE ? [width, height] : undefined;
 }
 
+/** `shape` with its last dimension rounded up to whole texels of 4 elements. */
+export function texelShape(shape: readonly number[]): number[] {
+  return [...shape.slice(0, -1), Math.ceil(shape[shape.length - 1] / 4) * 4];
+}
+
 /**
  * A tensor without storage holding `source`'s elements as f32 in an `rgba32float` texture
  * (`textureExtent`), for a kernel to fill from `source` and others to read with `textureLoad`:
- * a kernel's staged copy, so a workspace (memory reports it apart from the activations).
+ * a kernel's staged copy, so a workspace (memory reports it apart from the activations). Its
+ * shape is `texelShape(source.shape)`: a last dimension that is not a multiple of 4 is padded
+ * with zeros, so that a texel never straddles two rows.
  */
 export function textureDesc(label: string, source: TensorDesc): TensorDesc {
-  const extent = textureExtent(elementCount(source.shape));
+  const shape = texelShape(source.shape);
+  const extent = textureExtent(elementCount(shape));
   if (!extent) {
     throw new RangeError(
-      `${label}: [${source.shape}] needs more than ${MAX_TEXTURE_SIDE} rows of ` +
-        `${MAX_TEXTURE_SIDE} texels`,
+      `${label}: [${shape}] needs more than ${MAX_TEXTURE_SIDE} rows of ${MAX_TEXTURE_SIDE} texels`,
     );
   }
-  return { label, shape: source.shape, dtype: "f32", role: "workspace", texture: extent };
+  return { label, shape, dtype: "f32", role: "workspace", texture: extent };
 }
 
 /** A tensor without storage, for a plan to allocate. */

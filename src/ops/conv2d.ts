@@ -11,7 +11,7 @@
  *     arithmetic, reading both operands with textureLoad from rgba32float textures that a
  *     to_texture call (shaders/to_texture.wgsl) fills first: on lavapipe a texel fetch is one
  *     gather, a storage load one scalar per element and lane (5.5x dearer without AVX-512).
- *     Channel counts must be multiples of 4.
+ *     Channel counts that are not multiples of 4 are padded with zeros in the textures.
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
  *     by 256 invocations, 4x4 each: the recipe for real GPUs, and the measured GPU baseline.
  *   - "pipelined64" and "pipelined128" (shaders/conv2d_pipelined.wgsl): 64x64 tiles of 4x4 per
@@ -235,10 +235,14 @@ const BLOCKED: VariantKernels = {
     Math.ceil(g.inC / BLOCKED_CHANNELS),
     g.stride ** 2,
   ],
+  // One dimension: range-major blocks of tap x 16 input x 16 output channels.
   weightGrid: (g, splits) => [
-    Math.ceil((g.kernel * g.kernel * Math.ceil(g.inC / BLOCKED_CHANNELS)) / BLOCKED_WORKGROUP),
-    Math.ceil(g.outC / BLOCKED_CHANNELS),
-    splits,
+    Math.ceil(
+      (splits * g.kernel * g.kernel * Math.ceil(g.inC / BLOCKED_CHANNELS) *
+        Math.ceil(g.outC / BLOCKED_CHANNELS)) / BLOCKED_WORKGROUP,
+    ),
+    1,
+    1,
   ],
   // Every workgroup streams dy and x over its pixel range, and lavapipe runs the workgroups in
   // order, those of one range back to back: ranges whose dy and x rows fill about half a
@@ -323,17 +327,26 @@ class Staging {
   readonly calls: KernelCall[] = [];
   readonly #textures = new Map<TensorDesc, TensorDesc>();
 
-  /** `tensor` as an rgba32float texture (src/gpu/tensor.ts, textureDesc), filled once. */
+  /**
+   * `tensor` as an rgba32float texture (src/gpu/tensor.ts, textureDesc), filled once; a last
+   * dimension that is not a multiple of 4 is padded with zeros.
+   */
   texture(tensor: TensorDesc): TensorDesc {
     let texture = this.#textures.get(tensor);
     if (!texture) {
       texture = textureDesc(`${tensor.label} texels`, tensor);
-      const texels = elementCount(tensor.shape) / 4;
+      const texels = elementCount(texture.shape) / 4;
+      const channels = tensor.shape[tensor.shape.length - 1];
+      const padded = channels % 4 !== 0;
       this.calls.push(kernelCall({
         kernel: activationKernel(kernels.toTexture, tensor.dtype),
-        entryPoint: "to_texture",
+        entryPoint: padded ? "to_texture_padded" : "to_texture",
         workgroupSize: TO_TEXTURE_WORKGROUP,
-        constants: { TEXELS: texels, ROW_SHIFT: Math.log2(texture.texture![0]) },
+        constants: {
+          TEXELS: texels,
+          ROW_SHIFT: Math.log2(texture.texture![0]),
+          ...(padded ? { CHANNELS: channels } : {}),
+        },
         grid: linearGrid(texels, TO_TEXTURE_WORKGROUP),
         bindings: [read(tensor), storageTexture(texture)],
       }));
@@ -348,35 +361,52 @@ function rowShift(elements: number): number {
   return Math.log2(textureExtent(elements)![0]);
 }
 
+/** Channels rounded up to whole texels: what blocked_texture's loads see. */
+const texelChannels = (channels: number) => Math.ceil(channels / 4) * 4;
+
+/** Elements of blocked_texture's three textures (x, weight, dy), channels padded to texels. */
+function textureElements(g: Geometry): { x: number; weight: number; dy: number } {
+  const inC = texelChannels(g.inC);
+  return {
+    x: g.batch * g.inH * g.inW * inC,
+    weight: g.outC * g.kernel * g.kernel * inC,
+    dy: outputPixels(g) * texelChannels(g.outC),
+  };
+}
+
 /**
- * Why blocked_texture cannot run a layer, or undefined where it can: its texels are four
- * channels, and each texture is at most MAX_TEXTURE_SIDE x MAX_TEXTURE_SIDE texels.
+ * Why blocked_texture cannot run a layer, or undefined where it can: each texture is at most
+ * MAX_TEXTURE_SIDE x MAX_TEXTURE_SIDE texels.
  */
 function textureUnsupported(g: Geometry): string | undefined {
-  if (g.inC % 4 !== 0 || g.outC % 4 !== 0) {
-    return "needs input and output channels in multiples of 4 (a texel holds 4)";
-  }
-  const largest = Math.max(
-    g.batch * g.inH * g.inW * g.inC,
-    g.outC * g.kernel * g.kernel * g.inC,
-    outputPixels(g) * g.outC,
-  );
+  const largest = Math.max(...Object.values(textureElements(g)));
   if (!textureExtent(largest)) {
     return `needs tensors of at most ${MAX_TEXTURE_SIDE}² texels (4 elements each)`;
   }
   return undefined;
 }
 
-/** shaders/conv2d_blocked_math.wgsl with conv2d_texture.wgsl's loads: blocked's grids, textures. */
+/**
+ * shaders/conv2d_blocked_math.wgsl with conv2d_texture.wgsl's loads: blocked's grids, textures.
+ * Channels that are not multiples of 4 (the 3-channel stem) are padded with zeros in the textures:
+ * the kernel runs on the padded channel counts and stores only the real channels.
+ */
 const BLOCKED_TEXTURE: VariantKernels = {
   ...BLOCKED,
   kernel: kernels.conv2dTexture,
-  constants: (g) => ({
-    ...shapeConstants(g),
-    X_ROW_SHIFT: rowShift(g.batch * g.inH * g.inW * g.inC),
-    WEIGHT_ROW_SHIFT: rowShift(g.outC * g.kernel * g.kernel * g.inC),
-    DY_ROW_SHIFT: rowShift(outputPixels(g) * g.outC),
-  }),
+  constants: (g) => {
+    const elements = textureElements(g);
+    return {
+      ...shapeConstants(g),
+      IN_C: texelChannels(g.inC),
+      OUT_C: texelChannels(g.outC),
+      STORED_IN_C: g.inC,
+      STORED_OUT_C: g.outC,
+      X_ROW_SHIFT: rowShift(elements.x),
+      WEIGHT_ROW_SHIFT: rowShift(elements.weight),
+      DY_ROW_SHIFT: rowShift(elements.dy),
+    };
+  },
   views: (tensor, staging) => [sampled(staging.texture(tensor))],
 };
 
@@ -420,7 +450,7 @@ function conv2dKey(g: Geometry): string {
 /**
  * The policy's variant. The blocked and pipelined kernels read every input through a vec4 view
  * too, which WebGPU refuses for a tensor smaller than one vector: such toy shapes can only run the
- * tiled kernels.
+ * tiled and texture kernels.
  * `plan` builds the calls of the asking pass in a given variant, for the autotune to time.
  */
 function chooseVariant(

@@ -50,8 +50,7 @@ Deno.test({
         const stdout = output.stdout.join("\n");
         assert.match(stdout, /^adapter: .+$/m);
         assert.match(stdout, /^model: resnet18 width 0\.0625, [\d,]+ parameters$/m);
-        // e.g. "conv2d blocked x2 / blocked_texture x20": the CPU family's stem has 3 channels,
-        // which blocked_texture passes to blocked.
+        // e.g. "conv2d blocked_texture", or "conv2d tiled" on a GPU.
         const kernels = stdout.match(
           /^kernels: (cpu|gpu) family \(the adapter's\): conv2d ([a-z_\d /x]+), batchnorm (serial|tree)$/m,
         );
@@ -157,7 +156,7 @@ Deno.test({
           ], dir);
           assertSucceeded(output);
           const variants = other === "cpu"
-            ? "conv2d blocked x2 / blocked_texture x20, batchnorm serial"
+            ? "conv2d blocked_texture, batchnorm serial"
             : "conv2d tiled, batchnorm tree";
           assert.ok(
             output.stdout.includes(`kernels: ${other} family (forced by --kernels): ${variants}`),

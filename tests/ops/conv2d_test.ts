@@ -83,7 +83,7 @@ function randomInputs(c: Conv2dCase, dtype: ActivationDType = "f32") {
 }
 
 /** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
-const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture"];
+const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture", "to_texture_padded"];
 
 /** Every conv call (all but the helpers) runs `variant`'s kernel. */
 function assertVariant(calls: readonly KernelCall[], variant: Conv2dVariant, what: string): void {
@@ -91,12 +91,6 @@ function assertVariant(calls: readonly KernelCall[], variant: Conv2dVariant, wha
     if (HELPER_ENTRY_POINTS.includes(call.entryPoint)) continue;
     assert.equal(call.kernel.name, VARIANT_KERNEL[variant], `${what}: ${call.label}`);
   }
-}
-
-/** The variants that can run `c`: blocked_texture needs channels in multiples of 4. */
-function variantsFor(c: Pick<Conv2dCase, "cin" | "cout">): Conv2dVariant[] {
-  const texels = c.cin % 4 === 0 && c.cout % 4 === 0;
-  return VARIANTS.filter((variant) => variant !== "blocked_texture" || texels);
 }
 
 /**
@@ -152,7 +146,7 @@ const ODD_CASES: Conv2dCase[] = [
 ];
 
 for (const c of ODD_CASES) {
-  for (const variant of variantsFor(c)) {
+  for (const variant of VARIANTS) {
     for (const dtype of ["f32", "f16"] as const) {
       gpuTest(`conv2d ${variant}: gradient check on ${describe(c)}, ${dtype}`, async (gpu) => {
         const shape = referenceShape(c);
@@ -208,7 +202,7 @@ for (const c of RESNET_CASES) {
     const random = new Random(7);
     const dy = f32Array(y.length, () => random.uniform(-1, 1));
     const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
-    for (const variant of variantsFor(c)) {
+    for (const variant of VARIANTS) {
       const policy = KernelPolicy.forcing("conv2d", variant);
       const actual = await runGpu(gpu, c, policy, inputs, dy);
       const what = `conv2d ${variant} ${describe(c)}`;
@@ -220,7 +214,7 @@ for (const c of RESNET_CASES) {
   });
 }
 
-gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu) => {
+gpuTest("conv2d: tensors under 4 elements run on the tiled or texture kernels", async (gpu) => {
   const c: Conv2dCase = {
     n: 1,
     h: 1,
@@ -232,14 +226,18 @@ gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu)
   const shape = referenceShape(c);
   const inputs = randomInputs(c);
   const dy = Float64Array.of(0.5);
-  // The adapter's default policy picks tiled for such shapes, and the results are right.
-  const actual = await runGpu(gpu, c, KernelPolicy.forAdapter(gpu), inputs, dy);
-  assertVariant(actual.calls, "tiled", "adapter default");
+  // Each family's first variant that can run them: blocked_texture (whose textures pad the
+  // channels) on CPU adapters, tiled on GPUs.
+  const expectedVariant = (family: string) => family === "cpu" ? "blocked_texture" : "tiled";
+  // The adapter's default policy picks it, and the results are right.
+  const policy = KernelPolicy.forAdapter(gpu);
+  const actual = await runGpu(gpu, c, policy, inputs, dy);
+  assertVariant(actual.calls, expectedVariant(policy.family), "adapter default");
   const expected = referenceBackward(inputs.x, inputs.weight, dy, shape);
   assertAllClose(actual.y, referenceForward(inputs.x, inputs.weight, shape), REDUCTION, "y");
   assertAllClose(actual.grads.x, expected.dx, REDUCTION, "dx");
   assertAllClose(actual.grads.weight, expected.dweight, REDUCTION, "dweight");
-  // So does either family's, whatever this adapter is, though the CPU family prefers blocked.
+  // So does either family's, whatever this adapter is.
   const x = tensorDesc("x", [1, 1, 1, 3]);
   const weight = tensorDesc("weight", [1, 1, 1, 3]);
   const y = tensorDesc("y", [1, 1, 1, 1]);
@@ -248,13 +246,14 @@ gpuTest("conv2d: tensors under 4 elements run on the tiled kernels", async (gpu)
   const dweight = tensorDesc("dweight", [1, 1, 1, 3]);
   for (const family of KERNEL_FAMILIES) {
     const policy = KernelPolicy.forAdapter(gpu, family);
-    assertVariant(conv2dForward({ x, weight, y }, c.config, policy), "tiled", `${family} forward`);
+    const variant = expectedVariant(family);
+    assertVariant(conv2dForward({ x, weight, y }, c.config, policy), variant, `${family} forward`);
     assertVariant(
       conv2dBackward({ x, weight, dy: dyDesc, dx, dweight }, c.config, policy),
-      "tiled",
+      variant,
       `${family} backward`,
     );
-    assert.deepEqual(Object.values(policy.choices().choices), ["tiled"]);
+    assert.deepEqual(Object.values(policy.choices().choices), [variant]);
   }
   // Forcing blocked or pipelined (they bind vec4 views) on them is the policy's error, raised
   // when the calls are planned.
@@ -286,7 +285,7 @@ gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
   const random = new Random(3);
   const dy = f32Array(c.n * c.h * c.w * c.cout, () => random.uniform(-1, 1));
   const expected = referenceBackward(inputs.x, inputs.weight, dy, shape).dweight;
-  for (const variant of variantsFor(c)) {
+  for (const variant of VARIANTS) {
     const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
     const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
     const dyTensor = f32Tensor(gpu, "dy", [c.n, c.h, c.w, c.cout], dy);
@@ -325,7 +324,7 @@ const SPLIT_CASE: Conv2dCase = {
   cout: 8,
   config: { kernelSize: 3, stride: 1, padding: 1 },
 };
-for (const variant of variantsFor(SPLIT_CASE)) {
+for (const variant of VARIANTS) {
   gpuTest(`conv2d ${variant}: a split weight gradient goes through a workspace`, async (gpu) => {
     const c = SPLIT_CASE;
     const what = `conv2d ${variant} ${describe(c)}`;
@@ -346,8 +345,9 @@ for (const variant of variantsFor(SPLIT_CASE)) {
       KernelPolicy.forcing("conv2d", variant),
     );
     assertVariant(calls, variant, what);
+    // blocked_texture's staging calls come first (tested below).
     assert.deepEqual(
-      calls.map((call) => call.entryPoint),
+      calls.map((call) => call.entryPoint).filter((name) => !name.startsWith("to_texture")),
       ["backward_input", "backward_weight", "reduce_splits"],
       what,
     );
@@ -373,10 +373,14 @@ for (const variant of variantsFor(SPLIT_CASE)) {
       rangePixels * splits >= pixels && rangePixels * (splits - 1) < pixels,
       `${what}: ${splits} ranges of ${rangePixels} pixels for ${pixels}`,
     );
-    // The allocator gives it storage, as a workspace; nothing else is transient.
+    // The allocator gives it storage, as a workspace; nothing else is transient but textures.
     const materialized = await materialize(gpu, calls, { label: "conv2d split" });
-    assert.deepEqual([...materialized.allocation.transients.keys()], [partial], what);
-    assert.equal(materialized.allocation.bytes.workspace, byteSize(partial), what);
+    const transients = [...materialized.allocation.transients.keys()];
+    assert.deepEqual(transients.filter((tensor) => !tensor.texture), [partial], what);
+    const textureBytes = materialized.allocation.slots
+      .filter((slot) => slot.texture)
+      .reduce((sum, slot) => sum + slot.bytes, 0);
+    assert.equal(materialized.allocation.bytes.workspace, byteSize(partial) + textureBytes, what);
     assert.equal(materialized.allocation.bytes.activation, 0, what);
     submitDispatches(gpu, materialized.dispatches);
     materialized.destroy();
@@ -390,7 +394,7 @@ for (const variant of variantsFor(SPLIT_CASE)) {
 // blocked_texture reads its operands from rgba32float textures that to_texture calls fill first,
 // each input once (dy serves both backward passes); the textures are transient tensors, placed
 // in texture slots that only textures of the same size share. This layer's weight gradient is
-// split, as SPLIT_CASE's, with channels blocked_texture can run.
+// split, as SPLIT_CASE's, with 4 input channels: no padding.
 gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) => {
   const c: Conv2dCase = { ...SPLIT_CASE, cin: 4 };
   const what = `conv2d blocked_texture ${describe(c)}`;
@@ -465,49 +469,121 @@ gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) =>
   for (const tensor of [x, weight, y, dy, dx, dweight]) tensor.buffer.destroy();
 });
 
-// Layers blocked_texture cannot run: channels not in multiples of 4 (the stem), and tensors past
-// 8192 x 8192 texels. Forcing it is the policy's error; the CPU rules run blocked instead.
-Deno.test("conv2d blocked_texture: unsupported layers fall back to blocked", () => {
+// Layers blocked_texture cannot run: tensors past 8192 x 8192 texels. Forcing it is the policy's
+// error; the CPU rules run blocked instead.
+Deno.test("conv2d blocked_texture: layers past the texture size fall back to blocked", () => {
   const config: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
-  const cases = [
-    { x: [2, 8, 8, 3], cout: 8, reason: /channels in multiples of 4/ },
-    { x: [2, 8, 8, 8], cout: 6, reason: /channels in multiples of 4/ },
-    { x: [1024, 256, 256, 16], cout: 16, reason: /at most 8192² texels/ },
-  ];
-  for (const { x: xShape, cout, reason } of cases) {
-    const x = tensorDesc("x", xShape);
-    const weight = tensorDesc("weight", [cout, 3, 3, xShape[3]]);
-    const y = tensorDesc("y", conv2dOutputShape(xShape, cout, config));
-    throws(
-      () =>
-        conv2dForward({ x, weight, y }, config, KernelPolicy.forcing("conv2d", "blocked_texture")),
-      (error) => error instanceof KernelPolicyError && reason.test(error.message),
-    );
-    const policy = new KernelPolicy({ family: "cpu" });
-    assertVariant(conv2dForward({ x, weight, y }, config, policy), "blocked", `[${xShape}]`);
-  }
+  const xShape = [1024, 256, 256, 16];
+  const x = tensorDesc("x", xShape);
+  const weight = tensorDesc("weight", [16, 3, 3, 16]);
+  const y = tensorDesc("y", conv2dOutputShape(xShape, 16, config));
+  throws(
+    () =>
+      conv2dForward({ x, weight, y }, config, KernelPolicy.forcing("conv2d", "blocked_texture")),
+    (error) => error instanceof KernelPolicyError && /at most 8192² texels/.test(error.message),
+  );
+  const policy = new KernelPolicy({ family: "cpu" });
+  assertVariant(conv2dForward({ x, weight, y }, config, policy), "blocked", `[${xShape}]`);
+});
+
+// Channels that are not multiples of 4 (the 3-channel stem) reach blocked_texture through
+// to_texture_padded, which writes each row as whole texels, the missing channels zero: the
+// gradient checks above run such layers, but on fresh (zeroed) textures. Here the texture holds
+// other values first, as a reused texture slot does, and must hold zeros after.
+gpuTest("conv2d blocked_texture: staging pads channels with zeros", async (gpu) => {
+  const config: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
+  const xShape = [2, 5, 5, 3];
+  const random = new Random(5);
+  const values = f32Array(2 * 5 * 5 * 3, () => random.uniform(-1, 1));
+  const x = f32Tensor(gpu, "x", xShape, values);
+  const weight = tensorDesc("weight", [5, 3, 3, 3]);
+  const y = tensorDesc("y", conv2dOutputShape(xShape, 5, config));
+  const [stage] = conv2dForward(
+    { x, weight, y },
+    config,
+    KernelPolicy.forcing("conv2d", "blocked_texture"),
+  );
+  assert.equal(stage.entryPoint, "to_texture_padded");
+  const [source, target] = stage.bindings;
+  assert.equal(source.tensor, x);
+  assert.deepEqual(target.tensor.shape, [2, 5, 5, 4]);
+  const [width, height] = target.tensor.texture!;
+  const texture = gpu.device.createTexture({
+    size: [width, height],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_SRC | GPUTextureUsage.COPY_DST,
+  });
+  const bytesPerRow = width * 16;
+  gpu.device.queue.writeTexture(
+    { texture },
+    new Float32Array(width * height * 4).fill(7),
+    { bytesPerRow },
+    [width, height],
+  );
+  const pipeline = await gpu.pipelines.get(stage.kernel, stage.entryPoint, stage.constants);
+  const readback = gpu.device.createBuffer({
+    size: bytesPerRow * height,
+    usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+  });
+  const encoder = gpu.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: x.buffer } },
+        { binding: 1, resource: texture.createView() },
+      ],
+    }),
+  );
+  pass.dispatchWorkgroups(...stage.grid);
+  pass.end();
+  encoder.copyTextureToBuffer({ texture }, { buffer: readback, bytesPerRow }, [width, height]);
+  gpu.device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const texels = new Float32Array(readback.getMappedRange().slice(0));
+  readback.unmap();
+  const expected = Array.from(
+    { length: 50 * 4 },
+    (_, i) => i % 4 === 3 ? 0 : values[Math.floor(i / 4) * 3 + (i % 4)],
+  );
+  assert.deepEqual(Array.from(texels.subarray(0, 200)), expected);
+  // Texels past the tensor are never written.
+  assert.ok(texels.subarray(200).every((value) => value === 7));
+  for (const resource of [texture, readback, x.buffer]) resource.destroy();
 });
 
 Deno.test("conv2d: a small weight gradient is not split and needs no workspace", () => {
-  // 9 output pixels: a single range for either variant, written straight into dweight.
+  // 9 output pixels: a single range for every variant, written straight into dweight; no
+  // workspace but blocked_texture's textures.
   const config: Conv2dConfig = { kernelSize: 3, stride: 2, padding: 1 };
   const x = tensorDesc("x", [1, 5, 5, 3]);
   const weight = tensorDesc("weight", [5, 3, 3, 3]);
   const dy = tensorDesc("dy", conv2dOutputShape(x.shape, 5, config));
   const dx = tensorDesc("dx", x.shape);
   const dweight = tensorDesc("dweight", weight.shape);
-  for (const variant of variantsFor({ cin: 3, cout: 5 })) {
+  for (const variant of VARIANTS) {
     const calls = conv2dBackward(
       { x, weight, dy, dx, dweight },
       config,
       KernelPolicy.forcing("conv2d", variant),
     );
-    assert.deepEqual(calls.map((call) => call.entryPoint), ["backward_input", "backward_weight"]);
+    const convCalls = calls.filter((call) => !call.entryPoint.startsWith("to_texture"));
+    assert.deepEqual(convCalls.map((call) => call.entryPoint), [
+      "backward_input",
+      "backward_weight",
+    ]);
     const split = weightGradientCalls(calls);
     assert.equal(split.reduce, undefined, variant);
     assert.equal(split.partial.tensor, dweight, variant);
     assert.ok(
-      calls.every((call) => call.bindings.every((binding) => binding.tensor.role === undefined)),
+      calls.every((call) =>
+        call.bindings.every((binding) =>
+          binding.tensor.role === undefined || binding.tensor.texture
+        )
+      ),
       `${variant}: no workspace`,
     );
   }

@@ -108,10 +108,10 @@ Deno.test("policy: the header line names the family, its source and each op's va
     policy.describe(),
     "cpu family (the adapter's): conv2d blocked_texture, batchnorm serial",
   );
-  conv(1, 1); // 1 input element: only the tiled kernels can bind it
+  conv(16, 4100); // past 8192² texels: blocked_texture passes it to blocked
   assert.equal(
     policy.describe(),
-    "cpu family (the adapter's): conv2d blocked_texture x1 / tiled x1, batchnorm serial",
+    "cpu family (the adapter's): conv2d blocked_texture x1 / blocked x1, batchnorm serial",
   );
   assert.match(
     KernelPolicy.forAdapter({ isFallbackAdapter: true }, "gpu").describe(),

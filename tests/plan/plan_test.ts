@@ -329,9 +329,7 @@ for (const [preset, width] of [["resnet18", 1], ["resnet50", 0.25]] as const) {
       const { choices } = policy.choices();
       const expected = family === "cpu" ? ["blocked_texture", "serial"] : ["tiled", "tree"];
       for (const [key, variant] of Object.entries(choices)) {
-        // The 3-channel stem cannot be read as rgba texels: blocked_texture passes it to blocked.
-        const conv = family === "cpu" && /,3\]->/.test(key) ? "blocked" : expected[0];
-        assert.equal(variant, key.startsWith("conv2d") ? conv : expected[1], key);
+        assert.equal(variant, key.startsWith("conv2d") ? expected[0] : expected[1], key);
       }
     });
   }
@@ -344,7 +342,7 @@ Deno.test("a whole resnet18 training step plans its convs' textures without a GP
   const allocation = allocate(calls); // checks every call's placement too
   for (const [key, variant] of Object.entries(policy.choices().choices)) {
     if (!key.startsWith("conv2d")) continue;
-    assert.equal(variant, /,3\]->/.test(key) ? "blocked" : "blocked_texture", key);
+    assert.equal(variant, "blocked_texture", key); // the 3-channel stem too: padded texels
   }
   // Each texture is written by one to_texture call, then read by the conv calls after it, and
   // lies in a texture slot of its own size, among the workspaces.
