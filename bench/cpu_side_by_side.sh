@@ -24,7 +24,12 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     exit 1
   fi
 fi
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# Mesa wants a writable XDG_RUNTIME_DIR (else it warns on every run); a temporary one is removed.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR="$(mktemp -d)"
+  export XDG_RUNTIME_DIR
+  trap 'rm -rf "$XDG_RUNTIME_DIR"' EXIT
+fi
 
 measure() {
   local isa=$1 round=$2
