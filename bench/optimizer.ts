@@ -151,13 +151,6 @@ export async function createOptimizer(
   };
 }
 
-async function timeSteps(gpu: Gpu, optimizer: Optimizer, steps: number): Promise<number> {
-  return await timeSubmits(gpu, steps, () => {
-    optimizer.prepareStep(1e-3);
-    submitDispatches(gpu, optimizer.dispatches);
-  });
-}
-
 /** Seconds for `steps` calls of `submit`, queued back to back and waited for once. */
 async function timeSubmits(gpu: Gpu, steps: number, submit: () => void): Promise<number> {
   const start = performance.now();
@@ -181,13 +174,34 @@ async function timeUntil(
   return { steps, seconds };
 }
 
-function sumBytes(dispatches: readonly OptimizerDispatch[]): number {
-  return dispatches.reduce((sum, { bytes }) => sum + bytes, 0);
-}
-
 function throwGpuError(gpu: Gpu, benchmark: string): void {
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(`GPU error in the ${benchmark} benchmark: ${error.message}`);
+}
+
+/**
+ * Bytes, milliseconds and GB/s of submitting `timed` (some or all of the optimizer's dispatches)
+ * as the trainer submits a step: one uniform write (at learning rate `lr`) and one submit each.
+ */
+async function timeOptimizerSubmits(
+  gpu: Gpu,
+  optimizer: Optimizer,
+  lr: number,
+  timed: readonly OptimizerDispatch[],
+  minSeconds: number,
+  benchmark: string,
+): Promise<{ bytes: number; ms: number; gbPerSecond: number }> {
+  const { steps, seconds } = await timeUntil(
+    minSeconds,
+    (steps) =>
+      timeSubmits(gpu, steps, () => {
+        optimizer.prepareStep(lr);
+        submitDispatches(gpu, timed.map(({ dispatch }) => dispatch));
+      }),
+  );
+  throwGpuError(gpu, benchmark);
+  const bytes = timed.reduce((sum, { bytes }) => sum + bytes, 0);
+  return { bytes, ms: seconds / steps * 1000, gbPerSecond: bytes * steps / seconds / 1e9 };
 }
 
 export async function benchOptimizer(
@@ -201,19 +215,21 @@ export async function benchOptimizer(
   const rows: OptimizerBenchRow[] = [];
   for (const config of configs) {
     const { optimizer, dispatches } = await createOptimizer(gpu, arena, config);
-    const { steps, seconds } = await timeUntil(
+    const { bytes, ms, gbPerSecond } = await timeOptimizerSubmits(
+      gpu,
+      optimizer,
+      1e-3,
+      dispatches,
       minSeconds,
-      (steps) => timeSteps(gpu, optimizer, steps),
+      config.kind,
     );
-    throwGpuError(gpu, config.kind);
-    const bytesPerStep = sumBytes(dispatches);
     rows.push({
       adapter: gpu.adapterName,
       optimizer: describe(config),
       parameters,
-      bytesPerStep,
-      ms: seconds / steps * 1000,
-      gbPerSecond: bytesPerStep * steps / seconds / 1e9,
+      bytesPerStep: bytes,
+      ms,
+      gbPerSecond,
     });
     optimizer.destroy();
   }
@@ -257,25 +273,22 @@ export async function benchLossScaling(
     const { optimizer, dispatches } = await createOptimizer(gpu, arena, config, {
       lossScaling: {},
     });
-    // One uniform write and one submit per call, as the trainer's steps.
     const time = async (name: string, timed: readonly OptimizerDispatch[]) => {
-      const { steps, seconds } = await timeUntil(
+      const { bytes, ms, gbPerSecond } = await timeOptimizerSubmits(
+        gpu,
+        optimizer,
+        config.lr,
+        timed,
         minSeconds,
-        (steps) =>
-          timeSubmits(gpu, steps, () => {
-            optimizer.prepareStep(config.lr);
-            submitDispatches(gpu, timed.map(({ dispatch }) => dispatch));
-          }),
+        `${name} loss-scaling`,
       );
-      throwGpuError(gpu, `${name} loss-scaling`);
-      const bytesPerCall = sumBytes(timed);
       rows.push({
         adapter: gpu.adapterName,
         name,
         parameters,
-        bytesPerCall,
-        ms: seconds / steps * 1000,
-        gbPerSecond: bytesPerCall * steps / seconds / 1e9,
+        bytesPerCall: bytes,
+        ms,
+        gbPerSecond,
       });
     };
     for (const [op, timed] of Map.groupBy(dispatches, ({ op }) => op)) {
