@@ -40,15 +40,25 @@ export { type Kernel, KernelError, PipelineCache } from "./src/gpu/pipeline.ts";
 export {
   type Access,
   type Binding,
+  type Call,
+  isKernelCall,
   type KernelCall,
   kernelCall,
   linearGrid,
   read,
   readWrite,
+  type TextureCopy,
+  textureCopy,
   uniform,
   write,
 } from "./src/gpu/kernel_call.ts";
-export { type Dispatch, encodeDispatches, submitDispatches } from "./src/gpu/dispatch.ts";
+export {
+  type Command,
+  type CopyToTexture,
+  type Dispatch,
+  encodeCommands,
+  submitCommands,
+} from "./src/gpu/dispatch.ts";
 export { kernels } from "./src/shaders.ts";
 export { UsageError, UserError } from "./src/errors.ts";
 export { elementCount } from "./src/util/shape.ts";

@@ -15,12 +15,19 @@
  * Deno spends noticing the GPU is done stays a few percent.
  *
  *   deno run --allow-read --allow-write --allow-env bench/batchnorm.ts [--quick]
- *     [--variant serial|tree|all]   (default: the variant this adapter gets)
+ *     [--variant serial|serial_texture|tree|all]   (default: the variant this adapter gets)
  */
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import type { Dispatch } from "../src/gpu/dispatch.ts";
-import { type KernelCall, kernelCall, linearGrid, read, write } from "../src/gpu/kernel_call.ts";
+import type { Command } from "../src/gpu/dispatch.ts";
+import {
+  type Call,
+  type KernelCall,
+  kernelCall,
+  linearGrid,
+  read,
+  write,
+} from "../src/gpu/kernel_call.ts";
 import {
   createTensor,
   type Tensor,
@@ -146,11 +153,11 @@ export async function copyDispatch(
   source: Tensor,
   destination: Tensor,
   tiling: CopyTiling,
-): Promise<Dispatch> {
-  const { dispatches } = await materialize(gpu, [copyCall(source, destination, tiling)], {
+): Promise<Command> {
+  const { commands } = await materialize(gpu, [copyCall(source, destination, tiling)], {
     label: "copy",
   });
-  return dispatches[0];
+  return commands[0];
 }
 
 /** The variant the adapter's own policy gives the batch norms of an x of this shape. */
@@ -177,23 +184,23 @@ interface Timing {
 
 /** A dispatch list and the repetitions per submit that make one submit last long enough. */
 interface Calibrated {
-  dispatches: readonly Dispatch[];
+  commands: readonly Command[];
   repetitions: number;
 }
 
-/** Milliseconds of one submit of R repetitions of `dispatches`, after `warmup` such submits. */
-function timeSubmit(gpu: Gpu, { dispatches, repetitions }: Calibrated, warmup = 0) {
+/** Milliseconds of one submit of R repetitions of `commands`, after `warmup` such submits. */
+function timeSubmit(gpu: Gpu, { commands, repetitions }: Calibrated, warmup = 0) {
   // timeSubmits' one repetition is one submit holding all R.
-  const groups = Array.from({ length: repetitions }, () => dispatches);
+  const groups = Array.from({ length: repetitions }, () => commands);
   return timeSubmits(gpu, groups, { reps: 1, warmup });
 }
 
 async function calibrate(
   gpu: Gpu,
-  dispatches: readonly Dispatch[],
+  commands: readonly Command[],
   { minTrialMs }: Timing,
 ): Promise<Calibrated> {
-  const calibrated = { dispatches, repetitions: 1 };
+  const calibrated = { commands, repetitions: 1 };
   let warmup = 1;
   while (await timeSubmit(gpu, calibrated, warmup) < minTrialMs) {
     calibrated.repetitions *= 2;
@@ -284,7 +291,7 @@ async function benchShape(
         { activation },
         policy,
       );
-      const passes: Record<BatchNormPass, KernelCall[]> = {
+      const passes: Record<BatchNormPass, Call[]> = {
         forward,
         backward,
         "forward+backward": [...forward, ...backward],
@@ -294,7 +301,7 @@ async function benchShape(
         const materialized: Materialized = await materialize(gpu, passes[pass], {
           label: `bench batch norm ${pass}`,
         });
-        const op = await calibrate(gpu, materialized.dispatches, timing);
+        const op = await calibrate(gpu, materialized.commands, timing);
         const [ms, ...copyMs] = await timeInTurns(gpu, [op, ...copies], timing);
         materialized.destroy();
         const copyGbPerSecond = 2 * elementCount(shape) * 4 / Math.min(...copyMs) / 1e6;

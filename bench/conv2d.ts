@@ -19,8 +19,16 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
-import { isWritable, type KernelCall, kernelCall, read, write } from "../src/gpu/kernel_call.ts";
+import { type Command, encodeCommands, repeatCommands } from "../src/gpu/dispatch.ts";
+import {
+  type Call,
+  isKernelCall,
+  isWritable,
+  type KernelCall,
+  kernelCall,
+  read,
+  write,
+} from "../src/gpu/kernel_call.ts";
 import { createTensor, type Tensor } from "../src/gpu/tensor.ts";
 import {
   CONV2D_VARIANTS,
@@ -103,30 +111,28 @@ export interface Conv2dBenchRow {
 /** GFLOP/s of `calls` doing `flops`, each repetition encoded into the one submit. */
 async function rate(
   gpu: Gpu,
-  calls: readonly KernelCall[],
+  calls: readonly Call[],
   flops: number,
   seconds: number,
 ): Promise<Rate> {
   // Any scratch (the split weight gradient's partial sums) lives as long as the measurement.
   const materialized = await materialize(gpu, calls, { label: "bench conv2d" });
   try {
-    return await rateDispatches(gpu, materialized.dispatches, flops, seconds);
+    return await rateCommands(gpu, materialized.commands, flops, seconds);
   } finally {
     materialized.destroy();
   }
 }
 
-async function rateDispatches(
+async function rateCommands(
   gpu: Gpu,
-  dispatches: readonly Dispatch[],
+  commands: readonly Command[],
   flops: number,
   seconds: number,
 ): Promise<Rate> {
   const run = async (reps: number) => {
     const encoder = gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (let rep = 0; rep < reps; rep++) encodeDispatches(pass, dispatches);
-    pass.end();
+    encodeCommands(encoder, repeatCommands(commands, reps));
     const start = performance.now();
     const cpuStart = process.cpuUsage();
     gpu.device.queue.submit([encoder.finish()]);
@@ -215,7 +221,7 @@ export async function benchConv2d(
         ? KernelPolicy.forAdapter(gpu)
         : KernelPolicy.forcing("conv2d", forced);
       const common = { x, weight, dy: y, dweight };
-      let forward: KernelCall[];
+      let forward: Call[];
       try {
         forward = conv2dForward({ x, weight, y }, config, policy);
       } catch (error) {
@@ -226,7 +232,9 @@ export async function benchConv2d(
       const backward = conv2dBackward({ ...common, dx }, config, policy);
       const backwardWeight = conv2dBackward(common, config, policy);
       // backward_input, and the calls staging what it reads (blocked_texture's textures).
-      const inputCall = backward.find((call) => call.entryPoint === "backward_input")!;
+      const inputCall = backward.find((call) =>
+        isKernelCall(call) && call.entryPoint === "backward_input"
+      )!;
       const inputReads = new Set(inputCall.bindings.map((binding) => binding.tensor));
       const backwardInput = backward.filter((call) =>
         call === inputCall ||

@@ -17,7 +17,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
+import { type Dispatch, encodeCommands, repeatCommands } from "../src/gpu/dispatch.ts";
 import { kernelId } from "../src/gpu/pipeline.ts";
 import { kernel } from "../src/shaders.ts";
 import { yardsticks } from "./kernels.ts";
@@ -179,9 +179,7 @@ async function timeDispatch(
 ): Promise<{ wall: number; cpu: number }> {
   const run = async (reps: number) => {
     const encoder = gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    encodeDispatches(pass, Array(reps).fill(dispatch));
-    pass.end();
+    encodeCommands(encoder, repeatCommands([dispatch], reps));
     const start = performance.now();
     const cpuStart = process.cpuUsage();
     gpu.device.queue.submit([encoder.finish()]);

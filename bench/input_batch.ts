@@ -9,7 +9,7 @@ import { IMAGE_BYTES } from "../src/data/cifar.ts";
 import { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "../src/data/gpu_dataset.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import { submitDispatches } from "../src/gpu/dispatch.ts";
+import { submitCommands } from "../src/gpu/dispatch.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
 import { BatchSource } from "../src/train/batch_source.ts";
 import { Random } from "../src/util/random.ts";
@@ -52,7 +52,7 @@ export async function benchInputBatch(
     const runBatches = async (first: number) => {
       for (let batch = first; batch < first + batches; batch++) {
         source.prepareBatch(batch % source.batchesPerEpoch, 0, 0);
-        submitDispatches(gpu, source.dispatches);
+        submitCommands(gpu, source.commands);
       }
       await gpu.device.queue.onSubmittedWorkDone();
     };

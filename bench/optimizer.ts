@@ -24,7 +24,7 @@ import {
 } from "../src/gpu/buffer.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { requestGpu } from "../src/gpu/deno_device.ts";
-import { type Dispatch, submitDispatches } from "../src/gpu/dispatch.ts";
+import { type Command, submitCommands } from "../src/gpu/dispatch.ts";
 import { byteSize, type Tensor } from "../src/gpu/tensor.ts";
 import { emaUpdate } from "../src/ops/ema.ts";
 import { materialize } from "../src/plan/materialize.ts";
@@ -94,16 +94,16 @@ function randomArena(gpu: Gpu, parameters: number): ParameterArena {
   };
 }
 
-/** One of an optimizer's dispatches, with its kernel and the bytes it reads plus writes. */
-export interface OptimizerDispatch {
-  readonly dispatch: Dispatch;
+/** One of an optimizer's commands, with its kernel and the bytes it reads plus writes. */
+export interface OptimizerCommand {
+  readonly command: Command;
   /** `optimizer.find_non_finite`, `optimizer.<kind>` (the update) or `optimizer.update_scale`. */
   readonly op: string;
   readonly bytes: number;
 }
 
 /**
- * An optimizer whose dispatches are known by kernel and bytes, in the order it runs them: with
+ * An optimizer whose commands are known by kernel and bytes, in the order it runs them: with
  * loss scaling the overflow checks (one per chunk of the arena), the updates (one per chunk) and
  * the scale update; without, the updates. The Optimizer keeps its kernel calls to itself, so the
  * chunks are cut here as it cuts them: from the chunk size it is given (its default, the largest
@@ -118,7 +118,7 @@ export async function createOptimizer(
   arena: ParameterArena,
   config: OptimizerConfig,
   options: Pick<OptimizerOptions, "lossScaling"> = {},
-): Promise<{ optimizer: Optimizer; dispatches: OptimizerDispatch[] }> {
+): Promise<{ optimizer: Optimizer; commands: OptimizerCommand[] }> {
   const chunkBytes = largestChunk(gpu);
   const optimizer = await Optimizer.create(gpu, arena, config, { ...options, chunkBytes });
   const chunks = bufferChunks(arena.size, chunkBytes);
@@ -136,17 +136,17 @@ export async function createOptimizer(
       { op: "optimizer.update_scale", bytes: 2 * byteSize(lossScale) },
     ]
     : updates;
-  if (kernels.length !== optimizer.dispatches.length) {
+  if (kernels.length !== optimizer.commands.length) {
     throw new Error(
-      `optimizer: ${optimizer.dispatches.length} dispatches where ${kernels.length} were ` +
+      `optimizer: ${optimizer.commands.length} commands where ${kernels.length} were ` +
         `expected (${chunks.length} chunks${lossScale ? ", loss scaling" : ""})`,
     );
   }
   return {
     optimizer,
-    dispatches: kernels.map((kernel, index) => ({
+    commands: kernels.map((kernel, index) => ({
       ...kernel,
-      dispatch: optimizer.dispatches[index],
+      command: optimizer.commands[index],
     })),
   };
 }
@@ -187,7 +187,7 @@ async function timeOptimizerSubmits(
   gpu: Gpu,
   optimizer: Optimizer,
   lr: number,
-  timed: readonly OptimizerDispatch[],
+  timed: readonly OptimizerCommand[],
   minSeconds: number,
   benchmark: string,
 ): Promise<{ bytes: number; ms: number; gbPerSecond: number }> {
@@ -196,7 +196,7 @@ async function timeOptimizerSubmits(
     (steps) =>
       timeSubmits(gpu, steps, () => {
         optimizer.prepareStep(lr);
-        submitDispatches(gpu, timed.map(({ dispatch }) => dispatch));
+        submitCommands(gpu, timed.map(({ command }) => command));
       }),
   );
   throwGpuError(gpu, benchmark);
@@ -214,12 +214,12 @@ export async function benchOptimizer(
   const arena = randomArena(gpu, parameters);
   const rows: OptimizerBenchRow[] = [];
   for (const config of configs) {
-    const { optimizer, dispatches } = await createOptimizer(gpu, arena, config);
+    const { optimizer, commands } = await createOptimizer(gpu, arena, config);
     const { bytes, ms, gbPerSecond } = await timeOptimizerSubmits(
       gpu,
       optimizer,
       1e-3,
-      dispatches,
+      commands,
       minSeconds,
       config.kind,
     );
@@ -270,10 +270,10 @@ export async function benchLossScaling(
   const arena = randomArena(gpu, parameters);
   const rows: LossScalingBenchRow[] = [];
   for (const config of configs) {
-    const { optimizer, dispatches } = await createOptimizer(gpu, arena, config, {
+    const { optimizer, commands } = await createOptimizer(gpu, arena, config, {
       lossScaling: {},
     });
-    const time = async (name: string, timed: readonly OptimizerDispatch[]) => {
+    const time = async (name: string, timed: readonly OptimizerCommand[]) => {
       const { bytes, ms, gbPerSecond } = await timeOptimizerSubmits(
         gpu,
         optimizer,
@@ -291,12 +291,12 @@ export async function benchLossScaling(
         gbPerSecond,
       });
     };
-    for (const [op, timed] of Map.groupBy(dispatches, ({ op }) => op)) {
+    for (const [op, timed] of Map.groupBy(commands, ({ op }) => op)) {
       const update = op === `optimizer.${config.kind}`;
       if (!update && rows.some((row) => row.name === op)) continue;
       await time(update ? `${op} (LOSS_SCALING)` : op, timed);
     }
-    await time(`${describe(config)} step: the three in one submit`, dispatches);
+    await time(`${describe(config)} step: the three in one submit`, commands);
     optimizer.destroy();
   }
   arena.params.destroy();
@@ -344,10 +344,10 @@ export async function benchEma(gpu: Gpu, options: EmaBenchOptions = {}): Promise
     emaUpdate({ average, value }, { decay: options.decay ?? 0.999 }),
     { label: "ema bench" },
   );
-  const { dispatches } = materialized;
+  const { commands } = materialized;
   const { steps, seconds } = await timeUntil(
     options.minSeconds ?? 1,
-    (steps) => timeSubmits(gpu, steps, () => submitDispatches(gpu, dispatches)),
+    (steps) => timeSubmits(gpu, steps, () => submitCommands(gpu, commands)),
   );
   throwGpuError(gpu, "ema");
   materialized.destroy();

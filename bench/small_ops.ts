@@ -120,7 +120,7 @@ export async function benchSmallOps(
   const rows: SmallOpRow[] = [];
   for (const [op, shape, calls, bytes] of cases) {
     const materialized = await materialize(gpu, calls, { label: `bench ${op}` });
-    const ms = await timeSubmits(gpu, [materialized.dispatches], { minMs });
+    const ms = await timeSubmits(gpu, [materialized.commands], { minMs });
     materialized.destroy();
     rows.push({
       adapter: gpu.adapterName,

@@ -7,7 +7,8 @@
  * on any adapter.
  *
  * Timing: with `timestamp-query`, each call is encoded in a compute pass of its own whose
- * `timestampWrites` stamp its begin and end; the whole step is one submit, its query sets resolved
+ * `timestampWrites` stamp its begin and end (a copy into a texture, between empty passes that
+ * carry the stamps: src/gpu/dispatch.ts); the whole step is one submit, its query sets resolved
  * once and read back once. A call's time runs from the previous call's end stamp to its own, so
  * that the calls add up to the stamps' whole span: lavapipe writes a pass's begin stamp only once
  * the pass's work is done where the pass binds a texture (the `blocked_texture` convolutions and
@@ -22,8 +23,11 @@ import { IMAGE_BYTES } from "../src/data/cifar.ts";
 import { CIFAR10_MEAN, CIFAR10_STD, epochOrder, GpuDataset } from "../src/data/gpu_dataset.ts";
 import { writeBuffer } from "../src/gpu/buffer.ts";
 import type { Gpu } from "../src/gpu/device.ts";
-import { type Dispatch, encodeDispatches, submitDispatches } from "../src/gpu/dispatch.ts";
+import { type Command, encodeCommands, submitCommands } from "../src/gpu/dispatch.ts";
 import {
+  type Call,
+  callOp,
+  isKernelCall,
   type KernelCall,
   kernelCall,
   linearGrid,
@@ -61,9 +65,9 @@ export const TIMER_NOTES: Readonly<Record<Timer, string>> = {
   calls: "timed call by call (no timestamp-query): includes submit and wait overhead",
 };
 
-/** A dispatch to time, with what the profile knows of its work. */
+/** A command to time (a dispatch or a copy), with what the profile knows of its work. */
 export interface ProfileEntry {
-  readonly dispatch: Dispatch;
+  readonly command: Command;
   readonly pass: Pass;
   /** The kernel and entry point, e.g. `conv2d_blocked.forward`. */
   readonly op: string;
@@ -115,11 +119,11 @@ const TIMESTAMP_BYTES = 8;
  */
 export async function timeWithTimestamps(
   gpu: Gpu,
-  dispatches: readonly Dispatch[],
+  commands: readonly Command[],
   beforeEach?: () => void,
 ): Promise<TimedRun> {
   const { device } = gpu;
-  const count = dispatches.length * 2;
+  const count = commands.length * 2;
   const querySets: GPUQuerySet[] = [];
   for (let first = 0; first < count; first += MAX_QUERIES) {
     querySets.push(
@@ -138,17 +142,13 @@ export async function timeWithTimestamps(
   });
   beforeEach?.();
   const encoder = device.createCommandEncoder();
-  dispatches.forEach((dispatch, index) => {
+  commands.forEach((command, index) => {
     const query = 2 * index;
-    const pass = encoder.beginComputePass({
-      timestampWrites: {
-        querySet: querySets[Math.floor(query / MAX_QUERIES)],
-        beginningOfPassWriteIndex: query % MAX_QUERIES,
-        endOfPassWriteIndex: query % MAX_QUERIES + 1,
-      },
+    encodeCommands(encoder, [command], {
+      querySet: querySets[Math.floor(query / MAX_QUERIES)],
+      begin: query % MAX_QUERIES,
+      end: query % MAX_QUERIES + 1,
     });
-    encodeDispatches(pass, [dispatch]);
-    pass.end();
   });
   querySets.forEach((querySet, index) =>
     encoder.resolveQuerySet(
@@ -200,15 +200,15 @@ export function readStamps(
 /** The fallback: each entry submitted alone and waited for, `beforeEach` before the first. */
 export async function timeCallByCall(
   gpu: Gpu,
-  dispatches: readonly Dispatch[],
+  commands: readonly Command[],
   beforeEach?: () => void,
 ): Promise<TimedRun> {
   beforeEach?.();
   const ms: number[] = [];
   const first = performance.now();
-  for (const dispatch of dispatches) {
+  for (const dispatch of commands) {
     const start = performance.now();
-    submitDispatches(gpu, [dispatch]);
+    submitCommands(gpu, [dispatch]);
     await gpu.device.queue.onSubmittedWorkDone();
     ms.push(performance.now() - start);
   }
@@ -220,17 +220,17 @@ export function availableTimer(gpu: Gpu): Timer {
   return gpu.device.features.has("timestamp-query") ? "timestamps" : "calls";
 }
 
-function timeRun(gpu: Gpu, timer: Timer, dispatches: readonly Dispatch[], beforeEach?: () => void) {
+function timeRun(gpu: Gpu, timer: Timer, commands: readonly Command[], beforeEach?: () => void) {
   return timer === "timestamps"
-    ? timeWithTimestamps(gpu, dispatches, beforeEach)
-    : timeCallByCall(gpu, dispatches, beforeEach);
+    ? timeWithTimestamps(gpu, commands, beforeEach)
+    : timeCallByCall(gpu, commands, beforeEach);
 }
 
 /**
  * Bytes a call moves: each tensor it reads, plus each it writes (read_write: both; a texture:
  * its whole texels).
  */
-export function callBytes(call: KernelCall): number {
+export function callBytes(call: Call): number {
   return call.bindings.reduce(
     (sum, { tensor, access }) => sum + byteSize(tensor) * (access === "read_write" ? 2 : 1),
     0,
@@ -256,16 +256,16 @@ export function inputBatchBytes(
 }
 
 function entriesOf(
-  calls: readonly KernelCall[],
-  dispatches: readonly Dispatch[],
+  calls: readonly Call[],
+  commands: readonly Command[],
   passOf: (index: number) => Pass,
 ): ProfileEntry[] {
   return calls.map((call, index) => ({
-    dispatch: dispatches[index],
+    command: commands[index],
     pass: passOf(index),
-    op: `${call.kernel.name}.${call.entryPoint}`,
+    op: callOp(call),
     bytes: callBytes(call),
-    ...(call.flops === undefined ? {} : { flops: call.flops }),
+    ...(isKernelCall(call) && call.flops !== undefined ? { flops: call.flops } : {}),
   }));
 }
 
@@ -349,11 +349,11 @@ export async function measurePeaks(
   const destination = createTensor(gpu, "copy destination", [floats]);
   const tilings = copyTilings(gpu);
   const calls = [fma, ...tilings.map((tiling) => copyCall(source, destination, tiling))];
-  const { dispatches } = await materialize(gpu, calls, { label: "peaks" });
-  await timeRun(gpu, timer, dispatches); // warm-up
-  const best = dispatches.map(() => Infinity);
+  const { commands } = await materialize(gpu, calls, { label: "peaks" });
+  await timeRun(gpu, timer, commands); // warm-up
+  const best = commands.map(() => Infinity);
   for (let repeat = 0; repeat < repeats; repeat++) {
-    const { ms } = await timeRun(gpu, timer, dispatches);
+    const { ms } = await timeRun(gpu, timer, commands);
     ms.forEach((value, index) => best[index] = Math.min(best[index], value));
   }
   const copyMs = Math.min(...best.slice(1));
@@ -440,7 +440,7 @@ export interface StepProfile {
   timerNote: string;
   repeats: number;
   peaks: Peaks;
-  /** The step as training runs it (one pass, one submit), wall-clock ms per step. */
+  /** The step as training runs it (one submit), wall-clock ms per step. */
   stepWallMs: number;
   /** Sum of the calls' median times. */
   callsMs: number;
@@ -484,19 +484,21 @@ export function rates(
 }
 
 /**
- * The kind of layer an op (`kernel.entry`) belongs to, to weigh the layers against each other: the
- * convolution kernels together (their FLOPs counted, so the row has GFLOP/s), apart from their
- * memory-bound helpers (bytes only): the copies of operands into the textures `blocked_texture`
- * reads, and the sums of a split weight gradient's partial results; the batch norms (which apply
- * the ReLU, and in a ResNet block the residual sum, in the same pass); the separate sums
- * (ResNet-9's residual sums, the sums of gradients where a tensor fed two branches); the 2x2 max
- * pools, the global pool, and the head (linear layer and loss).
+ * The kind of layer an op (`kernel.entry`, `callOp`) belongs to, to weigh the layers against each
+ * other: the convolution kernels together (their FLOPs counted, so the row has GFLOP/s), apart
+ * from the memory-bound helpers (bytes only): the copies of operands into the textures that
+ * `blocked_texture` and batch norm's `serial_texture` read (copy commands, or to_texture where the
+ * tensor is f16 or padded), and the sums of a split weight gradient's partial results; the batch
+ * norms (which apply the ReLU, and in a ResNet block the residual sum, in the same pass); the
+ * separate sums (ResNet-9's residual sums, the sums of gradients where a tensor fed two branches);
+ * the 2x2 max pools, the global pool, and the head (linear layer and loss).
  */
 export function opKind(op: string): string {
   const kernel = op.split(".")[0];
   switch (kernel) {
     case "to_texture":
-      return "conv operands to textures";
+    case "copy":
+      return "copies into textures";
     case "conv2d_reduce":
       return "conv partial sums";
     case "batchnorm":
@@ -604,7 +606,7 @@ export async function profileTrainingStep(
     labels,
   });
   source.setOrder(epochOrder(0, 0, batchSize));
-  const { optimizer, dispatches: optimizerDispatches } = await createOptimizer(
+  const { optimizer, commands: optimizerCommands } = await createOptimizer(
     gpu,
     { params: weights.params, grads: weights.grads, size: weights.parameterLayout.size },
     recipe.optimizer,
@@ -620,14 +622,14 @@ export async function profileTrainingStep(
   const step = await materialize(gpu, program.calls, { label: "profile" });
   const forwardEnd = program.markAt(FORWARD_END);
   const entries: ProfileEntry[] = [
-    ...source.dispatches.map((dispatch) => ({
-      dispatch,
+    ...source.commands.map((command) => ({
+      command,
       pass: "input" as const,
       op: "input_batch",
       bytes: inputBatchBytes(dataset, input, labels),
     })),
-    ...entriesOf(program.calls, step.dispatches, (i) => i < forwardEnd ? "forward" : "backward"),
-    ...optimizerDispatches.map((entry) => ({ ...entry, pass: "optimizer" as const })),
+    ...entriesOf(program.calls, step.commands, (i) => i < forwardEnd ? "forward" : "backward"),
+    ...optimizerCommands.map((entry) => ({ ...entry, pass: "optimizer" as const })),
   ];
   const beforeEach = () => {
     source.prepareBatch(0, 0, 0);
@@ -635,14 +637,14 @@ export async function profileTrainingStep(
   };
   const stepWallMs = await timeSubmits(
     gpu,
-    [source.dispatches, step.dispatches, optimizer.dispatches],
+    [source.commands, step.commands, optimizer.commands],
     { reps: repeats, warmup: 1, beforeEach },
   );
-  const dispatches = entries.map((entry) => entry.dispatch);
+  const commands = entries.map((entry) => entry.command);
   const beforeRepetitions = await optimizer.readLossScale();
   const runs: TimedRun[] = [];
   for (let repeat = 0; repeat < repeats; repeat++) {
-    runs.push(await timeRun(gpu, timer, dispatches, beforeEach));
+    runs.push(await timeRun(gpu, timer, commands, beforeEach));
   }
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(`GPU error in the profiled step: ${error.message}`);
@@ -655,7 +657,7 @@ export async function profileTrainingStep(
   };
 
   const calls: ProfiledCall[] = entries.map((entry, index) => ({
-    label: entry.dispatch.label,
+    label: entry.command.label,
     op: entry.op,
     pass: entry.pass,
     ms: median(runs.map((run) => (run.sinceLastMs ?? run.ms)[index])),
@@ -750,8 +752,8 @@ export function formatProfile(profile: StepProfile, format: ProfileFormat = {}):
     } GFLOP in ${peaks.fma.ms.toFixed(2)} ms), ${peaks.gbPerSecond.toFixed(1)} GB/s (copy, ${
       (peaks.copy.bytes / 2 ** 20).toFixed(0)
     } MiB read + written in ${peaks.copy.ms.toFixed(2)} ms, ${peaks.copy.tiling})`,
-    `step: ${profile.stepWallMs.toFixed(1)} ms wall-clock as training runs it (one pass, one ` +
-    `submit); the calls sum to ${profile.callsMs.toFixed(1)} ms`,
+    `step: ${profile.stepWallMs.toFixed(1)} ms wall-clock as training runs it (one submit); ` +
+    `the calls sum to ${profile.callsMs.toFixed(1)} ms`,
     ...(profile.lossScale ? [lossScaleLine(profile.lossScale, profile.repeats)] : []),
     ...profile.runs.map((run, index) => {
       const wall = `run ${index + 1}: ${run.wallMs.toFixed(1)} ms wall-clock`;

@@ -6,7 +6,7 @@
  * double until a trial lasts `minMs`. Returns milliseconds per repetition of the last trial.
  */
 import type { Gpu } from "../src/gpu/device.ts";
-import { type Dispatch, encodeDispatches } from "../src/gpu/dispatch.ts";
+import { type Command, encodeCommands } from "../src/gpu/dispatch.ts";
 
 export interface TimingOptions {
   reps?: number;
@@ -18,7 +18,7 @@ export interface TimingOptions {
 
 export async function timeSubmits(
   gpu: Gpu,
-  groups: readonly (readonly Dispatch[])[],
+  groups: readonly (readonly Command[])[],
   { reps, minMs = 1000, warmup = 2, beforeEach }: TimingOptions = {},
 ): Promise<number> {
   const run = async (count: number) => {
@@ -26,9 +26,7 @@ export async function timeSubmits(
     for (let i = 0; i < count; i++) {
       beforeEach?.();
       const encoder = gpu.device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      for (const group of groups) encodeDispatches(pass, group);
-      pass.end();
+      encodeCommands(encoder, groups.flat());
       gpu.device.queue.submit([encoder.finish()]);
     }
     await gpu.device.queue.onSubmittedWorkDone();

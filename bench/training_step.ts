@@ -168,17 +168,17 @@ export async function benchTrainingStep(
       confusion,
     }, policy);
     const prepare = () => optimizer.prepareStep(recipe.optimizer.lr);
-    const forward = train.dispatches.slice(0, train.forwardDispatches);
+    const forward = train.commands.slice(0, train.forwardDispatches);
     const forwardMs = await timeSubmits(gpu, [forward], { minMs });
-    const stepMs = await timeSubmits(gpu, [train.dispatches, optimizer.dispatches], {
+    const stepMs = await timeSubmits(gpu, [train.commands, optimizer.commands], {
       minMs,
       beforeEach: prepare,
     });
-    const optimizerMs = await timeSubmits(gpu, [optimizer.dispatches], {
+    const optimizerMs = await timeSubmits(gpu, [optimizer.commands], {
       minMs,
       beforeEach: prepare,
     });
-    const evalMs = await timeSubmits(gpu, [evaluation.dispatches], { minMs });
+    const evalMs = await timeSubmits(gpu, [evaluation.commands], { minMs });
     rows.push({
       model: `${model} width ${width}`,
       adapter: gpu.adapterName,

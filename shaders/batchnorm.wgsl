@@ -42,7 +42,8 @@
 // Variants. The `_tree` combines give each channel vector a workgroup whose invocations merge
 // strided row blocks and then a workgroup-memory tree, for GPUs; the plain ones give it a single
 // invocation that merges all row blocks in turn, with no workgroup memory or barrier, for CPU
-// adapters. The data passes are shared and tuned by constants only.
+// adapters. The data passes are shared and tuned by constants only, except that the `_texture`
+// ones (end of this file) read the activations with textureLoad, for CPU adapters.
 //
 // Precision. Activations (x, residual, y, dy, dx, dresidual) hold `act` elements: f32, or f16 in the
 // kernel's f16 build (src/shaders.ts). Every sum, the statistics, the workspace, gamma/beta, their
@@ -601,6 +602,101 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
           if (RESIDUAL) { input_dresidual_scalar[i[component]] = act(gradient.dy_eff[component]); }
         }
       }
+    }
+  }
+}
+
+// ---- The data passes reading textures ----------------------------------------------------------
+//
+// statistics_partials, normalize, gradient_partials and input_gradient as above (vec4 bindings),
+// but every activation they read comes from an rgba32float texture that src/ops/staging.ts fills
+// first (a copy command for f32): on lavapipe a texel fetch is one gather for all SIMD lanes, a
+// storage load a scalar loop over them, about 5x dearer without AVX-512 (bench/README.md, "CPU
+// adapters"). What they write stays in storage buffers. Texel t is vector t of the vec4 view, at
+// (t & (2^ROW_SHIFT - 1), t >> ROW_SHIFT): every activation of one op has one shape, so one
+// texture extent (textureExtent in src/gpu/tensor.ts).
+
+override ROW_SHIFT: u32;
+
+// The four passes bind x at 0; at 1 normalize's residual or the backward's y (the ReLU mask; x
+// fills it where the pass reads neither); at 2 the backward's dy.
+@group(0) @binding(0) var x_texels: texture_2d<f32>;
+@group(0) @binding(1) var y_or_residual_texels: texture_2d<f32>;
+@group(0) @binding(2) var dy_texels: texture_2d<f32>;
+
+fn texel_at(i: u32) -> vec2u {
+  return vec2u(i & ((1u << ROW_SHIFT) - 1u), i >> ROW_SHIFT);
+}
+
+fn x_texel(i: u32) -> vec4f {
+  return textureLoad(x_texels, texel_at(i), 0);
+}
+
+// dy behind the ReLU mask, at vector i.
+fn effective_gradient_texel(i: u32) -> vec4f {
+  let dy = textureLoad(dy_texels, texel_at(i), 0);
+  if (RELU) { return effective_gradient(dy, textureLoad(y_or_residual_texels, texel_at(i), 0)); }
+  return dy;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn statistics_partials_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let lane = lane_at(gid, groups);
+  if (lane.first_row == ROWS) { return; }
+  var moments: array<Moments, MAX_VECTORS_PER_LANE>;
+  for (var row = lane.first_row; row < lane.end_row; row++) {
+    let base = row * VECTORS_PER_ROW + lane.first_vector;
+    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
+      moments[k] = moments_add(moments[k], x_texel(base + k));
+    }
+  }
+  store_moments(lane, moments);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn normalize_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let lane = lane_at(gid, groups);
+  if (lane.first_row == ROWS) { return; }
+  let affines = lane_affines(lane);
+  for (var row = lane.first_row; row < lane.end_row; row++) {
+    let base = row * VECTORS_PER_ROW + lane.first_vector;
+    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
+      let i = base + k;
+      var residual = vec4f(0.0);
+      if (RESIDUAL) { residual = textureLoad(y_or_residual_texels, texel_at(i), 0); }
+      normalize_y[i] = vec4<act>(normalized(affines[k], x_texel(i), residual));
+    }
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn gradient_partials_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let lane = lane_at(gid, groups);
+  if (lane.first_row == ROWS) { return; }
+  let means = lane_means(lane);
+  var sums: array<GradientSums, MAX_VECTORS_PER_LANE>;
+  for (var row = lane.first_row; row < lane.end_row; row++) {
+    let base = row * VECTORS_PER_ROW + lane.first_vector;
+    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
+      let i = base + k;
+      sums[k] = gradient_sums_add(sums[k], effective_gradient_texel(i), x_texel(i) - means[k]);
+    }
+  }
+  store_gradient_sums(lane, sums);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn input_gradient_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let lane = lane_at(gid, groups);
+  if (lane.first_row == ROWS) { return; }
+  let coefficients = lane_coefficients(lane);
+  for (var row = lane.first_row; row < lane.end_row; row++) {
+    let base = row * VECTORS_PER_ROW + lane.first_vector;
+    for (var k = 0u; k < VECTORS_PER_LANE; k++) {
+      let i = base + k;
+      let dy_eff = effective_gradient_texel(i);
+      input_dx[i] = vec4<act>(input_gradient_at(coefficients[k], dy_eff, x_texel(i)));
+      if (RESIDUAL) { input_dresidual[i] = vec4<act>(dy_eff); }
     }
   }
 }

@@ -1,7 +1,10 @@
 // Copies a tensor into an rgba32float texture for kernels that read it with textureLoad
-// (conv2d_texture.wgsl): on lavapipe a texel fetch is one gather, while every storage-buffer
-// element is a scalar loop over the SIMD lanes (bench/README.md, "CPU adapters"), so one streaming
-// pass here saves the many storage loads of each element the reading kernel would make.
+// (conv2d_texture.wgsl, batchnorm.wgsl's _texture passes): on lavapipe a texel fetch is one
+// gather, while every storage-buffer element is a scalar loop over the SIMD lanes (bench/README.md,
+// "CPU adapters"), so one streaming pass here saves the many storage loads of each element the
+// reading kernel would make. Only where a copy command cannot (src/ops/staging.ts): f16 tensors
+// (widened) and rows of channels that are not whole texels (padded); an f32 tensor of whole texels
+// is copied with copyBufferToTexture, 10-16x faster on lavapipe than these per-lane texture stores.
 //   to_texture:        source of TEXELS x 4 elements, texel t = elements 4t..4t+3.
 //   to_texture_padded: source of rows of CHANNELS elements (a tensor's last dimension, not a
 //                      multiple of 4: the 3-channel stem); each row padded with zeros to

@@ -9,7 +9,7 @@ export { requestGpu } from "./gpu/device.ts";
 export { readBuffer, uploadBuffer } from "./gpu/buffer.ts";
 export { createTensor, tensorDesc, tensorFromData } from "./gpu/tensor.ts";
 export { kernelCall } from "./gpu/kernel_call.ts";
-export { submitDispatches } from "./gpu/dispatch.ts";
+export { submitCommands } from "./gpu/dispatch.ts";
 export { kernels } from "./shaders.ts";
 export * from "./ops/index.ts";
 export { buildArchitecture } from "./model/architecture.ts";

@@ -2,7 +2,9 @@
  * A kernel call is one kernel launch as data: the kernel, its entry point, its override constants,
  * its grid, and its bindings, each tagged with how the entry point accesses it. Ops return lists of
  * calls and touch no GPU; a plan derives tensor lifetimes, buffer reuse and the aliasing check from
- * the access tags, then `materialize` (src/plan/materialize.ts) turns the calls into dispatches.
+ * the access tags, then `materialize` (src/plan/materialize.ts) turns the calls into commands.
+ * A call is either a kernel call or a texture copy (`textureCopy`): a copy command that fills a
+ * texture from a buffer with no kernel, bound like a kernel that reads one and writes the other.
  */
 import type { Kernel, OverrideConstants } from "./pipeline.ts";
 import type { TensorDesc } from "./tensor.ts";
@@ -40,6 +42,50 @@ export interface KernelCall {
    * speed the profile states in bytes from the bindings.
    */
   readonly flops?: number;
+}
+
+/**
+ * A copy of an f32 tensor into a texture tensor of the same elements (`textureDesc`, a last
+ * dimension that is a multiple of 4): copyBufferToTexture. Its bindings are `read(source)` and
+ * `storageTexture(texture)`, so lifetimes and aliasing treat it as a kernel writing the texture.
+ */
+export interface TextureCopy {
+  readonly label: string;
+  readonly copy: "buffer_to_texture";
+  readonly bindings: readonly [Binding, Binding];
+}
+
+/** One step of a program: a kernel launch or a copy into a texture. */
+export type Call = KernelCall | TextureCopy;
+
+export function isKernelCall(call: Call): call is KernelCall {
+  return !("copy" in call);
+}
+
+/** `call` with each bound tensor replaced by `tensorOf`'s (e.g. scratch copies to time it on). */
+export function rebound<C extends Call>(call: C, tensorOf: (tensor: TensorDesc) => TensorDesc): C {
+  const bindings = call.bindings.map((binding) => ({
+    ...binding,
+    tensor: tensorOf(binding.tensor),
+  }));
+  return { ...call, bindings } as C;
+}
+
+/** What a call runs, for profiles: `kernel.entry_point`, or `copy.buffer_to_texture`. */
+export function callOp(call: Call): string {
+  return isKernelCall(call) ? `${call.kernel.name}.${call.entryPoint}` : `copy.${call.copy}`;
+}
+
+/** The copy of `source` into `texture`, which must hold its elements as they lie (not padded). */
+export function textureCopy(source: TensorDesc, texture: TensorDesc): TextureCopy {
+  const label = "copy_to_texture";
+  if (source.dtype !== "f32") {
+    throw new TypeError(`${label}: ${source.label} is ${source.dtype}; a copy keeps only f32`);
+  }
+  if (texture.texture === undefined || texture.shape.join() !== source.shape.join()) {
+    throw new TypeError(`${label}: ${texture.label} is no texture of ${source.label}'s shape`);
+  }
+  return { label, copy: "buffer_to_texture", bindings: [read(source), storageTexture(texture)] };
 }
 
 export interface KernelCallRequest {

@@ -8,22 +8,29 @@
  * (src/ops/policy.ts):
  *   "serial": few large invocations, 4 or 8 channel vectors by tens to hundreds of rows each,
  *             and a combine that merges every row block in one invocation; no workgroup memory,
- *             no barrier. llvmpipe and other CPU adapters run this fastest.
+ *             no barrier; for CPU adapters.
+ *   "serial_texture": serial's passes reading the activations from textures that the op's
+ *             staging calls fill first (src/ops/staging.ts; channels a multiple of 4): llvmpipe's
+ *             cheap load path, the fastest there.
  *   "tree":   one channel vector by a few rows per invocation, so that neighbours read
  *             neighbouring addresses, and a combine whose workgroup merges the row blocks through a
  *             workgroup-memory tree; the shape real GPUs favour.
  */
 import {
   type Binding,
+  type Call,
   type KernelCall,
   kernelCall,
   linearGrid,
   read,
   readWrite,
+  sampled,
   write,
 } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import { type TensorDesc, workspaceDesc } from "../gpu/tensor.ts";
+import { MAX_TEXTURE_SIDE, type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
+import { elementCount } from "../util/shape.ts";
+import { rowShiftOf, Staging } from "./staging.ts";
 import type { Kernel } from "../gpu/pipeline.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import { KernelPolicy } from "./policy.ts";
@@ -50,9 +57,13 @@ export interface BatchNormSaved {
   invStd: TensorDesc;
 }
 
-export type BatchNormVariant = "serial" | "tree";
+export type BatchNormVariant = "serial" | "serial_texture" | "tree";
 
-export const BATCH_NORM_VARIANTS: readonly BatchNormVariant[] = ["serial", "tree"];
+export const BATCH_NORM_VARIANTS: readonly BatchNormVariant[] = [
+  "serial",
+  "serial_texture",
+  "tree",
+];
 
 export const BATCH_NORM_EPS = 1e-5;
 export const BATCH_NORM_MOMENTUM = 0.1;
@@ -76,6 +87,8 @@ export interface BatchNormPlan {
   vectorsPerRow: number;
   /** Whether activations are bound as vec4 (channels a multiple of 4) or as scalars. */
   vectorized: boolean;
+  /** Whether the data passes read the activations from textures (serial_texture). */
+  textures: boolean;
   /** The two reductions (statistics, gradients); their row-block count sizes the workspace. */
   reduction: LaneTiling & { rowBlocks: number };
   /** normalize and input_gradient. */
@@ -119,7 +132,7 @@ export function planBatchNorm(
   const rows = n * h * w;
   const vectorsPerRow = Math.ceil(channels / 4);
   let reduction: LaneTiling, elementwise: LaneTiling, combineWorkgroupSize: number;
-  if (variant === "serial") {
+  if (variant !== "tree") {
     const vectorsPerLane = serialVectorsPerLane(vectorsPerRow);
     const lanesPerRow = vectorsPerRow / vectorsPerLane;
     const rowsPerLane = Math.max(1, Math.ceil(rows * lanesPerRow / SERIAL_TARGET_LANES));
@@ -152,6 +165,7 @@ export function planBatchNorm(
     channels,
     vectorsPerRow,
     vectorized: channels % 4 === 0,
+    textures: variant === "serial_texture",
     reduction: { ...reduction, rowBlocks },
     elementwise,
     combineWorkgroupSize,
@@ -168,15 +182,21 @@ export function chooseBatchNormVariant(
   x: TensorDesc,
   policy: KernelPolicy,
   op = "batch norm",
-  plan?: (variant: BatchNormVariant) => KernelCall[],
+  plan?: (variant: BatchNormVariant) => Call[],
 ): BatchNormVariant {
   const { n, h, w, c, dtype } = nhwc(op, x);
   // f16 layers are other call sites (as in conv2d.ts): their fastest variant may differ.
   const precision = dtype === "f32" ? "" : ` ${dtype}`;
+  const texture = c % 4 !== 0
+    ? "needs channels in multiples of 4 (a texel is one channel vector)"
+    : textureExtent(elementCount(x.shape)) === undefined
+    ? `needs at most ${MAX_TEXTURE_SIDE}² texels`
+    : undefined;
   return policy.choose({
     op: "batchnorm",
     key: `batchnorm [${n},${h},${w},${c}]${precision}`,
     variants: BATCH_NORM_VARIANTS,
+    ...(texture === undefined ? {} : { unsupported: { serial_texture: texture } }),
     plan,
   });
 }
@@ -186,7 +206,7 @@ function checkedPlan(
   op: string,
   x: TensorDesc,
   policy: KernelPolicy,
-  plan: (variant: BatchNormVariant) => KernelCall[],
+  plan: (variant: BatchNormVariant) => Call[],
 ): BatchNormPlan {
   return planBatchNorm(x.shape, chooseBatchNormVariant(x, policy, op, plan));
 }
@@ -208,7 +228,7 @@ export function batchNormTrainForward(
   },
   config: { activation: BatchNormActivation; momentum?: number; eps?: number },
   policy: KernelPolicy,
-): KernelCall[] {
+): Call[] {
   const op = "batch norm";
   const { x, y, params, saved, residual } = t;
   const plan = checkedPlan(
@@ -228,8 +248,9 @@ export function batchNormTrainForward(
   const eps = config.eps ?? BATCH_NORM_EPS;
   const momentum = config.momentum ?? BATCH_NORM_MOMENTUM;
   const workspace = workspaceFor(x, plan);
-  return [
-    dataPass(kernel, plan, plan.reduction, "statistics_partials", [read(x), write(workspace)]),
+  const staging = new Staging();
+  const passes = [
+    dataPass(kernel, plan, plan.reduction, "statistics_partials", staging, [x], [write(workspace)]),
     combinePass(plan, "statistics_combine", { EPS: eps, MOMENTUM: momentum }, [
       readWrite(workspace),
       write(saved.mean),
@@ -238,7 +259,7 @@ export function batchNormTrainForward(
       readWrite(params.runningVar),
       readWrite(params.numBatchesTracked),
     ]),
-    normalizePass(kernel, plan, {
+    normalizePass(kernel, plan, staging, {
       x,
       y,
       residual,
@@ -251,6 +272,7 @@ export function batchNormTrainForward(
       eps,
     }),
   ];
+  return [...staging.calls, ...passes];
 }
 
 /** Eval forward: y = act(gamma · (x − running_mean) / sqrt(running_var + eps) + beta [+ residual]). */
@@ -258,7 +280,7 @@ export function batchNormEvalForward(
   t: { x: TensorDesc; y: TensorDesc; params: BatchNormParams; residual?: TensorDesc },
   config: { activation: BatchNormActivation; eps?: number },
   policy: KernelPolicy,
-): KernelCall[] {
+): Call[] {
   const op = "batch norm eval";
   const { x, y, params, residual } = t;
   const plan = checkedPlan(
@@ -269,20 +291,20 @@ export function batchNormEvalForward(
   );
   const kernel = checkActivation(op, y, x, residual);
   checkParams(op, plan.channels, params, []);
-  return [
-    normalizePass(kernel, plan, {
-      x,
-      y,
-      residual,
-      activation: config.activation,
-      gamma: params.gamma,
-      beta: params.beta,
-      mean: params.runningMean,
-      spread: params.runningVar,
-      spreadIsVariance: true,
-      eps: config.eps ?? BATCH_NORM_EPS,
-    }),
-  ];
+  const staging = new Staging();
+  const normalize = normalizePass(kernel, plan, staging, {
+    x,
+    y,
+    residual,
+    activation: config.activation,
+    gamma: params.gamma,
+    beta: params.beta,
+    mean: params.runningMean,
+    spread: params.runningVar,
+    spreadIsVariance: true,
+    eps: config.eps ?? BATCH_NORM_EPS,
+  });
+  return [...staging.calls, normalize];
 }
 
 /**
@@ -305,7 +327,7 @@ export function batchNormBackward(
   },
   config: { activation: BatchNormActivation },
   policy: KernelPolicy,
-): KernelCall[] {
+): Call[] {
   const op = "batch norm backward";
   const { x, y, dy, dx, dgamma, dbeta, params, saved, dResidual } = t;
   const plan = checkedPlan(
@@ -325,11 +347,10 @@ export function batchNormBackward(
   const maskSource = relu ? y : x;
   const workspace = workspaceFor(x, plan);
   const flags = { RELU: Number(relu), RESIDUAL: Number(dResidual !== undefined) };
-  return [
-    dataPass(kernel, plan, plan.reduction, "gradient_partials", [
-      read(x),
-      read(maskSource),
-      read(dy),
+  const staging = new Staging();
+  const activations = [x, maskSource, dy];
+  const passes = [
+    dataPass(kernel, plan, plan.reduction, "gradient_partials", staging, activations, [
       read(saved.mean),
       write(workspace),
     ], { RELU: flags.RELU }),
@@ -341,10 +362,7 @@ export function batchNormBackward(
       write(dgamma),
       write(dbeta),
     ]),
-    dataPass(kernel, plan, plan.elementwise, "input_gradient", [
-      read(x),
-      read(maskSource),
-      read(dy),
+    dataPass(kernel, plan, plan.elementwise, "input_gradient", staging, activations, [
       read(workspace),
       write(dx),
       // Without a residual the kernel never writes this binding, but a layout that drops no
@@ -352,6 +370,7 @@ export function batchNormBackward(
       write(dResidual ?? workspaceDesc(`${dx.label} (no residual)`, [4])),
     ], flags),
   ];
+  return [...staging.calls, ...passes];
 }
 
 /** Checks y and the residual against x; returns the kernel build for x's element type. */
@@ -395,24 +414,39 @@ function tilingConstants(plan: BatchNormPlan, tiling: LaneTiling): OverrideConst
 }
 
 /**
- * A pass over every element, with the vec4 or scalar binding of the activations, in `kernel`: the
- * build for their element type.
+ * A pass over every element in `kernel` (the build for the activations' element type). It reads
+ * `activations` (its first bindings) through their vec4 or scalar binding, or with serial_texture
+ * from textures that `staging` fills; `others` follow.
  */
 function dataPass(
   kernel: Kernel,
   plan: BatchNormPlan,
   tiling: LaneTiling,
   entryPoint: string,
-  bindings: Binding[],
+  staging: Staging,
+  activations: readonly TensorDesc[],
+  others: Binding[],
   constants: OverrideConstants = {},
 ): KernelCall {
+  const textures = plan.textures ? activations.map((tensor) => staging.texture(tensor)) : [];
   return kernelCall({
     kernel,
-    entryPoint: plan.vectorized ? entryPoint : `${entryPoint}_scalar`,
+    entryPoint: plan.textures
+      ? `${entryPoint}_texture`
+      : plan.vectorized
+      ? entryPoint
+      : `${entryPoint}_scalar`,
     workgroupSize: tiling.workgroupSize,
-    constants: { ...tilingConstants(plan, tiling), ...constants },
+    constants: {
+      ...tilingConstants(plan, tiling),
+      ...constants,
+      ...(plan.textures ? { ROW_SHIFT: rowShiftOf(textures[0]) } : {}),
+    },
     grid: linearGrid(laneCount(plan, tiling), tiling.workgroupSize),
-    bindings,
+    bindings: [
+      ...(plan.textures ? textures.map(sampled) : activations.map(read)),
+      ...others,
+    ],
   });
 }
 
@@ -438,6 +472,7 @@ function combinePass(
 function normalizePass(
   kernel: Kernel,
   plan: BatchNormPlan,
+  staging: Staging,
   t: {
     x: TensorDesc;
     y: TensorDesc;
@@ -451,10 +486,8 @@ function normalizePass(
     eps: number;
   },
 ): KernelCall {
-  return dataPass(kernel, plan, plan.elementwise, "normalize", [
-    read(t.x),
-    // Without a residual the kernel never reads this binding; x fills it.
-    read(t.residual ?? t.x),
+  // Without a residual the kernel never reads its binding; x fills it.
+  return dataPass(kernel, plan, plan.elementwise, "normalize", staging, [t.x, t.residual ?? t.x], [
     read(t.gamma),
     read(t.beta),
     read(t.mean),

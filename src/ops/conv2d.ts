@@ -8,9 +8,10 @@
  *     16 pixels x 16 channels in registers per invocation, vec4 loads: fast on CPU adapters
  *     (lavapipe), where every memory access is a scalar loop over the SIMD lanes.
  *   - "blocked_texture" (shaders/conv2d_blocked_math.wgsl + conv2d_texture.wgsl): blocked's
- *     arithmetic, reading both operands with textureLoad from rgba32float textures that a
- *     to_texture call (shaders/to_texture.wgsl) fills first: on lavapipe a texel fetch is one
- *     gather, a storage load one scalar per element and lane (5.5x dearer without AVX-512).
+ *     arithmetic, reading both operands with textureLoad from rgba32float textures that staging
+ *     calls fill first (./staging.ts: a copy command, or shaders/to_texture.wgsl): on lavapipe a
+ *     texel fetch is one gather, a storage load one scalar per element and lane (5.5x dearer
+ *     without AVX-512).
  *     Channel counts that are not multiples of 4 are padded with zeros in the textures.
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
  *     by 256 invocations, 4x4 each: the recipe for real GPUs, and the measured GPU baseline.
@@ -26,25 +27,19 @@
  */
 import {
   type Binding,
-  type KernelCall,
+  type Call,
   kernelCall,
   linearGrid,
   read,
   sampled,
-  storageTexture,
   write,
 } from "../gpu/kernel_call.ts";
 import type { Kernel, OverrideConstants } from "../gpu/pipeline.ts";
-import {
-  MAX_TEXTURE_SIDE,
-  type TensorDesc,
-  textureDesc,
-  textureExtent,
-  workspaceDesc,
-} from "../gpu/tensor.ts";
+import { MAX_TEXTURE_SIDE, type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
 import { elementCount } from "../util/shape.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import { KernelPolicy } from "./policy.ts";
+import { Staging } from "./staging.ts";
 import { type ActivationDType, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export interface Conv2dConfig {
@@ -316,46 +311,6 @@ function pipelined(block: 4 | 8): VariantKernels {
   };
 }
 
-/** to_texture's workgroup: one texel per invocation, a streaming pass like the elementwise ops. */
-const TO_TEXTURE_WORKGROUP = 64;
-
-/**
- * The calls an op runs before its passes to put inputs in the form a variant reads them in
- * (blocked_texture's textures), each input once whichever passes read it.
- */
-class Staging {
-  readonly calls: KernelCall[] = [];
-  readonly #textures = new Map<TensorDesc, TensorDesc>();
-
-  /**
-   * `tensor` as an rgba32float texture (src/gpu/tensor.ts, textureDesc), filled once; a last
-   * dimension that is not a multiple of 4 is padded with zeros.
-   */
-  texture(tensor: TensorDesc): TensorDesc {
-    let texture = this.#textures.get(tensor);
-    if (!texture) {
-      texture = textureDesc(`${tensor.label} texels`, tensor);
-      const texels = elementCount(texture.shape) / 4;
-      const channels = tensor.shape[tensor.shape.length - 1];
-      const padded = channels % 4 !== 0;
-      this.calls.push(kernelCall({
-        kernel: activationKernel(kernels.toTexture, tensor.dtype),
-        entryPoint: padded ? "to_texture_padded" : "to_texture",
-        workgroupSize: TO_TEXTURE_WORKGROUP,
-        constants: {
-          TEXELS: texels,
-          ROW_SHIFT: Math.log2(texture.texture![0]),
-          ...(padded ? { CHANNELS: channels } : {}),
-        },
-        grid: linearGrid(texels, TO_TEXTURE_WORKGROUP),
-        bindings: [read(tensor), storageTexture(texture)],
-      }));
-      this.#textures.set(tensor, texture);
-    }
-    return texture;
-  }
-}
-
 /** log2 of the texels per row of the texture holding `elements` floats. */
 function rowShift(elements: number): number {
   return Math.log2(textureExtent(elements)![0]);
@@ -456,7 +411,7 @@ function conv2dKey(g: Geometry): string {
 function chooseVariant(
   g: Geometry,
   policy: KernelPolicy,
-  plan: (variant: Conv2dVariant) => KernelCall[],
+  plan: (variant: Conv2dVariant) => Call[],
 ): VariantKernels {
   const smallest = Math.min(
     g.batch * g.inH * g.inW * g.inC,
@@ -489,7 +444,7 @@ export function conv2dForward(
   t: { x: TensorDesc; weight: TensorDesc; y: TensorDesc },
   config: Conv2dConfig,
   policy: KernelPolicy,
-): KernelCall[] {
+): Call[] {
   const op = "conv2d";
   const g = checkedGeometry(op, t, config);
   expectTensor(op, t.y, [g.batch, g.outH, g.outW, g.outC], g.dtype);
@@ -527,7 +482,7 @@ export function conv2dBackward(
   t: { x: TensorDesc; weight: TensorDesc; dy: TensorDesc; dx?: TensorDesc; dweight: TensorDesc },
   config: Conv2dConfig,
   policy: KernelPolicy,
-): KernelCall[] {
+): Call[] {
   const op = "conv2d backward";
   const g = checkedGeometry(op, t, config);
   expectTensor(op, t.dy, [g.batch, g.outH, g.outW, g.outC], g.dtype);
@@ -547,7 +502,7 @@ export function conv2dBackward(
 
   // Staged inputs (blocked_texture's textures) come first: dy's serves both passes.
   const staging = new Staging();
-  const calls: KernelCall[] = [];
+  const calls: Call[] = [];
   if (t.dx) {
     calls.push(kernelCall({
       kernel,

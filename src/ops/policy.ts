@@ -10,7 +10,7 @@
  * forced (`--kernels cpu|gpu`). Every choice is recorded, for the headers and the checkpoints.
  */
 import { UserError } from "../errors.ts";
-import type { KernelCall } from "../gpu/kernel_call.ts";
+import type { Call } from "../gpu/kernel_call.ts";
 
 export type KernelFamily = "cpu" | "gpu";
 
@@ -43,13 +43,14 @@ export const DEFAULT_RULES: readonly KernelRule[] = [
   {
     op: "batchnorm",
     family: "cpu",
-    prefer: ["serial", "tree"],
-    reason: "long lanes over whole cache lines, no barrier: fastest on lavapipe",
+    prefer: ["serial_texture", "serial", "tree"],
+    reason: "long lanes over whole cache lines, no barrier, activations read from textures " +
+      "(llvmpipe's cheap load path): fastest on lavapipe",
   },
   {
     op: "batchnorm",
     family: "gpu",
-    prefer: ["tree", "serial"],
+    prefer: ["tree", "serial", "serial_texture"],
     reason: "neighbouring invocations on neighbouring addresses, workgroup-memory combine",
   },
 ];
@@ -66,7 +67,7 @@ export interface VariantRequest<V extends string> {
    * This call site's calls in `variant`, for the autotune to time. Every pass of one site asks
    * under the same key (a conv's forward and its backward), so the key's time is their sum.
    */
-  plan?: (variant: V) => readonly KernelCall[];
+  plan?: (variant: V) => readonly Call[];
 }
 
 /** A policy that cannot honour what it was asked (a forced or pinned variant that cannot run). */

@@ -12,7 +12,7 @@
  * writable in one call (WebGPU refuses that even for disjoint ranges). Two writable bindings of
  * disjoint ranges of one buffer are fine (a layer's dweight and dbias in the gradient arena).
  */
-import { isWritable, type KernelCall, overwrites } from "../gpu/kernel_call.ts";
+import { type Call, isWritable, overwrites } from "../gpu/kernel_call.ts";
 import { byteSize, hasStorage, type TensorDesc } from "../gpu/tensor.ts";
 
 /** A program that cannot run as written: a tensor read before it is written, or aliasing. */
@@ -54,7 +54,7 @@ function roleOf(tensor: TensorDesc): Role {
 }
 
 /** The lifetime of every transient tensor (every bound tensor without storage). */
-export function lifetimes(calls: readonly KernelCall[]): Map<TensorDesc, Lifetime> {
+export function lifetimes(calls: readonly Call[]): Map<TensorDesc, Lifetime> {
   const lives = new Map<TensorDesc, Lifetime>();
   calls.forEach((call, index) => {
     for (const { tensor, access } of call.bindings) {
@@ -80,7 +80,7 @@ function sameKind(slot: Slot, tensor: TensorDesc): boolean {
   return slot.texture?.join("x") === tensor.texture?.join("x");
 }
 
-export function allocate(calls: readonly KernelCall[]): Allocation {
+export function allocate(calls: readonly Call[]): Allocation {
   const lives = lifetimes(calls);
   const slots: (Slot & { freeAfter: number })[] = [];
   const transients = new Map<TensorDesc, Lifetime & { slot: Slot }>();
@@ -134,7 +134,7 @@ export function allocate(calls: readonly KernelCall[]): Allocation {
 export type Placement = (tensor: TensorDesc) => { storage: object; offset: number };
 
 /** Throws a PlanError naming the call and the tensors where a placement would alias. */
-export function checkPlacement(calls: readonly KernelCall[], placement: Placement): void {
+export function checkPlacement(calls: readonly Call[], placement: Placement): void {
   for (const call of calls) {
     const ranges = call.bindings.map((binding) => {
       const { storage, offset } = placement(binding.tensor);

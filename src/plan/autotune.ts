@@ -22,8 +22,8 @@ import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
-import type { KernelCall } from "../gpu/kernel_call.ts";
+import { type Command, encodeCommands, repeatCommands } from "../gpu/dispatch.ts";
+import { type Call, isKernelCall, rebound } from "../gpu/kernel_call.ts";
 import { kernelId } from "../gpu/pipeline.ts";
 import { type Tensor, type TensorDesc, tensorDesc, tensorFromData } from "../gpu/tensor.ts";
 import { FileWriteError, fileWriteError, writeFileAtomic } from "../io/atomic.ts";
@@ -50,7 +50,7 @@ export interface TunableSite {
 
 export interface TunablePass {
   count: number;
-  plan(variant: string): readonly KernelCall[];
+  plan(variant: string): readonly Call[];
 }
 
 /**
@@ -68,7 +68,7 @@ interface RecordedRequest {
   op: string;
   key: string;
   variants: string[];
-  plan?: (variant: string) => readonly KernelCall[];
+  plan?: (variant: string) => readonly Call[];
 }
 
 /** Answers by the rules, and records every request. */
@@ -119,12 +119,11 @@ export function tunableSites(family: KernelFamily, build: BuildCalls): TunableSi
 }
 
 /** What makes two lists of calls take the same time: everything but the tensors' identities. */
-function callsSignature(calls: readonly KernelCall[]): string {
+function callsSignature(calls: readonly Call[]): string {
   return JSON.stringify(calls.map((call) => [
-    kernelId(call.kernel),
-    call.entryPoint,
-    Object.entries(call.constants).sort(),
-    call.grid,
+    ...(isKernelCall(call)
+      ? [kernelId(call.kernel), call.entryPoint, Object.entries(call.constants).sort(), call.grid]
+      : [call.copy]),
     call.bindings.map(({ tensor, access }) => [tensor.shape, tensor.dtype, access]),
   ]));
 }
@@ -210,13 +209,7 @@ export function gpuTimer(gpu: Gpu, options: GpuTimerOptions = {}): Measure {
       return copy;
     };
     const calls = site.passes.map((pass) =>
-      pass.plan(variant).map((call) => ({
-        ...call,
-        bindings: call.bindings.map((binding) => ({
-          ...binding,
-          tensor: onScratch(binding.tensor),
-        })),
-      }))
+      pass.plan(variant).map((call) => rebound(call, onScratch))
     );
     const materialized = await materialize(gpu, calls.flat(), {
       label: `tuning ${site.key} ${variant}`,
@@ -224,7 +217,7 @@ export function gpuTimer(gpu: Gpu, options: GpuTimerOptions = {}): Measure {
     let at = 0;
     const passes = site.passes.map(({ count }, i) => ({
       count,
-      dispatches: materialized.dispatches.slice(at, at += calls[i].length),
+      commands: materialized.commands.slice(at, at += calls[i].length),
     }));
     try {
       const timed = () =>
@@ -242,10 +235,10 @@ export function gpuTimer(gpu: Gpu, options: GpuTimerOptions = {}): Measure {
   };
 }
 
-/** A site's passes on the GPU: each pass's dispatches, and how often the network runs them. */
-type MaterializedPasses = readonly { count: number; dispatches: readonly Dispatch[] }[];
+/** A site's passes on the GPU: each pass's commands, and how often the network runs them. */
+type MaterializedPasses = readonly { count: number; commands: readonly Command[] }[];
 
-/** Milliseconds: each pass once in its own compute pass between timestamps, times its count. */
+/** Milliseconds: each pass once between timestamps (src/gpu/dispatch.ts), times its count. */
 async function timedByTimestamps(gpu: Gpu, passes: MaterializedPasses): Promise<number> {
   const { device } = gpu;
   const count = 2 * passes.length;
@@ -260,16 +253,8 @@ async function timedByTimestamps(gpu: Gpu, passes: MaterializedPasses): Promise<
   });
   try {
     const encoder = device.createCommandEncoder();
-    passes.forEach(({ dispatches }, i) => {
-      const pass = encoder.beginComputePass({
-        timestampWrites: {
-          querySet,
-          beginningOfPassWriteIndex: 2 * i,
-          endOfPassWriteIndex: 2 * i + 1,
-        },
-      });
-      encodeDispatches(pass, dispatches);
-      pass.end();
+    passes.forEach(({ commands }, i) => {
+      encodeCommands(encoder, commands, { querySet, begin: 2 * i, end: 2 * i + 1 });
     });
     encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
     encoder.copyBufferToBuffer(resolved, 0, readback, 0, count * 8);
@@ -298,11 +283,10 @@ async function timedByWallClock(
   const start = performance.now();
   for (let i = 0; i < times; i++) {
     const encoder = gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (const { count, dispatches } of passes) {
-      for (let j = 0; j < count; j++) encodeDispatches(pass, dispatches);
-    }
-    pass.end();
+    encodeCommands(
+      encoder,
+      passes.flatMap(({ count, commands }) => repeatCommands(commands, count)),
+    );
     gpu.device.queue.submit([encoder.finish()]);
   }
   await gpu.device.queue.onSubmittedWorkDone();

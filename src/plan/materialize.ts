@@ -6,13 +6,15 @@
  */
 import { checkBindingSize, createBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, submitDispatches } from "../gpu/dispatch.ts";
-import type { KernelCall } from "../gpu/kernel_call.ts";
+import { type Command, submitCommands } from "../gpu/dispatch.ts";
+import { type Call, isKernelCall } from "../gpu/kernel_call.ts";
 import { bindingOf, byteSize, hasStorage, type Tensor, type TensorDesc } from "../gpu/tensor.ts";
+import { elementCount } from "../util/shape.ts";
 import { allocate, type Allocation, PlanError, type Slot } from "./allocator.ts";
 
 export interface Materialized {
-  readonly dispatches: readonly Dispatch[];
+  /** One command per call, in order. */
+  readonly commands: readonly Command[];
   readonly allocation: Allocation;
   /**
    * The tensor a call's binding resolved to (its own, or a view of its slot's buffer); texture
@@ -32,7 +34,7 @@ export interface MaterializeOptions {
 
 export async function materialize(
   gpu: Gpu,
-  calls: readonly KernelCall[],
+  calls: readonly Call[],
   options: MaterializeOptions,
 ): Promise<Materialized> {
   const allocation = allocate(calls);
@@ -51,7 +53,8 @@ export async function materialize(
           label,
           size: [...slot.texture],
           format: "rgba32float",
-          usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+          usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING |
+            GPUTextureUsage.COPY_DST,
         }),
       );
     } else {
@@ -69,17 +72,31 @@ export async function materialize(
     if (!buffer) throw new PlanError(`plan: ${tensor.label} is a texture, not a buffer range`);
     return { ...tensor, buffer, offset: 0 };
   };
+  const textureOf = (tensor: TensorDesc): GPUTexture => textures.get(slotOf(tensor))!;
   const resource = (tensor: TensorDesc): GPUBindingResource =>
-    tensor.texture ? textures.get(slotOf(tensor))!.createView() : bindingOf(resolve(tensor));
+    tensor.texture ? textureOf(tensor).createView() : bindingOf(resolve(tensor));
   const limit = gpu.device.limits.maxComputeWorkgroupsPerDimension;
   const pipelines = await Promise.all(
-    calls.map((call) => gpu.pipelines.get(call.kernel, call.entryPoint, call.constants)),
+    calls.map((call) =>
+      isKernelCall(call) ? gpu.pipelines.get(call.kernel, call.entryPoint, call.constants) : null
+    ),
   );
-  const dispatches = calls.map((call, index): Dispatch => {
+  const commands = calls.map((call, index): Command => {
+    if (!isKernelCall(call)) {
+      const [source, texture] = call.bindings.map((binding) => binding.tensor);
+      const { buffer, offset } = resolve(source);
+      return {
+        label: call.label,
+        buffer,
+        offset,
+        texture: textureOf(texture),
+        texels: elementCount(source.shape) / 4,
+      };
+    }
     if (call.grid.some((count) => count > limit)) {
       throw new RangeError(`${call.label}: ${call.grid.join("x")} workgroups exceed ${limit}`);
     }
-    const pipeline = pipelines[index];
+    const pipeline = pipelines[index]!;
     const bindGroup = gpu.device.createBindGroup({
       label: call.label,
       layout: pipeline.getBindGroupLayout(0),
@@ -91,7 +108,7 @@ export async function materialize(
     return { label: call.label, pipeline, bindGroup, workgroups: call.grid };
   });
   return {
-    dispatches,
+    commands,
     allocation,
     resolve,
     destroy() {
@@ -102,12 +119,12 @@ export async function materialize(
 }
 
 /**
- * Runs `calls` once, in one pass of one submit: for tests and one-off work. Their transient
+ * Runs `calls` once, in one submit: for tests and one-off work. Their transient
  * tensors (an op's workspace) live only for this submit.
  */
-export async function submitCalls(gpu: Gpu, calls: readonly KernelCall[]): Promise<void> {
+export async function submitCalls(gpu: Gpu, calls: readonly Call[]): Promise<void> {
   const materialized = await materialize(gpu, calls, { label: "calls" });
-  submitDispatches(gpu, materialized.dispatches);
+  submitCommands(gpu, materialized.commands);
   // Buffers still used by submitted work are freed once that work is done.
   materialized.destroy();
 }

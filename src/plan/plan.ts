@@ -4,7 +4,7 @@
  * GPU memory it takes known up front. Running a step is encoding its dispatches.
  */
 import type { Gpu } from "../gpu/device.ts";
-import type { Dispatch } from "../gpu/dispatch.ts";
+import type { Command } from "../gpu/dispatch.ts";
 import type { KernelPolicy } from "../ops/policy.ts";
 import type { WeightTensors } from "../model/weights.ts";
 import { materialize, type Materialized } from "./materialize.ts";
@@ -28,8 +28,8 @@ export interface PlanMemory {
 export class StepPlan {
   readonly mode: Mode;
   /** The whole step: forward, loss and (training) backward. */
-  readonly dispatches: readonly Dispatch[];
-  /** How many of `dispatches` are the forward pass and loss (for timing them apart). */
+  readonly commands: readonly Command[];
+  /** How many of `commands` are the forward pass and loss (for timing them apart). */
   readonly forwardDispatches: number;
   readonly memory: PlanMemory;
   readonly #materialized: Materialized;
@@ -37,7 +37,7 @@ export class StepPlan {
   private constructor(mode: Mode, materialized: Materialized, forwardDispatches: number) {
     const { bytes, bytesWithoutReuse } = materialized.allocation;
     this.mode = mode;
-    this.dispatches = materialized.dispatches;
+    this.commands = materialized.commands;
     this.forwardDispatches = forwardDispatches;
     this.memory = {
       activations: bytes.activation,

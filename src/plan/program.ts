@@ -4,14 +4,14 @@
  * their lifetimes from where the calls bind them and how (src/plan/allocator.ts), so what a step
  * reads and writes is stated once, in its bindings.
  */
-import type { KernelCall } from "../gpu/kernel_call.ts";
+import type { Call } from "../gpu/kernel_call.ts";
 
 export class Program {
-  readonly calls: KernelCall[] = [];
+  readonly calls: Call[] = [];
   readonly #marks = new Map<string, number>();
 
   /** Appends an op's calls; `scope` (a layer's name, say) leads their labels. */
-  add(scope: string, calls: readonly KernelCall[]): void {
+  add(scope: string, calls: readonly Call[]): void {
     for (const call of calls) this.calls.push({ ...call, label: `${scope} ${call.label}` });
   }
 

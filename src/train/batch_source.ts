@@ -1,13 +1,13 @@
 /**
  * Fills a network's input and label tensors with batches of one GPU data set through the input
  * batch kernel (src/ops/input_batch.ts). Per epoch the caller uploads an order with `setOrder`; per
- * batch it calls `prepareBatch` and then submits `dispatches` (before the network's forward, in the
+ * batch it calls `prepareBatch` and then submits `commands` (before the network's forward, in the
  * same pass). The batch's parameters are one uniform, so each batch needs a submit of its own; the
  * CPU's only work per batch is that 12-byte write.
  */
 import { createBuffer, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { Dispatch } from "../gpu/dispatch.ts";
+import type { Command } from "../gpu/dispatch.ts";
 import { byteSize, createTensor, type Tensor } from "../gpu/tensor.ts";
 import type { GpuDataset } from "../data/gpu_dataset.ts";
 import {
@@ -56,7 +56,7 @@ export class BatchSource {
     order: Tensor,
     params: Tensor,
     readonly batchSize: number,
-    readonly dispatches: readonly Dispatch[],
+    readonly commands: readonly Command[],
   ) {
     this.#gpu = gpu;
     this.#dataset = dataset;
@@ -103,8 +103,8 @@ export class BatchSource {
       input,
       labels,
     }, { augment, padding, cutout, views, mean, std });
-    const { dispatches } = await materialize(gpu, calls, { label: `${dataset.label} input` });
-    return new BatchSource(gpu, dataset, order, params, batchSize, dispatches);
+    const { commands } = await materialize(gpu, calls, { label: `${dataset.label} input` });
+    return new BatchSource(gpu, dataset, order, params, batchSize, commands);
   }
 
   /** Full batches per epoch; the last `count % batchSize` images of each order are left out. */
@@ -139,7 +139,7 @@ export class BatchSource {
 
   /**
    * Selects batch `batch` of the current order and the augmentation draws of (seed, epoch) for
-   * the next submit of `dispatches`.
+   * the next submit of `commands`.
    */
   prepareBatch(batch: number, seed: number, epoch: number): void {
     if (!this.#hasOrder) {

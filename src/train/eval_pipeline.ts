@@ -4,7 +4,7 @@
  * the predictor both run on it.
  */
 import type { Gpu } from "../gpu/device.ts";
-import { encodeDispatches } from "../gpu/dispatch.ts";
+import { encodeCommands } from "../gpu/dispatch.ts";
 import { createTensor, type Tensor } from "../gpu/tensor.ts";
 import { CIFAR10_MEAN, CIFAR10_STD, type GpuDataset } from "../data/gpu_dataset.ts";
 import type { ModelWeights } from "../model/weights.ts";
@@ -97,10 +97,7 @@ export class EvalPipeline {
   encode(batch: number): GPUCommandEncoder {
     this.source.prepareBatch(batch, 0, 0);
     const encoder = this.#gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    encodeDispatches(pass, this.source.dispatches);
-    encodeDispatches(pass, this.plan.dispatches);
-    pass.end();
+    encodeCommands(encoder, [...this.source.commands, ...this.plan.commands]);
     return encoder;
   }
 

@@ -31,7 +31,7 @@ import {
   writeBuffer,
 } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { Dispatch } from "../gpu/dispatch.ts";
+import type { Command } from "../gpu/dispatch.ts";
 import { kernelCall, linearGrid, read, readWrite, uniform } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
 import { byteSize, createTensor, f32View, type Tensor } from "../gpu/tensor.ts";
@@ -287,7 +287,7 @@ export class Optimizer {
   readonly config: ResolvedOptimizerConfig;
   readonly arena: ParameterArena;
   /** The update, one dispatch per chunk; encode after the backward pass of the step. */
-  readonly dispatches: readonly Dispatch[];
+  readonly commands: readonly Command[];
   /** The state (m and v for Adam, the momentum buffer for SGD), in the arena's layout. */
   readonly stateBuffers: readonly { name: string; buffer: GPUBuffer }[];
   /**
@@ -309,7 +309,7 @@ export class Optimizer {
     rule: UpdateRule,
     uniform: GPUBuffer,
     stateBuffers: { name: string; buffer: GPUBuffer }[],
-    dispatches: readonly Dispatch[],
+    commands: readonly Command[],
     lossScale: { binding: Tensor; scaling: boolean },
   ) {
     this.#gpu = gpu;
@@ -320,7 +320,7 @@ export class Optimizer {
     this.#rule = rule;
     this.#uniform = uniform;
     this.stateBuffers = stateBuffers;
-    this.dispatches = dispatches;
+    this.commands = commands;
   }
 
   /** Builds the pipelines, state buffers (zeroed, as torch's fresh state) and dispatches. */
@@ -409,7 +409,7 @@ export class Optimizer {
         label: "loss scale update",
       })]
       : [];
-    const { dispatches } = await materialize(gpu, [...checks, ...updates, ...scaleUpdate], {
+    const { commands } = await materialize(gpu, [...checks, ...updates, ...scaleUpdate], {
       label: resolved.kind,
     });
     return new Optimizer(
@@ -419,7 +419,7 @@ export class Optimizer {
       rule,
       stepBuffer,
       stateBuffers,
-      dispatches,
+      commands,
       { binding: lossScale, scaling: scaling !== undefined },
     );
   }
@@ -431,7 +431,7 @@ export class Optimizer {
 
   /**
    * Counts a step and writes its uniforms (learning rate `lr`, Adam's bias corrections). Call
-   * once per step, before the submit that holds `dispatches`: queue writes are ordered with
+   * once per step, before the submit that holds `commands`: queue writes are ordered with
    * submits, so the next step's write cannot overtake this step's update.
    */
   prepareStep(lr: number): void {

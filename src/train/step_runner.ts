@@ -1,5 +1,5 @@
 /**
- * One submit per step: the step's dispatches in one compute pass of one command encoder. Every
+ * One submit per step: the step's commands (src/gpu/dispatch.ts) in one command encoder. Every
  * few steps the metrics are copied to a staging buffer in the same submit and mapped: that is the
  * only wait, and it both bounds how far the CPU runs ahead of the GPU and gives a running loss.
  * The readbacks come at steps 1, 2, 4, … below `readEvery`, then every `readEvery` steps: the
@@ -7,7 +7,7 @@
  * model on a CPU adapter), for three more waits an epoch.
  */
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
+import { type Command, encodeCommands } from "../gpu/dispatch.ts";
 import { byteSize, type Tensor } from "../gpu/tensor.ts";
 import { decodeMetrics, type Metrics, METRICS_BYTES } from "../ops/softmax_cross_entropy.ts";
 import { decodeLossScaleState, type LossScaleState } from "./loss_scale.ts";
@@ -78,12 +78,10 @@ export class StepRunner {
    * Submits one step, and never waits: the caller can report it before `collect`, which may.
    * Every `submit` is followed by a `collect`.
    */
-  submit(dispatches: readonly (readonly Dispatch[])[]): void {
+  submit(commands: readonly (readonly Command[])[]): void {
     if (this.#copied !== undefined) throw new Error("StepRunner.submit twice without collect");
     const encoder = this.#gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (const group of dispatches) encodeDispatches(pass, group);
-    pass.end();
+    encodeCommands(encoder, commands.flat());
     this.#submitted++;
     let staging: GPUBuffer | undefined;
     if (this.#readsAfter(this.#submitted)) {

@@ -228,10 +228,10 @@ export class Trainer {
     this.#source.setOrder(epochOrder(this.#options.seed, epoch, this.#dataset.count));
     this.#runner.restart();
     const groups = [
-      this.#source.dispatches,
-      this.plan.dispatches,
-      this.optimizer.dispatches,
-      this.average?.dispatches ?? [],
+      this.#source.commands,
+      this.plan.commands,
+      this.optimizer.commands,
+      this.average?.commands ?? [],
     ];
     let latest: StepReadback | undefined;
     try {

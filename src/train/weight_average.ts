@@ -10,7 +10,7 @@
  */
 import { bufferChunks, largestChunk, readFloat32, writeBuffer } from "../gpu/buffer.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { Dispatch } from "../gpu/dispatch.ts";
+import type { Command } from "../gpu/dispatch.ts";
 import { f32View } from "../gpu/tensor.ts";
 import { CheckpointError } from "../io/safetensors.ts";
 import { ModelWeights } from "../model/weights.ts";
@@ -24,7 +24,7 @@ export class WeightAverage {
   readonly average: ModelWeights;
   readonly decay: number;
   /** The update of both arenas; encode after the optimizer's. */
-  readonly dispatches: readonly Dispatch[];
+  readonly commands: readonly Command[];
   readonly #gpu: Gpu;
   readonly #model: ModelWeights;
   readonly #materialized: Materialized;
@@ -41,7 +41,7 @@ export class WeightAverage {
     this.average = average;
     this.decay = decay;
     this.#materialized = materialized;
-    this.dispatches = materialized.dispatches;
+    this.commands = materialized.commands;
   }
 
   static async create(gpu: Gpu, model: ModelWeights, decay: number): Promise<WeightAverage> {

@@ -9,7 +9,7 @@ import { writeBuffer } from "../../src/gpu/buffer.ts";
 import { tensorDesc } from "../../src/gpu/tensor.ts";
 import { materialize, submitCalls } from "../../src/plan/materialize.ts";
 import { elementCount } from "../../src/util/shape.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import { copyCall } from "../../bench/batchnorm.ts";
 import { matmulCalls } from "../../bench/conv2d.ts";
 import { yardsticks } from "../../bench/kernels.ts";
@@ -65,7 +65,7 @@ for (const VECTORS_PER_INVOCATION of [1, 4, 64, 256]) {
         const materialized = await materialize(gpu, [copyCall(source, transient, tiling)], {
           label: "yardstick",
         });
-        submitDispatches(gpu, materialized.dispatches);
+        submitCommands(gpu, materialized.commands);
         assert.deepEqual(await readTensor(gpu, materialized.resolve(transient)), values);
         materialized.destroy();
         source.buffer.destroy();

@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { writeBuffer } from "../../src/gpu/buffer.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import { createTensor } from "../../src/gpu/tensor.ts";
 import { decodeSafetensors, type Tensor } from "../../src/io/safetensors.ts";
 import { loadModelStateDict } from "../../src/model/checkpoint.ts";
@@ -119,7 +119,7 @@ async function assertEvaluationMatches(gpu: Gpu, fixture: Fixture, views: 1 | 2)
     KernelPolicy.forAdapter(gpu),
     { views },
   );
-  submitDispatches(gpu, plan.dispatches);
+  submitCommands(gpu, plan.commands);
 
   const actual = await readTensor(gpu, logits);
   const evalLogits = floats(tensors.get("eval_logits")!);
@@ -169,7 +169,7 @@ async function assertTrainStepMatches(
     KernelPolicy.forAdapter(gpu),
     loss,
   );
-  submitDispatches(gpu, plan.dispatches);
+  submitCommands(gpu, plan.commands);
 
   assertAllClose(
     await readTensor(gpu, logits),
@@ -228,7 +228,7 @@ async function assertOptimizerStepMatches(
     writeBuffer(gpu, grad.buffer, projectLayout(expected), grad.offset);
   }
   optimizer.prepareStep(config.lr);
-  submitDispatches(gpu, optimizer.dispatches);
+  submitCommands(gpu, optimizer.commands);
   const after = await weights.downloadParameters();
   const before = under(tensors, "weights/");
   const expectedAfter = under(tensors, prefix);

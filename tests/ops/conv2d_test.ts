@@ -1,7 +1,7 @@
 import assert, { rejects, throws } from "node:assert/strict";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
-import type { KernelCall } from "../../src/gpu/kernel_call.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
+import { type Call, callOp, isKernelCall, type KernelCall } from "../../src/gpu/kernel_call.ts";
 import { byteSize, hasStorage, type TensorDesc, tensorDesc } from "../../src/gpu/tensor.ts";
 import {
   conv2dBackward,
@@ -85,10 +85,16 @@ function randomInputs(c: Conv2dCase, dtype: ActivationDType = "f32") {
 /** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
 const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture", "to_texture_padded"];
 
+/** The calls that are a pass of the convolution itself: neither copies nor helper kernels. */
+function convCalls(calls: readonly Call[]): KernelCall[] {
+  return calls.filter((call): call is KernelCall =>
+    isKernelCall(call) && !HELPER_ENTRY_POINTS.includes(call.entryPoint)
+  );
+}
+
 /** Every conv call (all but the helpers) runs `variant`'s kernel. */
-function assertVariant(calls: readonly KernelCall[], variant: Conv2dVariant, what: string): void {
-  for (const call of calls) {
-    if (HELPER_ENTRY_POINTS.includes(call.entryPoint)) continue;
+function assertVariant(calls: readonly Call[], variant: Conv2dVariant, what: string): void {
+  for (const call of convCalls(calls)) {
     assert.equal(call.kernel.name, VARIANT_KERNEL[variant], `${what}: ${call.label}`);
   }
 }
@@ -167,8 +173,7 @@ for (const c of ODD_CASES) {
             const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
             assertVariant(result.calls, variant, `conv2d ${variant} ${describe(c)}`);
             assert.ok(
-              result.calls.every((call) =>
-                HELPER_ENTRY_POINTS.includes(call.entryPoint) ||
+              convCalls(result.calls).every((call) =>
                 call.kernel.build === (dtype === "f16" ? "f16" : undefined)
               ),
               `conv2d ${variant} ${describe(c)}: the ${dtype} build`,
@@ -297,7 +302,7 @@ gpuTest("conv2d: the stem's backward without dx", async (gpu) => {
     );
     assertVariant(calls, variant, `${variant} stem backward`);
     assert.ok(
-      calls.every((call) => call.entryPoint !== "backward_input"),
+      calls.every((call) => !isKernelCall(call) || call.entryPoint !== "backward_input"),
       `${variant}: no backward_input without dx`,
     );
     await submitCalls(gpu, calls);
@@ -346,12 +351,13 @@ for (const variant of VARIANTS) {
     );
     assertVariant(calls, variant, what);
     // blocked_texture's staging calls come first (tested below).
+    const kernelCalls = calls.filter(isKernelCall);
     assert.deepEqual(
-      calls.map((call) => call.entryPoint).filter((name) => !name.startsWith("to_texture")),
+      kernelCalls.map((call) => call.entryPoint).filter((name) => !name.startsWith("to_texture")),
       ["backward_input", "backward_weight", "reduce_splits"],
       what,
     );
-    const split = weightGradientCalls(calls);
+    const split = weightGradientCalls(kernelCalls);
     const partial: TensorDesc = split.partial.tensor;
     const splits = partial.shape[0];
     // The partial sums: a workspace without storage of [splits, ...weight shape], written by
@@ -382,7 +388,7 @@ for (const variant of VARIANTS) {
       .reduce((sum, slot) => sum + slot.bytes, 0);
     assert.equal(materialized.allocation.bytes.workspace, byteSize(partial) + textureBytes, what);
     assert.equal(materialized.allocation.bytes.activation, 0, what);
-    submitDispatches(gpu, materialized.dispatches);
+    submitCommands(gpu, materialized.commands);
     materialized.destroy();
     const expected = referenceBackward(inputs.x, inputs.weight, dyValues, shape);
     assertAllClose(await readTensor(gpu, dx), expected.dx, REDUCTION, `${what}: dx`);
@@ -413,29 +419,31 @@ gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) =>
   const forward = conv2dForward({ x, weight, y }, c.config, policy);
   const backward = conv2dBackward({ x, weight, dy, dx, dweight }, c.config, policy);
   assertVariant([...forward, ...backward], "blocked_texture", what);
-  assert.deepEqual(forward.map((call) => call.entryPoint), ["to_texture", "to_texture", "forward"]);
+  // f32 operands of whole texels are staged by copy commands, no kernel.
+  const copy = "copy.buffer_to_texture";
+  assert.deepEqual(forward.map(callOp), [copy, copy, "conv2d_texture.forward"]);
   assert.deepEqual(
-    backward.map((call) => call.entryPoint),
+    backward.map(callOp),
     [
-      "to_texture",
-      "to_texture",
-      "to_texture",
-      "backward_input",
-      "backward_weight",
-      "reduce_splits",
+      copy,
+      copy,
+      copy,
+      "conv2d_texture.backward_input",
+      "conv2d_texture.backward_weight",
+      "conv2d_reduce.reduce_splits",
     ],
   );
   // Each staging call reads a buffer and writes a texture that a conv call then reads.
-  const staged = (calls: KernelCall[]) =>
-    calls.filter((call) => call.entryPoint === "to_texture").map(
-      ({ bindings: [source, texels] }) => {
-        assert.equal(source.access, "read", what);
-        assert.equal(texels.access, "storage_texture", what);
-        return [source.tensor, texels.tensor];
-      },
-    );
-  const conv = (calls: KernelCall[], entryPoint: string) =>
-    calls.find((call) => call.entryPoint === entryPoint)!.bindings.map((b) => [b.tensor, b.access]);
+  const staged = (calls: Call[]) =>
+    calls.filter((call) => !isKernelCall(call)).map(({ bindings: [source, texels] }) => {
+      assert.equal(source.access, "read", what);
+      assert.equal(texels.access, "storage_texture", what);
+      return [source.tensor, texels.tensor];
+    });
+  const conv = (calls: Call[], entryPoint: string) =>
+    calls.filter(isKernelCall).find((call) => call.entryPoint === entryPoint)!.bindings.map((
+      b,
+    ) => [b.tensor, b.access]);
   const [[, xForward], [, weightForward]] = staged(forward);
   const [[dySource, dyTexels], [weightSource, weightTexels], [xSource, xTexels]] = staged(backward);
   assert.deepEqual([dySource, weightSource, xSource], [dy, weight, x], what);
@@ -459,7 +467,7 @@ gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) =>
     [[8192, 2], [128, 1], [8192, 4]],
     `${what}: x (16384 texels), weight (72) and dy (32768)`,
   );
-  submitDispatches(gpu, materialized.dispatches);
+  submitCommands(gpu, materialized.commands);
   materialized.destroy();
   const expected = referenceBackward(inputs.x, inputs.weight, dyValues, shape);
   const expectedY = referenceForward(inputs.x, inputs.weight, shape);
@@ -503,6 +511,7 @@ gpuTest("conv2d blocked_texture: staging pads channels with zeros", async (gpu) 
     config,
     KernelPolicy.forcing("conv2d", "blocked_texture"),
   );
+  assert.ok(isKernelCall(stage));
   assert.equal(stage.entryPoint, "to_texture_padded");
   const [source, target] = stage.bindings;
   assert.equal(source.tensor, x);
@@ -570,12 +579,11 @@ Deno.test("conv2d: a small weight gradient is not split and needs no workspace",
       config,
       KernelPolicy.forcing("conv2d", variant),
     );
-    const convCalls = calls.filter((call) => !call.entryPoint.startsWith("to_texture"));
-    assert.deepEqual(convCalls.map((call) => call.entryPoint), [
+    assert.deepEqual(convCalls(calls).map((call) => call.entryPoint), [
       "backward_input",
       "backward_weight",
     ]);
-    const split = weightGradientCalls(calls);
+    const split = weightGradientCalls(calls.filter(isKernelCall));
     assert.equal(split.reduce, undefined, variant);
     assert.equal(split.partial.tensor, dweight, variant);
     assert.ok(

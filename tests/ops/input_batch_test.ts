@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferLimitError } from "../../src/gpu/buffer.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { type CifarSplit, IMAGE_BYTES } from "../../src/data/cifar.ts";
 import {
@@ -151,7 +151,7 @@ async function gpuBatches(
     source,
     async batch(batch: number, seed: number, epoch: number) {
       source.prepareBatch(batch, seed, epoch);
-      submitDispatches(gpu, source.dispatches);
+      submitCommands(gpu, source.commands);
       return {
         input: await readTensor(gpu, input),
         labels: new Uint32Array((await readTensor(gpu, labels)).buffer),

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { tensorDesc } from "../../src/gpu/tensor.ts";
-import type { KernelCall } from "../../src/gpu/kernel_call.ts";
+import type { Call } from "../../src/gpu/kernel_call.ts";
 import { CONV2D_VARIANTS, conv2dBackward, conv2dForward } from "../../src/ops/conv2d.ts";
 import {
   BATCH_NORM_VARIANTS,
@@ -27,11 +27,17 @@ Deno.test("policy: each family's rule decides, and the choice is recorded per ca
   const gpu = new KernelPolicy({ family: "gpu" });
   assert.equal(cpu.choose(request("a")), "blocked");
   assert.equal(gpu.choose(request("a")), "tiled");
-  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), cpu), "serial");
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), cpu), "serial_texture");
+  // A texel is a channel vector: other channel counts fall back to the storage reads.
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 6]), cpu), "serial");
   assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), gpu), "tree");
   assert.deepEqual(cpu.choices(), {
     family: "cpu",
-    choices: { a: "blocked", "batchnorm [2,4,4,8]": "serial" },
+    choices: {
+      a: "blocked",
+      "batchnorm [2,4,4,8]": "serial_texture",
+      "batchnorm [2,4,4,6]": "serial",
+    },
   });
 });
 
@@ -68,7 +74,7 @@ Deno.test("policy: a variant that cannot run a shape is passed over, or refused 
 Deno.test("policy: forcing one op leaves the others to the rules", () => {
   const policy = KernelPolicy.forcing("conv2d", "tiled", "cpu");
   assert.equal(policy.choose(request("a")), "tiled");
-  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), policy), "serial");
+  assert.equal(chooseBatchNormVariant(tensorDesc("x", [2, 4, 4, 8]), policy), "serial_texture");
 });
 
 Deno.test("policy: stored choices are made again, before the rules, and round-trip", () => {
@@ -106,12 +112,12 @@ Deno.test("policy: the header line names the family, its source and each op's va
   chooseBatchNormVariant(tensorDesc("x", [1, 8, 8, 8]), policy);
   assert.equal(
     policy.describe(),
-    "cpu family (the adapter's): conv2d blocked_texture, batchnorm serial",
+    "cpu family (the adapter's): conv2d blocked_texture, batchnorm serial_texture",
   );
   conv(16, 4100); // past 8192² texels: blocked_texture passes it to blocked
   assert.equal(
     policy.describe(),
-    "cpu family (the adapter's): conv2d blocked_texture x1 / blocked x1, batchnorm serial",
+    "cpu family (the adapter's): conv2d blocked_texture x1 / blocked x1, batchnorm serial_texture",
   );
   assert.match(
     KernelPolicy.forAdapter({ isFallbackAdapter: true }, "gpu").describe(),
@@ -159,7 +165,7 @@ class Recorder extends KernelPolicy {
 function plannedAndForced(
   op: string,
   variants: readonly string[],
-  pass: (policy: KernelPolicy) => KernelCall[],
+  pass: (policy: KernelPolicy) => Call[],
 ) {
   const recorder = new Recorder({ family: "cpu" });
   pass(recorder);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readBuffer } from "../../src/gpu/buffer.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import { kernelCall, write } from "../../src/gpu/kernel_call.ts";
 import { tensorDesc } from "../../src/gpu/tensor.ts";
 import { buildArchitecture } from "../../src/model/architecture.ts";
@@ -388,7 +388,7 @@ gpuTest(
         labels: u32Tensor(gpu, "labels", [batch], labels),
         metrics: createMetrics(gpu),
       }, policy);
-      submitDispatches(gpu, plan.dispatches);
+      submitCommands(gpu, plan.commands);
       const result = [
         new Uint8Array(await readBuffer(gpu, weights.grads)),
         new Uint8Array(await readBuffer(gpu, weights.state)),

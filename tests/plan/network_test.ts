@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { readBuffer } from "../../src/gpu/buffer.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 import { createTensor } from "../../src/gpu/tensor.ts";
 import type { ModelConfig, ResNet9Config, ResNetConfig } from "../../src/model/config.ts";
@@ -121,7 +121,7 @@ async function assertTrainStepMatches(
     plan.memory.activations < plan.memory.activationsWithoutReuse,
     "buffers are reused",
   );
-  submitDispatches(gpu, plan.dispatches);
+  submitCommands(gpu, plan.commands);
 
   assertAllClose(await readTensor(gpu, logits), expected.logits, NETWORK, "logits");
   const { lossSum, correct, samples } = await readMetrics(gpu, metrics);
@@ -182,7 +182,7 @@ async function assertF16StepMatches(
     KernelPolicy.forAdapter(gpu),
     loss,
   );
-  submitDispatches(gpu, plan.dispatches);
+  submitCommands(gpu, plan.commands);
   assertAllClose(await readTensor(gpu, logits), expected.logits, F16_NETWORK, "f16 logits");
   const { lossSum, samples } = await readMetrics(gpu, metrics);
   assertAllClose([lossSum / samples], [expected.loss], F16_NETWORK, "f16 loss");
@@ -227,7 +227,7 @@ async function assertEvalPlanMatches(
     confusion: createTensor(gpu, "confusion", [config.classes, config.classes], "u32"),
     logits,
   }, KernelPolicy.forAdapter(gpu));
-  submitDispatches(gpu, plan.dispatches);
+  submitCommands(gpu, plan.commands);
   assertAllClose(await readTensor(gpu, logits), expected, NETWORK, "eval logits");
   assert.deepEqual(
     new Uint8Array(await readBuffer(gpu, weights.state)),
@@ -430,7 +430,7 @@ for (const batch of [3, 1]) {
         KernelPolicy.forAdapter(gpu),
         { views: 2 },
       );
-      submitDispatches(gpu, plan.dispatches);
+      submitCommands(gpu, plan.commands);
 
       const actual = await readTensor(gpu, logits);
       assertAllClose(actual, perView, NETWORK, "per-view logits");

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { BufferLimitError } from "../../src/gpu/buffer.ts";
 import {
   type Binding,
-  type KernelCall,
+  type Call,
   kernelCall,
   read,
   readWrite,
@@ -327,7 +327,7 @@ for (const [preset, width] of [["resnet18", 1], ["resnet50", 0.25]] as const) {
 
       // The policy chose, once per layer shape, the family's variants.
       const { choices } = policy.choices();
-      const expected = family === "cpu" ? ["blocked_texture", "serial"] : ["tiled", "tree"];
+      const expected = family === "cpu" ? ["blocked_texture", "serial_texture"] : ["tiled", "tree"];
       for (const [key, variant] of Object.entries(choices)) {
         assert.equal(variant, key.startsWith("conv2d") ? expected[0] : expected[1], key);
       }
@@ -412,8 +412,7 @@ Deno.test("an f16 plan stores every activation and activation gradient in f16, t
     return { calls, allocation: allocate(calls) };
   });
   const [f32, f16] = plans;
-  const transients = (calls: KernelCall[]) =>
-    [...lifetimes(calls).keys()].filter((t) => !hasStorage(t));
+  const transients = (calls: Call[]) => [...lifetimes(calls).keys()].filter((t) => !hasStorage(t));
   const f16Tensors = transients(f16.calls);
   // The head from the pooled features on, the saved batch statistics and the workspaces (the CPU
   // convs' textures among them) are f32.

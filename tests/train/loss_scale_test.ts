@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { readFloat32, uploadBuffer, writeBuffer } from "../../src/gpu/buffer.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import {
   LOSS_SCALE_DEFAULTS,
   type LossScaleConfig,
@@ -56,7 +56,7 @@ async function scaledOptimizer(
 function step(run: Run, grads: Float32Array, lr: number): void {
   writeBuffer(run.gpu, run.grads, grads);
   run.optimizer.prepareStep(lr);
-  submitDispatches(run.gpu, run.optimizer.dispatches);
+  submitCommands(run.gpu, run.optimizer.commands);
 }
 
 function destroy(run: Run): void {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFloat32, uploadBuffer, writeBuffer } from "../../src/gpu/buffer.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import {
   Optimizer,
   type OptimizerConfig,
@@ -110,7 +110,7 @@ async function runGpu(
   for (let step = 0; step < grads.length; step++) {
     writeBuffer(gpu, gradBuffer, Float32Array.from(grads[step]));
     optimizer.prepareStep(lrs[step]);
-    submitDispatches(gpu, optimizer.dispatches);
+    submitCommands(gpu, optimizer.commands);
   }
   const updated = await readFloat32(gpu, paramBuffer);
   const state = await optimizer.exportState();
@@ -214,9 +214,9 @@ gpuTest("optimizer: chunking gives one dispatch per chunk", async (gpu) => {
   const buffer = () => uploadBuffer(gpu, "arena", new Float32Array(LAYOUT.length));
   const arena = { params: buffer(), grads: buffer(), size: LAYOUT.length * 4 };
   const config: OptimizerConfig = { kind: "adam", lr: 1e-3 };
-  assert.equal((await Optimizer.create(gpu, arena, config)).dispatches.length, 1);
+  assert.equal((await Optimizer.create(gpu, arena, config)).commands.length, 1);
   const chunked = await Optimizer.create(gpu, arena, config, { chunkBytes: 768 });
-  assert.equal(chunked.dispatches.length, Math.ceil(arena.size / 768));
+  assert.equal(chunked.commands.length, Math.ceil(arena.size / 768));
 });
 
 for (
@@ -250,7 +250,7 @@ for (
       for (let step = split; step < STEPS; step++) {
         writeBuffer(gpu, grads, Float32Array.from(data.grads[step]));
         resumed.prepareStep(data.lrs[step]);
-        submitDispatches(gpu, resumed.dispatches);
+        submitCommands(gpu, resumed.commands);
       }
       assert.deepEqual(await readFloat32(gpu, params), uninterrupted.params);
       assert.deepEqual(await resumed.exportState(), uninterrupted.state);

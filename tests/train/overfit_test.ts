@@ -4,7 +4,7 @@
  * within a bounded number of steps, one submit per step as in training.
  */
 import assert from "node:assert/strict";
-import { submitDispatches } from "../../src/gpu/dispatch.ts";
+import { submitCommands } from "../../src/gpu/dispatch.ts";
 import { ModelWeights } from "../../src/model/weights.ts";
 import { Optimizer } from "../../src/train/optimizer.ts";
 import { createMetrics, readMetrics, resetMetrics } from "../../src/ops/softmax_cross_entropy.ts";
@@ -52,7 +52,7 @@ gpuTest(
     for (let step = 0; step < MAX_STEPS; step++) {
       resetMetrics(gpu, metrics);
       optimizer.prepareStep(3e-3);
-      submitDispatches(gpu, [...plan.dispatches, ...optimizer.dispatches]);
+      submitCommands(gpu, [...plan.commands, ...optimizer.commands]);
       if (step % 10 === 0 || step === MAX_STEPS - 1) {
         const { lossSum, samples } = await readMetrics(gpu, metrics);
         losses.push(lossSum / samples);
