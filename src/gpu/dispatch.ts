@@ -15,7 +15,7 @@ export interface Dispatch {
   readonly workgroups: Dimensions;
 }
 
-/** copyBufferToTexture of `texels` rgba32float texels from `offset`, row after row of `width`. */
+/** copyBufferToTexture of `texels` rgba32float texels from `offset`, rows of the texture's width. */
 export interface CopyToTexture {
   readonly label: string;
   readonly buffer: GPUBuffer;
