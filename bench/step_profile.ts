@@ -206,9 +206,9 @@ export async function timeCallByCall(
   beforeEach?.();
   const ms: number[] = [];
   const first = performance.now();
-  for (const dispatch of commands) {
+  for (const command of commands) {
     const start = performance.now();
-    submitCommands(gpu, [dispatch]);
+    submitCommands(gpu, [command]);
     await gpu.device.queue.onSubmittedWorkDone();
     ms.push(performance.now() - start);
   }
