@@ -219,13 +219,14 @@ export async function benchConv2d(
     for (const forced of variants) {
       const policy = forced === undefined
         ? KernelPolicy.forAdapter(gpu)
-        : KernelPolicy.forcing("conv2d", forced);
+        : KernelPolicy.forcing("conv2d", forced, "cpu", gpu.subgroups);
       const common = { x, weight, dy: y, dweight };
       let forward: Call[];
       try {
         forward = conv2dForward({ x, weight, y }, config, policy);
       } catch (error) {
-        // A forced variant that cannot run this shape (blocked_texture on the stem): no row.
+        // A forced variant that cannot run this shape or device (blocked_texture_subgroup
+        // without subgroups): no row.
         if (forced !== undefined && error instanceof KernelPolicyError) continue;
         throw error;
       }

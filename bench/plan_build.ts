@@ -57,7 +57,10 @@ export async function benchPlanBuild(
       const program = buildNetworkProgram(weights, mode, io, policy);
       allocate(program.calls);
       const planned = performance.now();
-      const cold = { ...gpu, pipelines: new PipelineCache(gpu.device) };
+      const cold = {
+        ...gpu,
+        pipelines: new PipelineCache(gpu.device, { subgroupDirective: false }),
+      };
       const materialized = await materialize(cold, program.calls, { label: mode });
       const done = performance.now();
       rows.push({

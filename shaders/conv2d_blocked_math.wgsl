@@ -22,14 +22,21 @@
 // indexed only by constants stays in registers. The same arithmetic as loops over the blocks is
 // not unrolled, which puts the accumulators in memory and runs 2-4x slower (bench/README.md).
 //
-// This file is the arithmetic of two kernels that differ only in how they read their inputs;
-// WGSL has no includes, so src/shaders.ts joins it with one variant's file, this one first:
-//   conv2d_blocked.wgsl  storage buffers, each input bound as vec4 and scalar views;
-//   conv2d_texture.wgsl  rgba32float textures that to_texture.wgsl fills, read with textureLoad.
-// A variant declares the input bindings and the loads called here, each returning four channels
+// This file is the arithmetic of three kernels that differ only in how they read their inputs;
+// WGSL has no includes, so src/shaders.ts joins it with a weights file and a loads file, in this
+// order (the kernel names are src/shaders.ts's):
+//   conv2d_blocked           conv2d_weights_lane.wgsl + conv2d_blocked.wgsl (storage buffers,
+//                            each input bound as vec4 and scalar views);
+//   conv2d_texture           conv2d_weights_lane.wgsl + conv2d_texture.wgsl (rgba32float textures
+//                            filled just before, read with textureLoad);
+//   conv2d_texture_subgroup  conv2d_weights_subgroup.wgsl + conv2d_texture.wgsl (the weight rows
+//                            loaded once per 4 lanes and shared by subgroup broadcasts).
+// A loads file declares the input bindings and the loads called here, each returning four channels
 // as vec4f: load_x(base, c), load_weight(o, tap, c), load_input_dy(base, o), load_weight_dy(p, o);
 // and the outputs the entry points write: forward_y and input_dx (array<act>), weight_partial
-// (array<f32>).
+// (array<f32>). A weights file declares weight_block(o, tap, c, local), the 4x4 block whose column
+// j is weight[o + j, tap, c..c+3], for invocation `local` of its workgroup; forward and
+// backward_input call it with o, tap and c the same across the workgroup.
 //
 // The texture variant pads each pixel's channels (and each weight row's) with zeros to whole
 // texels, and runs with IN_C and OUT_C rounded up to multiples of 4: its loads see the padded
@@ -135,15 +142,6 @@ fn weight_index(o: u32, tap: u32, c: u32) -> u32 {
   return (min(o, STORED_OUT_C - 1u) * TAPS + tap) * IN_C + c;
 }
 
-// Column j: weight[o + j, tap, c..c+3].
-fn weight_block(o: u32, tap: u32, c: u32) -> mat4x4f {
-  return mat4x4f(
-    load_weight(o, tap, c),
-    load_weight(o + 1u, tap, c),
-    load_weight(o + 2u, tap, c),
-    load_weight(o + 3u, tap, c),
-  );
-}
 
 // ---- forward: x, weight -> y ----
 
@@ -159,12 +157,18 @@ fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
 }
 
 // Invocation (gid.x, gid.y) computes output pixels 16 gid.x .. +16 and channels 16 gid.y .. +16:
-// 16 input rows and 16 weight rows per step of 4 input channels.
+// 16 input rows and 16 weight rows per step of 4 input channels. Invocations past the last pixel
+// compute on clamped indices and store nothing, rather than return: the subgroup build's weight
+// loads need every lane of a subgroup in the same control flow (and o, the loops' bounds and so
+// the control flow come from workgroup-uniform values).
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn forward(@builtin(global_invocation_id) gid: vec3u) {
+fn forward(
+  @builtin(global_invocation_id) gid: vec3u,
+  @builtin(workgroup_id) group: vec3u,
+  @builtin(local_invocation_index) local: u32,
+) {
   let first = gid.x * 16u;
-  if (first >= OUT_PIXELS) { return; }
-  let o = gid.y * 16u;
+  let o = group.y * 16u;
   let pixels0 = output_pixels(first, OUT_PIXELS);
   let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
   let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
@@ -183,22 +187,22 @@ fn forward(@builtin(global_invocation_id) gid: vec3u) {
         let a1 = x_columns(rows1, c);
         let a2 = x_columns(rows2, c);
         let a3 = x_columns(rows3, c);
-        let w0 = transpose(weight_block(o, tap, c));
+        let w0 = transpose(weight_block(o, tap, c, local));
         acc[0] += w0 * a0;
         acc[1] += w0 * a1;
         acc[2] += w0 * a2;
         acc[3] += w0 * a3;
-        let w1 = transpose(weight_block(o + 4u, tap, c));
+        let w1 = transpose(weight_block(o + 4u, tap, c, local));
         acc[4] += w1 * a0;
         acc[5] += w1 * a1;
         acc[6] += w1 * a2;
         acc[7] += w1 * a3;
-        let w2 = transpose(weight_block(o + 8u, tap, c));
+        let w2 = transpose(weight_block(o + 8u, tap, c, local));
         acc[8] += w2 * a0;
         acc[9] += w2 * a1;
         acc[10] += w2 * a2;
         acc[11] += w2 * a3;
-        let w3 = transpose(weight_block(o + 12u, tap, c));
+        let w3 = transpose(weight_block(o + 12u, tap, c, local));
         acc[12] += w3 * a0;
         acc[13] += w3 * a1;
         acc[14] += w3 * a2;
@@ -265,14 +269,17 @@ fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
 }
 
 // Invocation (gid.x, gid.y, gid.z) computes input pixels 16 gid.x .. +16 of parity class gid.z
-// and input channels 16 gid.y .. +16.
+// and input channels 16 gid.y .. +16; past the last pixel, on clamped indices (as forward).
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_input(@builtin(global_invocation_id) gid: vec3u) {
+fn backward_input(
+  @builtin(global_invocation_id) gid: vec3u,
+  @builtin(workgroup_id) group: vec3u,
+  @builtin(local_invocation_index) local: u32,
+) {
   let first = gid.x * 16u;
-  if (first >= BATCH * CLASS_H * CLASS_W) { return; }
-  let c = gid.y * 16u;
-  let class_y = gid.z / STRIDE;
-  let class_x = gid.z % STRIDE;
+  let c = group.y * 16u;
+  let class_y = group.z / STRIDE;
+  let class_x = group.z % STRIDE;
   let pixels0 = class_pixels(first, class_y, class_x);
   let pixels1 = class_pixels(first + 4u, class_y, class_x);
   let pixels2 = class_pixels(first + 8u, class_y, class_x);
@@ -291,22 +298,22 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3u) {
         let d1 = input_dy_columns(rows1, o);
         let d2 = input_dy_columns(rows2, o);
         let d3 = input_dy_columns(rows3, o);
-        let w0 = weight_block(o, tap, c);
+        let w0 = weight_block(o, tap, c, local);
         acc[0] += w0 * d0;
         acc[1] += w0 * d1;
         acc[2] += w0 * d2;
         acc[3] += w0 * d3;
-        let w1 = weight_block(o, tap, c + 4u);
+        let w1 = weight_block(o, tap, c + 4u, local);
         acc[4] += w1 * d0;
         acc[5] += w1 * d1;
         acc[6] += w1 * d2;
         acc[7] += w1 * d3;
-        let w2 = weight_block(o, tap, c + 8u);
+        let w2 = weight_block(o, tap, c + 8u, local);
         acc[8] += w2 * d0;
         acc[9] += w2 * d1;
         acc[10] += w2 * d2;
         acc[11] += w2 * d3;
-        let w3 = weight_block(o, tap, c + 12u);
+        let w3 = weight_block(o, tap, c + 12u, local);
         acc[12] += w3 * d0;
         acc[13] += w3 * d1;
         acc[14] += w3 * d2;

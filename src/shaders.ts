@@ -15,6 +15,8 @@ import conv2dPipelined from "../shaders/conv2d_pipelined.wgsl" with { type: "tex
 import conv2dReduce from "../shaders/conv2d_reduce.wgsl" with { type: "text" };
 import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" };
 import conv2dTiled from "../shaders/conv2d_tiled.wgsl" with { type: "text" };
+import conv2dWeightsLane from "../shaders/conv2d_weights_lane.wgsl" with { type: "text" };
+import conv2dWeightsSubgroup from "../shaders/conv2d_weights_subgroup.wgsl" with { type: "text" };
 import ema from "../shaders/ema.wgsl" with { type: "text" };
 import globalAvgPool from "../shaders/global_avg_pool.wgsl" with { type: "text" };
 import globalMaxPool from "../shaders/global_max_pool.wgsl" with { type: "text" };
@@ -24,20 +26,23 @@ import maxPool from "../shaders/max_pool.wgsl" with { type: "text" };
 import optimizer from "../shaders/optimizer.wgsl" with { type: "text" };
 import relu from "../shaders/relu.wgsl" with { type: "text" };
 import softmaxCrossEntropy from "../shaders/softmax_cross_entropy.wgsl" with { type: "text" };
+import subgroupProbe from "../shaders/subgroup_probe.wgsl" with { type: "text" };
 import toTexture from "../shaders/to_texture.wgsl" with { type: "text" };
 
-export function kernel(name: string, code: string): Kernel {
-  return { name, code };
+export function kernel(name: string, code: string, uses?: Kernel["uses"]): Kernel {
+  return uses ? { name, code, uses } : { name, code };
 }
 
 /**
  * The files of `shaders/` (without `.wgsl`) that a kernel's source joins, in order, where it is not
  * the one file of its name: conv2d_blocked_math.wgsl holds the blocked convolution's arithmetic
- * (overrides, helpers, entry points) and each variant's file the bindings and loads it calls.
+ * (overrides, helpers, entry points), a weights file how it loads weight blocks, and a loads file
+ * the bindings and loads it calls.
  */
 export const KERNEL_FILES: Readonly<Record<string, readonly string[]>> = {
-  conv2d_blocked: ["conv2d_blocked_math", "conv2d_blocked"],
-  conv2d_texture: ["conv2d_blocked_math", "conv2d_texture"],
+  conv2d_blocked: ["conv2d_blocked_math", "conv2d_weights_lane", "conv2d_blocked"],
+  conv2d_texture: ["conv2d_blocked_math", "conv2d_weights_lane", "conv2d_texture"],
+  conv2d_texture_subgroup: ["conv2d_blocked_math", "conv2d_weights_subgroup", "conv2d_texture"],
 };
 
 /** A kernel's source from its files' texts (`KERNEL_FILES`), one blank line between them. */
@@ -48,10 +53,21 @@ export function joinSources(...texts: string[]): string {
 export const kernels = {
   add: kernel("add", add),
   batchnorm: kernel("batchnorm", batchnorm),
-  conv2dBlocked: kernel("conv2d_blocked", joinSources(conv2dBlockedMath, conv2dBlocked)),
+  conv2dBlocked: kernel(
+    "conv2d_blocked",
+    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dBlocked),
+  ),
   conv2dPipelined: kernel("conv2d_pipelined", conv2dPipelined),
   conv2dReduce: kernel("conv2d_reduce", conv2dReduce),
-  conv2dTexture: kernel("conv2d_texture", joinSources(conv2dBlockedMath, conv2dTexture)),
+  conv2dTexture: kernel(
+    "conv2d_texture",
+    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dTexture),
+  ),
+  conv2dTextureSubgroup: kernel(
+    "conv2d_texture_subgroup",
+    joinSources(conv2dBlockedMath, conv2dWeightsSubgroup, conv2dTexture),
+    "subgroups",
+  ),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
   ema: kernel("ema", ema),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
@@ -62,6 +78,7 @@ export const kernels = {
   optimizer: kernel("optimizer", optimizer),
   relu: kernel("relu", relu),
   softmaxCrossEntropy: kernel("softmax_cross_entropy", softmaxCrossEntropy),
+  subgroupProbe: kernel("subgroup_probe", subgroupProbe, "subgroups"),
   toTexture: kernel("to_texture", toTexture),
 } as const;
 
@@ -91,7 +108,7 @@ export function activationKernel(kernel: Kernel, dtype: DType): Kernel {
       );
     }
     lines[at] = "alias act = f16;";
-    build = { name: kernel.name, code: `enable f16;\n${lines.join("\n")}`, build: "f16" };
+    build = { ...kernel, code: `enable f16;\n${lines.join("\n")}`, build: "f16" };
     f16Builds.set(kernel, build);
   }
   return build;

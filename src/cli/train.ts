@@ -345,7 +345,7 @@ async function kernelPolicy(
   log: (line: string) => void,
 ): Promise<KernelPolicy> {
   return settings.storedKernels
-    ? KernelPolicy.restoring(settings.storedKernels)
+    ? KernelPolicy.restoring(settings.storedKernels, gpu)
     : await kernelPolicyFor(
       gpu,
       settings.kernels,

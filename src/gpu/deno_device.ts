@@ -9,11 +9,15 @@ import {
   requestGpu as requestAnyGpu,
 } from "./device.ts";
 
-/** A device, as src/gpu/device.ts's requestGpu, with `backend` read from the platform. */
+/**
+ * A device, as src/gpu/device.ts's requestGpu, with `backend` read from the platform, and kernels
+ * that use subgroups compiled without `enable subgroups;` (naga refuses the directive).
+ */
 export function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
   return requestAnyGpu({
     identifyBackend: (adapter) =>
       inferBackend(Deno.build.os, adapter.limits.maxBindingsPerBindGroup, requestedBackends()),
+    subgroupDirective: false,
     ...options,
   });
 }

@@ -5,6 +5,7 @@
  */
 import { UserError } from "../errors.ts";
 import { PipelineCache } from "./pipeline.ts";
+import { subgroupsAsExpected } from "./subgroup_probe.ts";
 
 /** Raised when no WebGPU adapter or device can be had; the message names the fix. */
 export class GpuUnavailableError extends UserError {
@@ -28,14 +29,20 @@ export interface GpuOptions {
    * from the platform (src/gpu/deno_device.ts); a browser leaves it out.
    */
   identifyBackend?: (adapter: GPUAdapter) => GpuBackend | undefined;
+  /** Whether kernels that use subgroups need `enable subgroups;` (PipelineCacheOptions). */
+  subgroupDirective?: boolean;
 }
 
 /**
  * Features the runtime uses where the adapter has them, asked for by default: f16 activations
- * (`--precision f16`) and GPU timestamps (`deno task bench --profile`). `gpu.device.features`
- * tells what the device got.
+ * (`--precision f16`), GPU timestamps (`deno task bench --profile`) and subgroup operations
+ * (`Gpu.subgroups`). `gpu.device.features` tells what the device got.
  */
-export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = [
+  "shader-f16",
+  "timestamp-query",
+  "subgroups",
+];
 
 /** The native graphics API under WebGPU, as wgpu (Deno's WebGPU) names its backends. */
 export type GpuBackend = "Vulkan" | "Metal" | "Direct3D 12" | "OpenGL";
@@ -53,6 +60,12 @@ export interface Gpu {
   /** True for software adapters (lavapipe, SwiftShader): kernels pick their CPU-friendly variant. */
   readonly isFallbackAdapter: boolean;
   readonly pipelines: PipelineCache;
+  /**
+   * True where the device has the `subgroups` feature and its subgroups are as the kernels that
+   * share loads by broadcasts expect them (src/gpu/subgroup_probe.ts checks): the kernel policy
+   * offers those kernels only then.
+   */
+  readonly subgroups: boolean;
   /** Resolves when the device is lost; a loss other than `destroy()` is also logged with its reason. */
   readonly lost: Promise<GPUDeviceLostInfo>;
   /** The first validation or out-of-memory error raised outside an error scope, then cleared. */
@@ -123,12 +136,12 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
     }
     return lostInfo;
   });
-  return {
+  const gpu = {
     device,
     adapterName,
     backend,
     isFallbackAdapter: info.isFallbackAdapter,
-    pipelines: new PipelineCache(device),
+    pipelines: new PipelineCache(device, { subgroupDirective: options.subgroupDirective }),
     lost,
     takeUncapturedError() {
       const error = uncaptured;
@@ -136,4 +149,6 @@ export async function requestGpu(options: GpuOptions = {}): Promise<Gpu> {
       return error;
     },
   };
+  const subgroups = device.features.has("subgroups") && await subgroupsAsExpected(gpu);
+  return { ...gpu, subgroups };
 }

@@ -8,12 +8,23 @@ import { UserError } from "../errors.ts";
 /**
  * A WGSL source file and the name it is known by (its file name without `.wgsl`). `build` names a
  * build of the file other than the source as written: "f16" for activations stored as f16
- * (`activationKernel` in src/shaders.ts).
+ * (`activationKernel` in src/shaders.ts). `uses: "subgroups"` marks a source that calls subgroup
+ * built-ins without the `enable subgroups;` directive (see `PipelineCacheOptions`).
  */
 export interface Kernel {
   readonly name: string;
   readonly code: string;
   readonly build?: "f16";
+  readonly uses?: "subgroups";
+}
+
+export interface PipelineCacheOptions {
+  /**
+   * Whether a kernel that uses subgroups needs `enable subgroups;` put first: browsers' WGSL
+   * compiler (Tint) requires the directive, Deno's (naga, in wgpu 2.9) refuses it and takes the
+   * device's `subgroups` feature alone. Default true.
+   */
+  subgroupDirective?: boolean;
 }
 
 /** How errors and caches name a kernel: its file, and its build where not the source as written. */
@@ -30,11 +41,13 @@ export class KernelError extends UserError {
 
 export class PipelineCache {
   readonly #device: GPUDevice;
+  readonly #subgroupDirective: boolean;
   readonly #modules = new Map<string, GPUShaderModule>();
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
 
-  constructor(device: GPUDevice) {
+  constructor(device: GPUDevice, options: PipelineCacheOptions = {}) {
     this.#device = device;
+    this.#subgroupDirective = options.subgroupDirective ?? true;
   }
 
   /** Number of distinct pipelines built so far. */
@@ -62,7 +75,10 @@ export class PipelineCache {
     const cached = this.#modules.get(id);
     if (cached) return cached;
     this.#device.pushErrorScope("validation");
-    const module = this.#device.createShaderModule({ label: id, code: kernel.code });
+    const code = kernel.uses === "subgroups" && this.#subgroupDirective
+      ? `enable subgroups;\n${kernel.code}`
+      : kernel.code;
+    const module = this.#device.createShaderModule({ label: id, code });
     const error = await this.#device.popErrorScope();
     if (error) {
       throw new KernelError(`Kernel ${id} does not compile: ${oneLine(error.message)}`);

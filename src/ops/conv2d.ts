@@ -2,7 +2,7 @@
  * 2-D convolution without bias: NHWC activations, OHWI weights, zero padding; the 3x3 and 1x1
  * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Activations (x, y, dy, dx) are
  * f32 or f16, all four alike (the kernels' f16 builds, src/shaders.ts); weights and dweight f32.
- * Each pass is an implicit GEMM in one of five variants (four kernels), chosen by the kernel
+ * Each pass is an implicit GEMM in one of six variants (five kernels), chosen by the kernel
  * policy (src/ops/policy.ts) per layer:
  *   - "blocked" (shaders/conv2d_blocked_math.wgsl + conv2d_blocked.wgsl): no workgroup memory,
  *     16 pixels x 16 channels in registers per invocation, vec4 loads: fast on CPU adapters
@@ -13,6 +13,9 @@
  *     texel fetch is one gather, a storage load one scalar per element and lane (5.5x dearer
  *     without AVX-512).
  *     Channel counts that are not multiples of 4 are padded with zeros in the textures.
+ *   - "blocked_texture_subgroup": blocked_texture with each weight row loaded by one lane in 4 and
+ *     shared by subgroup broadcasts (shaders/conv2d_weights_subgroup.wgsl), where the device has
+ *     subgroups (`Gpu.subgroups`: Chromium's SwiftShader, not Deno's lavapipe).
  *   - "tiled" (shaders/conv2d_tiled.wgsl): 64x64 output tiles staged through workgroup memory
  *     by 256 invocations, 4x4 each: the recipe for real GPUs, and the measured GPU baseline.
  *   - "pipelined64" and "pipelined128" (shaders/conv2d_pipelined.wgsl): 64x64 tiles of 4x4 per
@@ -51,6 +54,7 @@ export interface Conv2dConfig {
 export type Conv2dVariant =
   | "blocked"
   | "blocked_texture"
+  | "blocked_texture_subgroup"
   | "tiled"
   | "pipelined64"
   | "pipelined128";
@@ -58,6 +62,7 @@ export type Conv2dVariant =
 export const CONV2D_VARIANTS: readonly Conv2dVariant[] = [
   "blocked",
   "blocked_texture",
+  "blocked_texture_subgroup",
   "tiled",
   "pipelined64",
   "pipelined128",
@@ -365,9 +370,20 @@ const BLOCKED_TEXTURE: VariantKernels = {
   views: (tensor, staging) => [sampled(staging.texture(tensor))],
 };
 
+/**
+ * blocked_texture with each weight row loaded by one lane in 4 and shared by subgroup broadcasts
+ * (shaders/conv2d_weights_subgroup.wgsl): forward and backward_input load 4 texels per step where
+ * blocked_texture loads 16 (with 16 of x either way). Needs `Gpu.subgroups`.
+ */
+const BLOCKED_TEXTURE_SUBGROUP: VariantKernels = {
+  ...BLOCKED_TEXTURE,
+  kernel: kernels.conv2dTextureSubgroup,
+};
+
 const VARIANTS: Record<Conv2dVariant, VariantKernels> = {
   blocked: BLOCKED,
   blocked_texture: BLOCKED_TEXTURE,
+  blocked_texture_subgroup: BLOCKED_TEXTURE_SUBGROUP,
   tiled: TILED,
   pipelined64: pipelined(4),
   pipelined128: pipelined(8),
@@ -433,6 +449,13 @@ function chooseVariant(
         )
         : {}),
       ...(texture === undefined ? {} : { blocked_texture: texture }),
+      ...(texture !== undefined || !policy.subgroups
+        ? {
+          blocked_texture_subgroup: texture ??
+            "needs subgroups (the adapter's `subgroups` feature, lanes as " +
+              "src/gpu/subgroup_probe.ts checks), which this device lacks",
+        }
+        : {}),
     },
     plan,
   });
@@ -451,7 +474,12 @@ export function conv2dForward(
   const variant = chooseVariant(
     g,
     policy,
-    (name) => conv2dForward(t, config, KernelPolicy.forcing("conv2d", name)),
+    (name) =>
+      conv2dForward(
+        t,
+        config,
+        KernelPolicy.forcing("conv2d", name, policy.family, policy.subgroups),
+      ),
   );
   const staging = new Staging();
   const bindings = [
@@ -491,7 +519,12 @@ export function conv2dBackward(
   const variant = chooseVariant(
     g,
     policy,
-    (name) => conv2dBackward(t, config, KernelPolicy.forcing("conv2d", name)),
+    (name) =>
+      conv2dBackward(
+        t,
+        config,
+        KernelPolicy.forcing("conv2d", name, policy.family, policy.subgroups),
+      ),
   );
   const kernel = activationKernel(variant.kernel, g.dtype);
   const constants = variant.constants(g);

@@ -29,9 +29,10 @@ export const DEFAULT_RULES: readonly KernelRule[] = [
   {
     op: "conv2d",
     family: "cpu",
-    prefer: ["blocked_texture", "blocked", "tiled"],
+    prefer: ["blocked_texture_subgroup", "blocked_texture", "blocked", "tiled"],
     reason: "operands read from textures (llvmpipe's cheap load path), 16 pixels x 16 channels " +
-      "per invocation: 1.3-1.7x blocked with AVX-512, 4-7x without, the whole step 1.5-1.6x",
+      "per invocation: 1.3-1.7x blocked with AVX-512, 4-7x without, the whole step 1.5-1.6x; " +
+      "where the adapter has subgroups, each weight row loaded once per 4 lanes",
   },
   {
     op: "conv2d",
@@ -83,6 +84,8 @@ export type KernelFamilySource = "adapter" | "flag" | "checkpoint" | "tuned" | "
 
 export interface KernelPolicyOptions {
   family: KernelFamily;
+  /** Whether the device runs the kernels that use subgroups (`Gpu.subgroups`). Default false. */
+  subgroups?: boolean;
   /** Default "adapter". */
   source?: KernelFamilySource;
   /** A variant per op, whatever the shape. */
@@ -98,9 +101,17 @@ export interface KernelChoices {
   choices: Record<string, string>;
 }
 
+/** What the policy needs to know of a device: its family's default, and its subgroups. */
+export interface PolicyAdapter {
+  isFallbackAdapter: boolean;
+  subgroups?: boolean;
+}
+
 export class KernelPolicy {
   readonly family: KernelFamily;
   readonly source: KernelFamilySource;
+  /** Whether variants that use subgroups can run here; ops mark them unsupported otherwise. */
+  readonly subgroups: boolean;
   readonly #force: Readonly<Record<string, string>>;
   readonly #pinned: Readonly<Record<string, string>>;
   readonly #rules: readonly KernelRule[];
@@ -108,6 +119,7 @@ export class KernelPolicy {
 
   constructor(options: KernelPolicyOptions) {
     this.family = options.family;
+    this.subgroups = options.subgroups ?? false;
     this.source = options.source ?? "adapter";
     this.#force = options.force ?? {};
     this.#pinned = options.pinned ?? {};
@@ -116,26 +128,39 @@ export class KernelPolicy {
 
   /** The policy for an adapter: its own family ("cpu" for software adapters), or the one asked. */
   static forAdapter(
-    adapter: { isFallbackAdapter: boolean },
+    adapter: PolicyAdapter,
     family: KernelFamily | "auto" = "auto",
   ): KernelPolicy {
+    const subgroups = adapter.subgroups ?? false;
     return family === "auto"
-      ? new KernelPolicy({ family: adapter.isFallbackAdapter ? "cpu" : "gpu" })
-      : new KernelPolicy({ family, source: "flag" });
+      ? new KernelPolicy({ family: adapter.isFallbackAdapter ? "cpu" : "gpu", subgroups })
+      : new KernelPolicy({ family, source: "flag", subgroups });
   }
 
-  /** The policy that makes the stored choices again (and the rules of their family elsewhere). */
-  static restoring(stored: KernelChoices): KernelPolicy {
+  /**
+   * The policy that makes the stored choices again (and the rules of their family elsewhere) on a
+   * device with or without subgroups: a stored variant it cannot run fails to plan, naming it.
+   */
+  static restoring(stored: KernelChoices, device: { subgroups?: boolean } = {}): KernelPolicy {
     return new KernelPolicy({
       family: stored.family,
       source: "checkpoint",
       pinned: stored.choices,
+      subgroups: device.subgroups,
     });
   }
 
-  /** A policy that runs `variant` for every call of `op` (and the rules elsewhere). */
-  static forcing(op: string, variant: string, family: KernelFamily = "cpu"): KernelPolicy {
-    return new KernelPolicy({ family, force: { [op]: variant } });
+  /**
+   * A policy that runs `variant` for every call of `op` (and the rules elsewhere); `subgroups` as
+   * in KernelPolicyOptions.
+   */
+  static forcing(
+    op: string,
+    variant: string,
+    family: KernelFamily = "cpu",
+    subgroups = false,
+  ): KernelPolicy {
+    return new KernelPolicy({ family, force: { [op]: variant }, subgroups });
   }
 
   choose<V extends string>(request: VariantRequest<V>): V {

@@ -92,8 +92,12 @@ class RecordingPolicy extends KernelPolicy {
  * A key any of whose passes the op cannot plan for another variant (no `plan`) is left to the
  * rules: it cannot be timed whole.
  */
-export function tunableSites(family: KernelFamily, build: BuildCalls): TunableSite[] {
-  const recorder = new RecordingPolicy({ family });
+export function tunableSites(
+  family: KernelFamily,
+  build: BuildCalls,
+  subgroups = false,
+): TunableSite[] {
+  const recorder = new RecordingPolicy({ family, subgroups });
   build(recorder);
   const byKey = new Map<string, RecordedRequest[]>();
   for (const request of recorder.requests) {
@@ -311,7 +315,7 @@ function scratchTensor(gpu: Gpu, tensor: TensorDesc): Tensor {
 }
 
 /** What identifies an adapter to the cache. */
-export type TuneAdapter = Pick<Gpu, "adapterName" | "backend" | "isFallbackAdapter">;
+export type TuneAdapter = Pick<Gpu, "adapterName" | "backend" | "isFallbackAdapter" | "subgroups">;
 
 export interface TuneOptions {
   /** Times a site's variant; the CLI's is `gpuTimer(gpu)`, tests inject their own. */
@@ -349,7 +353,7 @@ export async function tuneKernels(
   const start = performance.now();
   const log = options.log ?? (() => {});
   const family: KernelFamily = adapter.isFallbackAdapter ? "cpu" : "gpu";
-  const sites = tunableSites(family, build);
+  const sites = tunableSites(family, build, adapter.subgroups);
   const cachePath = options.cachePath === undefined ? kernelCachePath() : options.cachePath;
   const cache = cachePath === null ? undefined : await KernelCache.open(cachePath, adapter, log);
   const known = cache?.choices() ?? {};
@@ -386,6 +390,7 @@ export async function tuneKernels(
       family,
       source: measured === 0 && sites.length > 0 ? "tune cache" : "tuned",
       pinned: choices,
+      subgroups: adapter.subgroups,
     }),
     choices,
     measured,

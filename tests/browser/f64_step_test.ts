@@ -5,8 +5,6 @@
  * tests/plan/network_test.ts. Ignored where /usr/bin/chromium is missing.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { bundleToString } from "../../src/build/bundle.ts";
 import { NETWORK } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
@@ -14,6 +12,7 @@ import { randomResnetWeights, resnetTrainStep } from "../support/reference/resne
 import { buildArchitecture } from "../../src/model/architecture.ts";
 import { parameterSpecs, stateSpecs } from "../../src/model/parameters.ts";
 import type { ResNetConfig } from "../../src/model/config.ts";
+import { serveBundlePage } from "./bundle_page.ts";
 import { browserTestGuard, launchChromium } from "./chromium.ts";
 
 Deno.test({
@@ -52,23 +51,12 @@ Deno.test({
       ),
     ];
 
-    const bundle = await bundleToString(
-      fileURLToPath(new URL("../../src/browser.ts", import.meta.url)),
-    );
-    const page = await Deno.readTextFile(new URL("./f64_step.html", import.meta.url));
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-      const path = new URL(request.url).pathname;
-      if (path === "/webgpu-resnet.js") {
-        return new Response(bundle, { headers: { "content-type": "text/javascript" } });
-      }
-      if (path === "/") return new Response(page, { headers: { "content-type": "text/html" } });
-      if (path === "/favicon.ico") return new Response(null, { status: 204 });
-      return new Response("not found", { status: 404 });
-    });
+    const html = await Deno.readTextFile(new URL("./f64_step.html", import.meta.url));
+    const server = await serveBundlePage(html);
     const browser = await launchChromium();
     try {
       const { page: tab, errors: consoleErrors } = await browser.newPage();
-      await tab.goto(`http://127.0.0.1:${server.addr.port}/`);
+      await tab.goto(server.address);
       await tab.waitForFunction(() => (globalThis as { ready?: boolean }).ready === true);
       const result = await tab.evaluate(
         (args) =>
@@ -103,7 +91,7 @@ Deno.test({
       }
     } finally {
       await browser.close();
-      await server.shutdown();
+      await server.close();
     }
   },
 });

@@ -13,6 +13,13 @@ import {
 import { KERNEL_FAMILIES, KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
 import { type ActivationDType, ShapeError } from "../../src/ops/shape.ts";
 import { materialize, submitCalls } from "../../src/plan/materialize.ts";
+import {
+  CONV2D_ODD_CASES,
+  type Conv2dCase,
+  describeConv2dCase,
+  randomInputs,
+  referenceShape,
+} from "../support/conv2d_cases.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import {
   activationTensor,
@@ -21,14 +28,12 @@ import {
   poisonedActivation,
   poisonedTensor,
   readTensor,
-  roundTo,
 } from "../support/gpu.ts";
 import { F16_STORAGE, REDUCTION } from "../support/tolerances.ts";
 import { assertAllClose } from "../support/reference/compare.ts";
 import {
   conv2dBackward as referenceBackward,
   conv2dForward as referenceForward,
-  type Conv2dShape,
 } from "../support/reference/conv2d.ts";
 import { f32Array, Random } from "../support/reference/random.ts";
 
@@ -44,43 +49,11 @@ const VARIANTS: Conv2dVariant[] = [
 const VARIANT_KERNEL: Record<Conv2dVariant, string> = {
   blocked: "conv2d_blocked",
   blocked_texture: "conv2d_texture",
+  blocked_texture_subgroup: "conv2d_texture_subgroup",
   tiled: "conv2d_tiled",
   pipelined64: "conv2d_pipelined",
   pipelined128: "conv2d_pipelined",
 };
-
-interface Conv2dCase {
-  n: number;
-  h: number;
-  w: number;
-  cin: number;
-  cout: number;
-  config: Conv2dConfig;
-}
-
-function describe(c: Conv2dCase): string {
-  const { kernelSize: k, stride: s, padding: p } = c.config;
-  return `batch ${c.n}, ${c.h}x${c.w}x${c.cin} -> ${c.cout}, ${k}x${k} stride ${s} padding ${p}`;
-}
-
-function referenceShape(c: Conv2dCase): Conv2dShape {
-  const { kernelSize: k, stride, padding: pad } = c.config;
-  return { n: c.n, h: c.h, w: c.w, cin: c.cin, cout: c.cout, k, stride, pad };
-}
-
-/**
- * Random x and He-scaled weights, f32-representable; x rounded to `dtype`, the activations'
- * element type (weights are f32 either way), so the reference sees what the GPU holds.
- */
-function randomInputs(c: Conv2dCase, dtype: ActivationDType = "f32") {
-  const random = new Random(c.n * 1000 + c.h * 100 + c.cin * 10 + c.cout);
-  const k = c.config.kernelSize;
-  const bound = Math.sqrt(6 / (k * k * c.cin));
-  return {
-    x: roundTo(f32Array(c.n * c.h * c.w * c.cin, () => random.uniform(-1, 1)), dtype),
-    weight: f32Array(c.cout * k * k * c.cin, () => random.uniform(-bound, bound)),
-  };
-}
 
 /** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
 const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture", "to_texture_padded"];
@@ -135,53 +108,40 @@ async function runGpu(
   return result;
 }
 
-// Odd shapes: batch 1 and 3, 5x5 and 7x7 (stride 2 included), channels 3, 5 and 17 (the
-// scalar path, and blocks overhanging the last channel), 8, 12 and 20 (the vec4 path with a
-// partial block), both kernel sizes, 1x1 stride 1 on both paths (pipelined's plain product). Every variant gets the harness's full check, finite differences
-// of the reference included, on f32 and on f16 activations (x, y, dy, dx; the f16 build of the
-// kernels), where the GPU rounds y and dx to f16 once and dweight not at all.
-const ODD_CASES: Conv2dCase[] = [
-  { n: 1, h: 5, w: 5, cin: 3, cout: 5, config: { kernelSize: 3, stride: 2, padding: 1 } },
-  { n: 3, h: 7, w: 7, cin: 5, cout: 17, config: { kernelSize: 3, stride: 1, padding: 1 } },
-  { n: 1, h: 7, w: 7, cin: 17, cout: 3, config: { kernelSize: 3, stride: 2, padding: 1 } },
-  { n: 3, h: 7, w: 5, cin: 17, cout: 5, config: { kernelSize: 1, stride: 2, padding: 0 } },
-  { n: 3, h: 5, w: 5, cin: 3, cout: 17, config: { kernelSize: 1, stride: 1, padding: 0 } },
-  { n: 3, h: 5, w: 7, cin: 8, cout: 20, config: { kernelSize: 3, stride: 2, padding: 1 } },
-  { n: 1, h: 7, w: 7, cin: 20, cout: 8, config: { kernelSize: 3, stride: 1, padding: 0 } },
-  { n: 1, h: 5, w: 7, cin: 12, cout: 8, config: { kernelSize: 1, stride: 1, padding: 0 } },
-];
-
-for (const c of ODD_CASES) {
+for (const c of CONV2D_ODD_CASES) {
   for (const variant of VARIANTS) {
     for (const dtype of ["f32", "f16"] as const) {
-      gpuTest(`conv2d ${variant}: gradient check on ${describe(c)}, ${dtype}`, async (gpu) => {
-        const shape = referenceShape(c);
-        await gradCheck({
-          name: `conv2d ${variant} ${describe(c)} ${dtype}`,
-          inputs: randomInputs(c, dtype),
-          reference: {
-            forward: ({ x, weight }) => referenceForward(x, weight, shape),
-            backward: ({ x, weight }, dy) => {
-              const { dx, dweight } = referenceBackward(x, weight, dy, shape);
-              return { x: dx, weight: dweight };
+      gpuTest(
+        `conv2d ${variant}: gradient check on ${describeConv2dCase(c)}, ${dtype}`,
+        async (gpu) => {
+          const shape = referenceShape(c);
+          await gradCheck({
+            name: `conv2d ${variant} ${describeConv2dCase(c)} ${dtype}`,
+            inputs: randomInputs(c, dtype),
+            reference: {
+              forward: ({ x, weight }) => referenceForward(x, weight, shape),
+              backward: ({ x, weight }, dy) => {
+                const { dx, dweight } = referenceBackward(x, weight, dy, shape);
+                return { x: dx, weight: dweight };
+              },
             },
-          },
-          tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
-          activations: dtype,
-          gpu: async (inputs, dy) => {
-            const policy = KernelPolicy.forcing("conv2d", variant);
-            const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
-            assertVariant(result.calls, variant, `conv2d ${variant} ${describe(c)}`);
-            assert.ok(
-              convCalls(result.calls).every((call) =>
-                call.kernel.build === (dtype === "f16" ? "f16" : undefined)
-              ),
-              `conv2d ${variant} ${describe(c)}: the ${dtype} build`,
-            );
-            return result;
-          },
-        });
-      });
+            tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
+            activations: dtype,
+            gpu: async (inputs, dy) => {
+              const policy = KernelPolicy.forcing("conv2d", variant);
+              const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
+              assertVariant(result.calls, variant, `conv2d ${variant} ${describeConv2dCase(c)}`);
+              assert.ok(
+                convCalls(result.calls).every((call) =>
+                  call.kernel.build === (dtype === "f16" ? "f16" : undefined)
+                ),
+                `conv2d ${variant} ${describeConv2dCase(c)}: the ${dtype} build`,
+              );
+              return result;
+            },
+          });
+        },
+      );
     }
   }
 }
@@ -200,23 +160,26 @@ const RESNET_CASES: Conv2dCase[] = [
 ];
 
 for (const c of RESNET_CASES) {
-  gpuTest(`conv2d: GPU against the reference on ResNet-18's ${describe(c)}`, async (gpu) => {
-    const shape = referenceShape(c);
-    const inputs = randomInputs(c);
-    const y = referenceForward(inputs.x, inputs.weight, shape);
-    const random = new Random(7);
-    const dy = f32Array(y.length, () => random.uniform(-1, 1));
-    const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
-    for (const variant of VARIANTS) {
-      const policy = KernelPolicy.forcing("conv2d", variant);
-      const actual = await runGpu(gpu, c, policy, inputs, dy);
-      const what = `conv2d ${variant} ${describe(c)}`;
-      assertVariant(actual.calls, variant, what);
-      assertAllClose(actual.y, y, REDUCTION, `${what}: forward`);
-      assertAllClose(actual.grads.x, dx, REDUCTION, `${what}: dx`);
-      assertAllClose(actual.grads.weight, dweight, REDUCTION, `${what}: dweight`);
-    }
-  });
+  gpuTest(
+    `conv2d: GPU against the reference on ResNet-18's ${describeConv2dCase(c)}`,
+    async (gpu) => {
+      const shape = referenceShape(c);
+      const inputs = randomInputs(c);
+      const y = referenceForward(inputs.x, inputs.weight, shape);
+      const random = new Random(7);
+      const dy = f32Array(y.length, () => random.uniform(-1, 1));
+      const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
+      for (const variant of VARIANTS) {
+        const policy = KernelPolicy.forcing("conv2d", variant);
+        const actual = await runGpu(gpu, c, policy, inputs, dy);
+        const what = `conv2d ${variant} ${describeConv2dCase(c)}`;
+        assertVariant(actual.calls, variant, what);
+        assertAllClose(actual.y, y, REDUCTION, `${what}: forward`);
+        assertAllClose(actual.grads.x, dx, REDUCTION, `${what}: dx`);
+        assertAllClose(actual.grads.weight, dweight, REDUCTION, `${what}: dweight`);
+      }
+    },
+  );
 }
 
 gpuTest("conv2d: tensors under 4 elements run on the tiled or texture kernels", async (gpu) => {
@@ -332,7 +295,7 @@ const SPLIT_CASE: Conv2dCase = {
 for (const variant of VARIANTS) {
   gpuTest(`conv2d ${variant}: a split weight gradient goes through a workspace`, async (gpu) => {
     const c = SPLIT_CASE;
-    const what = `conv2d ${variant} ${describe(c)}`;
+    const what = `conv2d ${variant} ${describeConv2dCase(c)}`;
     const shape = referenceShape(c);
     const inputs = randomInputs(c);
     const yShape = conv2dOutputShape([c.n, c.h, c.w, c.cin], c.cout, c.config);
@@ -403,7 +366,7 @@ for (const variant of VARIANTS) {
 // split, as SPLIT_CASE's, with 4 input channels: no padding.
 gpuTest("conv2d blocked_texture: inputs staged once as textures", async (gpu) => {
   const c: Conv2dCase = { ...SPLIT_CASE, cin: 4 };
-  const what = `conv2d blocked_texture ${describe(c)}`;
+  const what = `conv2d blocked_texture ${describeConv2dCase(c)}`;
   const shape = referenceShape(c);
   const inputs = randomInputs(c);
   const yShape = conv2dOutputShape([c.n, c.h, c.w, c.cin], c.cout, c.config);

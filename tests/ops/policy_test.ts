@@ -167,14 +167,15 @@ function plannedAndForced(
   variants: readonly string[],
   pass: (policy: KernelPolicy) => Call[],
 ) {
-  const recorder = new Recorder({ family: "cpu" });
+  // A device with subgroups, so that every variant can be planned.
+  const recorder = new Recorder({ family: "cpu", subgroups: true });
   pass(recorder);
   assert.equal(recorder.requests.length, 1);
   const { plan } = recorder.requests[0];
   assert.ok(plan, "the request can build its calls in another variant");
   return variants.map((variant) => ({
     planned: plan(variant),
-    forced: pass(KernelPolicy.forcing(op, variant)),
+    forced: pass(KernelPolicy.forcing(op, variant, "cpu", true)),
   }));
 }
 
@@ -237,4 +238,52 @@ Deno.test("policy: conv2d's and batch norm's requests build each variant's calls
       assert.equal(distinct.size, variants.length, `${op}: every variant builds its own calls`);
     }
   }
+});
+
+Deno.test("policy: conv2d takes blocked_texture_subgroup only on a device with subgroups", () => {
+  const x = tensorDesc("x", [2, 8, 8, 16]);
+  const weight = tensorDesc("w", [16, 3, 3, 16]);
+  const y = tensorDesc("y", [2, 8, 8, 16]);
+  const config = { kernelSize: 3, stride: 1, padding: 1 } as const;
+  const kernelsOf = (calls: Call[]) =>
+    calls.flatMap((call) => "kernel" in call ? [call.kernel.name] : []);
+  const software = KernelPolicy.forAdapter({ isFallbackAdapter: true, subgroups: true });
+  assert.equal(software.subgroups, true);
+  assert.ok(
+    kernelsOf(conv2dForward({ x, weight, y }, config, software)).includes(
+      "conv2d_texture_subgroup",
+    ),
+  );
+  assert.match(software.describe(), /conv2d blocked_texture_subgroup$/);
+  // Without subgroups (Deno's lavapipe), the rule's next variant; forced or pinned, one line.
+  const without = KernelPolicy.forAdapter({ isFallbackAdapter: true });
+  assert.ok(
+    kernelsOf(conv2dForward({ x, weight, y }, config, without)).includes(
+      "conv2d_texture",
+    ),
+  );
+  assert.throws(
+    () =>
+      conv2dForward(
+        { x, weight, y },
+        config,
+        KernelPolicy.forcing("conv2d", "blocked_texture_subgroup"),
+      ),
+    (error) =>
+      error instanceof KernelPolicyError &&
+      /forced blocked_texture_subgroup variant needs subgroups .* which this device lacks$/.test(
+        error.message,
+      ),
+  );
+  const stored = software.choices();
+  assert.throws(
+    () => conv2dForward({ x, weight, y }, config, KernelPolicy.restoring(stored)),
+    /pinned blocked_texture_subgroup variant needs subgroups/,
+  );
+  const resumed = KernelPolicy.restoring(stored, { subgroups: true });
+  conv2dForward({ x, weight, y }, config, resumed);
+  assert.deepEqual(resumed.choices(), stored);
+  // A GPU with subgroups keeps its own rule (the subgroup kernel is the CPU family's).
+  const gpu = KernelPolicy.forAdapter({ isFallbackAdapter: false, subgroups: true });
+  assert.ok(kernelsOf(conv2dForward({ x, weight, y }, config, gpu)).includes("conv2d_tiled"));
 });

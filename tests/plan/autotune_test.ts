@@ -96,6 +96,7 @@ const ADAPTER = {
   adapterName: "test adapter",
   backend: "Vulkan",
   isFallbackAdapter: false,
+  subgroups: false,
 } as const;
 
 /** Runs `fn` with a cache path in a new temporary folder, removed afterwards. */
