@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { KernelError } from "../../src/gpu/pipeline.ts";
+import { KernelError, PipelineCache } from "../../src/gpu/pipeline.ts";
+import { subgroupsAsExpected } from "../../src/gpu/subgroup_probe.ts";
+import { activationKernel, kernels } from "../../src/shaders.ts";
 import { BufferLimitError, createBuffer } from "../../src/gpu/buffer.ts";
 import { inferBackend } from "../../src/gpu/deno_device.ts";
 import { gpuTest } from "../support/gpu.ts";
@@ -142,5 +144,56 @@ gpuTest(
         /activation conv2_x\.0 needs .*smaller batch/.test(error.message),
     );
     return Promise.resolve();
+  },
+);
+
+Deno.test("pipeline cache: `enable subgroups;` goes first only where the platform wants it", async () => {
+  const compiled: string[] = [];
+  // Just what PipelineCache calls of a device, recording the WGSL it is given.
+  const device = {
+    pushErrorScope() {},
+    popErrorScope: () => Promise.resolve(null),
+    createShaderModule({ code }: { code: string }) {
+      compiled.push(code);
+      return {};
+    },
+    createComputePipelineAsync: () => Promise.resolve({}),
+  } as unknown as GPUDevice;
+  const code = "@compute @workgroup_size(1) fn main() {}";
+  const plain = { name: "plain_for_test", code };
+  const subgroups = { name: "subgroups_for_test", code, uses: "subgroups" as const };
+  const browser = new PipelineCache(device);
+  await browser.get(plain, "main");
+  await browser.get(subgroups, "main");
+  await browser.get(
+    activationKernel({ ...subgroups, code: `alias act = f32;\n${code}` }, "f16"),
+    "main",
+  );
+  await new PipelineCache(device, { subgroupDirective: false }).get(subgroups, "main");
+  assert.deepEqual(compiled, [
+    code,
+    `enable subgroups;\n${code}`,
+    `enable subgroups;\nenable f16;\nalias act = f16;\n${code}`,
+    code,
+  ]);
+});
+
+gpuTest(
+  "Gpu.subgroups: false without the subgroups feature (a subgroup kernel then fails to compile, " +
+    "named); with it, the probe's verdict, and the subgroup conv compiles",
+  async (gpu) => {
+    const kernel = kernels.conv2dTextureSubgroup;
+    if (!gpu.device.features.has("subgroups")) {
+      assert.equal(gpu.subgroups, false);
+      await assert.rejects(
+        gpu.pipelines.get(kernel, "forward"),
+        (error) =>
+          error instanceof KernelError && /conv2d_texture_subgroup\.wgsl/.test(error.message),
+      );
+      return;
+    }
+    assert.equal(gpu.subgroups, await subgroupsAsExpected(gpu));
+    const info = await gpu.device.createShaderModule({ code: kernel.code }).getCompilationInfo();
+    assert.deepEqual(info.messages.filter((m) => m.type === "error").map((m) => m.message), []);
   },
 );
