@@ -5,7 +5,8 @@
  * subgroups, blocked_texture_subgroup (weight rows loaded once per 4 lanes, shared by broadcasts).
  * Each pass (forward; backward: input and weight gradients) is materialized once, submitted R
  * times and waited for once, after one untimed submit; GFLOP/s = 2·N·OH·OW·Cout·K·K·Cin per pass
- * (backward counts two) over the wall-clock mean.
+ * (backward counts two) over the wall-clock mean. Then the whole training step of ResNet-18 width
+ * 1/4 (forward, loss, backward) at the same batch with each texture variant, timed the same way.
  *
  *   deno run -A bench/browser_conv2d.ts [--rounds N] [--batch N] [--reps R]
  *
@@ -52,6 +53,24 @@ window.timeConv = async ({ variant, n, size, cin, cout, reps }) => {
   const error = gpu.takeUncapturedError();
   if (error) throw new Error(error.message);
   return result;
+};
+window.timeStep = async ({ variant, width, n, reps }) => {
+  const config = lib.resnetConfig("resnet18", width);
+  const weights = new lib.ModelWeights(gpu, config);
+  weights.initialize(1);
+  const images = Float32Array.from({ length: n * 32 * 32 * 3 }, () => Math.random() - 0.5);
+  const labels = Uint32Array.from({ length: n }, (_, i) => i % config.classes);
+  const policy = lib.KernelPolicy.forcing("conv2d", variant, "cpu", gpu.subgroups);
+  const plan = await lib.StepPlan.build(gpu, weights, "train", {
+    input: lib.tensorFromData(gpu, "input", [n, 32, 32, 3], images),
+    labels: lib.tensorFromData(gpu, "labels", [n], labels),
+    metrics: lib.createMetrics(gpu),
+    logits: lib.createTensor(gpu, "logits", [n, config.classes]),
+  }, policy);
+  const ms = await time(plan.commands, reps);
+  const error = gpu.takeUncapturedError();
+  if (error) throw new Error(error.message);
+  return ms;
 };
 window.ready = true;
 </script>`;
@@ -114,6 +133,20 @@ async function main() {
     console.log(
       formatTable(["layer", "variant", "round", "forward GFLOP/s", "backward GFLOP/s"], rows),
     );
+    // The whole training step (forward, loss, backward; no optimizer) with each conv variant.
+    const stepRows: string[][] = [];
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of variants.slice(1)) {
+        const ms = await page.evaluate(
+          (args) =>
+            (globalThis as unknown as { timeStep(a: unknown): Promise<number> }).timeStep(args),
+          { variant, width: 0.25, n, reps },
+        );
+        stepRows.push([variant, String(round + 1), ms.toFixed(0), (n / ms * 1000).toFixed(1)]);
+      }
+    }
+    console.log(`\nResNet-18 width 1/4, batch ${n}, training step without the optimizer:`);
+    console.log(formatTable(["conv2d variant", "round", "ms", "images/s"], stepRows));
   } finally {
     await browser.close();
     await server.close();

@@ -6,15 +6,27 @@
  */
 import { readBuffer } from "./buffer.ts";
 import type { Gpu } from "./device.ts";
+import { KernelError } from "./pipeline.ts";
 import { kernels } from "../shaders.ts";
 
 const WORKGROUP_SIZE = 8;
 const WORKGROUPS = 2;
 
+/**
+ * False also where the probe does not compile or run (a device without the feature, a compiler
+ * that refuses the built-ins): the kernels that need subgroups are then left alone, the rest run.
+ */
 export async function subgroupsAsExpected(gpu: Omit<Gpu, "subgroups">): Promise<boolean> {
   const { device } = gpu;
   const invocations = WORKGROUP_SIZE * WORKGROUPS;
-  const pipeline = await gpu.pipelines.get(kernels.subgroupProbe, "probe", { WORKGROUP_SIZE });
+  let pipeline: GPUComputePipeline;
+  try {
+    pipeline = await gpu.pipelines.get(kernels.subgroupProbe, "probe", { WORKGROUP_SIZE });
+  } catch (error) {
+    if (error instanceof KernelError) return false;
+    throw error;
+  }
+  device.pushErrorScope("validation");
   const holds = device.createBuffer({
     label: "subgroup probe",
     size: invocations * 4,
@@ -34,6 +46,7 @@ export async function subgroupsAsExpected(gpu: Omit<Gpu, "subgroups">): Promise<
     pass.dispatchWorkgroups(WORKGROUPS);
     pass.end();
     device.queue.submit([encoder.finish()]);
+    if (await device.popErrorScope()) return false;
     const values = new Uint32Array(await readBuffer({ ...gpu, subgroups: false }, holds));
     return values.every((value) => value === 1);
   } finally {
