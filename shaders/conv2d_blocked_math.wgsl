@@ -142,7 +142,6 @@ fn weight_index(o: u32, tap: u32, c: u32) -> u32 {
   return (min(o, STORED_OUT_C - 1u) * TAPS + tap) * IN_C + c;
 }
 
-
 // ---- forward: x, weight -> y ----
 
 // Output pixels `first`..+3 (column i: pixel first + i), channels o..o+3.

@@ -7,7 +7,7 @@
 //
 // Needs the `subgroups` feature, subgroups of at least 4 lanes, and lane l of a subgroup being
 // invocation (its first + l) of the workgroup, lanes counted in local_invocation_index order:
-// src/gpu/device.ts's subgroup probe checks both before the policy may choose this kernel. The
+// src/gpu/subgroup_probe.ts checks both before the policy may choose this kernel. The
 // callers' control flow is the same in all lanes (a broadcast needs every lane there). The source
 // has no `enable subgroups;`: naga (Deno) refuses the directive, Tint (browsers) requires it, so
 // src/gpu/pipeline.ts puts it first where the platform wants it.
