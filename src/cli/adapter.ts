@@ -1,7 +1,10 @@
-/** `deno task adapter`: which WebGPU adapter this machine gives, on which backend, and its limits. */
+/**
+ * `deno task adapter`: which WebGPU adapter this machine gives, on which backend, the features the
+ * runtime uses that it has, and its limits.
+ */
 import type { GpuBackend } from "../gpu/device.ts";
 import { requestGpu } from "../gpu/deno_device.ts";
-import { describeAdapter } from "./describe.ts";
+import { describeAdapter, describeFeatures } from "./describe.ts";
 import { runCli } from "./run.ts";
 
 /** What the backend line adds to the backend's name. */
@@ -18,6 +21,7 @@ if (import.meta.main) {
     console.log(`adapter: ${describeAdapter(gpu)}`);
     const note = gpu.backend && BACKEND_NOTES[gpu.backend];
     console.log(`backend: ${gpu.backend ?? "unknown"}${note ? `, ${note}` : ""}`);
+    console.log(`features: ${describeFeatures(gpu)}`);
     for (
       const name of [
         "maxStorageBufferBindingSize",

@@ -1,5 +1,5 @@
 /** How the commands name the adapter they run on and the model they train or load. */
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, OPTIONAL_FEATURES } from "../gpu/device.ts";
 import { isResNet9, type ModelConfig, presetNames, presets } from "../model/config.ts";
 
 /**
@@ -11,6 +11,22 @@ export function describeAdapter(
 ): string {
   const notes = [gpu.isFallbackAdapter ? "software" : undefined, gpu.backend].filter(Boolean);
   return notes.length > 0 ? `${gpu.adapterName} (${notes.join(", ")})` : gpu.adapterName;
+}
+
+/**
+ * "shader-f16, timestamp-query, no subgroups": which of the features the runtime uses the device
+ * got; subgroups also say whether the kernels that share loads by broadcasts run (the probe,
+ * src/gpu/subgroup_probe.ts): "subgroups (used)" or "subgroups (unused: not as the kernels need)".
+ */
+export function describeFeatures(gpu: {
+  device: { features: ReadonlySetLike<string> };
+  subgroups: boolean;
+}): string {
+  return OPTIONAL_FEATURES.map((feature) => {
+    if (!gpu.device.features.has(feature)) return `no ${feature}`;
+    if (feature !== "subgroups") return feature;
+    return gpu.subgroups ? "subgroups (used)" : "subgroups (unused: not as the kernels need)";
+  }).join(", ");
 }
 
 /** "resnet18 width 0.25"; a ResNet config that is no preset is named by its blocks. */

@@ -5,6 +5,7 @@ import { subgroupsAsExpected } from "../../src/gpu/subgroup_probe.ts";
 import { activationKernel, kernels } from "../../src/shaders.ts";
 import { BufferLimitError, createBuffer } from "../../src/gpu/buffer.ts";
 import { inferBackend } from "../../src/gpu/deno_device.ts";
+import { describeFeatures } from "../../src/cli/describe.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { needs } from "../support/permissions.ts";
 
@@ -79,6 +80,10 @@ Deno.test({
     if (vulkan.code === 0) {
       assert.match(vulkan.stdout[0], /^adapter: .+ \((software, )?Vulkan\)$/);
       assert.equal(vulkan.stdout[1], "backend: Vulkan");
+      assert.match(
+        vulkan.stdout[2],
+        /^features: (no )?shader-f16, (no )?timestamp-query, (no subgroups|subgroups \(.+\))$/,
+      );
     } else {
       noAdapter(vulkan);
     }
@@ -199,3 +204,22 @@ gpuTest(
     assert.deepEqual(info.messages.filter((m) => m.type === "error").map((m) => m.message), []);
   },
 );
+
+Deno.test("the features line: each feature the runtime uses, and whether subgroups are used", () => {
+  const gpu = (features: string[], subgroups = false) => ({
+    device: { features: new Set(features) },
+    subgroups,
+  });
+  assert.equal(
+    describeFeatures(gpu(["shader-f16", "timestamp-query"])),
+    "shader-f16, timestamp-query, no subgroups",
+  );
+  assert.equal(
+    describeFeatures(gpu(["subgroups", "timestamp-query"], true)),
+    "no shader-f16, timestamp-query, subgroups (used)",
+  );
+  assert.equal(
+    describeFeatures(gpu(["subgroups"])),
+    "no shader-f16, no timestamp-query, subgroups (unused: not as the kernels need)",
+  );
+});
