@@ -90,7 +90,7 @@ export function writeBuffer(
  * (about 10 ms in Deno however small the read), so the runtime batches its readbacks.
  */
 export async function readBuffer(
-  gpu: Gpu,
+  gpu: Pick<Gpu, "device">,
   buffer: GPUBuffer,
   offset = 0,
   byteLength = buffer.size - offset,

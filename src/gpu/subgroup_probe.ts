@@ -16,7 +16,9 @@ const WORKGROUPS = 2;
  * False also where the probe does not compile or run (a device without the feature, a compiler
  * that refuses the built-ins): the kernels that need subgroups are then left alone, the rest run.
  */
-export async function subgroupsAsExpected(gpu: Omit<Gpu, "subgroups">): Promise<boolean> {
+export async function subgroupsAsExpected(
+  gpu: Pick<Gpu, "device" | "pipelines">,
+): Promise<boolean> {
   const { device } = gpu;
   const invocations = WORKGROUP_SIZE * WORKGROUPS;
   let pipeline: GPUComputePipeline;
@@ -47,7 +49,7 @@ export async function subgroupsAsExpected(gpu: Omit<Gpu, "subgroups">): Promise<
     pass.end();
     device.queue.submit([encoder.finish()]);
     if (await device.popErrorScope()) return false;
-    const values = new Uint32Array(await readBuffer({ ...gpu, subgroups: false }, holds));
+    const values = new Uint32Array(await readBuffer(gpu, holds));
     return values.every((value) => value === 1);
   } finally {
     holds.destroy();
