@@ -22,7 +22,6 @@ import { requestGpu } from "../src/gpu/deno_device.ts";
 import { type Command, encodeCommands, repeatCommands } from "../src/gpu/dispatch.ts";
 import {
   type Call,
-  isKernelCall,
   isWritable,
   type KernelCall,
   kernelCall,
@@ -70,6 +69,18 @@ export const RESNET18_CONV_SHAPES: Conv2dBenchShape[] = [
   { label: "1x1 8x8x256->512 s2", size: 8, cin: 256, cout: 512, config: SHORTCUT },
   { label: "4x4x512->512", size: 4, cin: 512, cout: 512, config: SAME },
 ];
+
+/** The shapes of a ResNet-18 of `width` (channels scaled, as `--width` does; the stem keeps 3). */
+export function resnet18ConvShapes(width: number): Conv2dBenchShape[] {
+  if (width === 1) return RESNET18_CONV_SHAPES;
+  const scaled = (channels: number) => Math.max(1, Math.round(channels * width));
+  return RESNET18_CONV_SHAPES.map((shape) => {
+    const cin = shape.cin === 3 ? 3 : scaled(shape.cin);
+    const cout = scaled(shape.cout);
+    const label = shape.label.replace(/x\d+->\d+/, `x${cin}->${cout}`);
+    return { ...shape, label, cin, cout };
+  });
+}
 
 export interface Conv2dBenchOptions {
   /** Batch size (default 128). */
@@ -232,17 +243,7 @@ export async function benchConv2d(
       }
       const backward = conv2dBackward({ ...common, dx }, config, policy);
       const backwardWeight = conv2dBackward(common, config, policy);
-      // backward_input, and the calls staging what it reads (blocked_texture's textures).
-      const inputCall = backward.find((call) =>
-        isKernelCall(call) && call.entryPoint === "backward_input"
-      )!;
-      const inputReads = new Set(inputCall.bindings.map((binding) => binding.tensor));
-      const backwardInput = backward.filter((call) =>
-        call === inputCall ||
-        call.bindings.some((binding) =>
-          isWritable(binding.access) && inputReads.has(binding.tensor)
-        )
-      );
+      const backwardInput = inputGradientCalls(backward, dx);
       rows.push({
         adapter: gpu.adapterName,
         variant: chosenVariant(policy),
@@ -258,6 +259,25 @@ export async function benchConv2d(
     for (const tensor of [x, weight, y, dx, dweight]) tensor.buffer.destroy();
   }
   return rows;
+}
+
+/**
+ * The calls of `backward` that compute dx: the one writing it and, back to front, every call
+ * writing what a kept call reads (staging copies, the Winograd transforms); not the weight
+ * gradient's.
+ */
+function inputGradientCalls(backward: readonly Call[], dx: Tensor): Call[] {
+  const needed = new Set<unknown>([dx]);
+  const kept: Call[] = [];
+  for (const call of [...backward].reverse()) {
+    const writes = call.bindings.filter((binding) => isWritable(binding.access));
+    if (!writes.some((binding) => needed.has(binding.tensor))) continue;
+    kept.unshift(call);
+    for (const binding of call.bindings) {
+      if (!isWritable(binding.access)) needed.add(binding.tensor);
+    }
+  }
+  return kept;
 }
 
 /** The one variant a policy chose for one layer's calls (forward and backward share it). */
@@ -295,8 +315,11 @@ export async function main(args: string[] = Deno.args): Promise<void> {
       quick: { type: "boolean", default: false },
       batch: { type: "string" },
       variant: { type: "string", multiple: true },
+      width: { type: "string", default: "1" },
     },
   });
+  const width = Number(values.width);
+  if (!(width > 0)) throw new RangeError(`--width ${values.width}: use a positive number`);
   const batch = values.batch ? Number(values.batch) : values.quick ? 4 : 128;
   if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`--batch ${values.batch}`);
   const variants = values.variant?.flatMap((name) => {
@@ -309,9 +332,16 @@ export async function main(args: string[] = Deno.args): Promise<void> {
     return [name as Conv2dVariant];
   });
   const gpu = await requestGpu();
-  const rows = await benchConv2d(gpu, { batch, variants, seconds: values.quick ? 0.05 : 1 });
+  const rows = await benchConv2d(gpu, {
+    batch,
+    variants,
+    shapes: resnet18ConvShapes(width),
+    seconds: values.quick ? 0.05 : 1,
+  });
   const cpuNote = gpu.isFallbackAdapter ? " (in parentheses: CPU-time based)" : "";
-  console.log(`conv2d, batch ${batch}, GFLOP/s wall-clock${cpuNote} on ${gpu.adapterName}`);
+  console.log(
+    `conv2d, ResNet-18 width ${width}, batch ${batch}, GFLOP/s wall-clock${cpuNote} on ${gpu.adapterName}`,
+  );
   console.log(formatConv2dRows(rows));
   gpu.device.destroy();
 }

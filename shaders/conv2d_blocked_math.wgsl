@@ -155,6 +155,71 @@ fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   }
 }
 
+// One tap of the forward sum for a block of 16 pixels (four groups of 4, their input rows at the
+// tap) and output channels o..o+15: acc[4g + r] column i holds output channels o + 4g .. +4 of
+// pixel 4r + i. The accumulators stay in registers: after inlining every index is a constant.
+fn forward_tap(
+  acc: ptr<function, array<mat4x4f, 16>>,
+  rows0: Rows,
+  rows1: Rows,
+  rows2: Rows,
+  rows3: Rows,
+  o: u32,
+  tap: u32,
+  local: u32,
+) {
+  for (var c = 0u; c < IN_C; c += 4u) {
+    let a0 = x_columns(rows0, c);
+    let a1 = x_columns(rows1, c);
+    let a2 = x_columns(rows2, c);
+    let a3 = x_columns(rows3, c);
+    let w0 = transpose(weight_block(o, tap, c, local));
+    (*acc)[0] += w0 * a0;
+    (*acc)[1] += w0 * a1;
+    (*acc)[2] += w0 * a2;
+    (*acc)[3] += w0 * a3;
+    let w1 = transpose(weight_block(o + 4u, tap, c, local));
+    (*acc)[4] += w1 * a0;
+    (*acc)[5] += w1 * a1;
+    (*acc)[6] += w1 * a2;
+    (*acc)[7] += w1 * a3;
+    let w2 = transpose(weight_block(o + 8u, tap, c, local));
+    (*acc)[8] += w2 * a0;
+    (*acc)[9] += w2 * a1;
+    (*acc)[10] += w2 * a2;
+    (*acc)[11] += w2 * a3;
+    let w3 = transpose(weight_block(o + 12u, tap, c, local));
+    (*acc)[12] += w3 * a0;
+    (*acc)[13] += w3 * a1;
+    (*acc)[14] += w3 * a2;
+    (*acc)[15] += w3 * a3;
+  }
+}
+
+// Stores forward_tap's block: output pixels first .. +16, channels o .. +16.
+fn store_forward(acc: ptr<function, array<mat4x4f, 16>>, first: u32, o: u32) {
+  let pixels0 = output_pixels(first, OUT_PIXELS);
+  let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
+  let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
+  let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
+  store_y((*acc)[0], pixels0, first, o);
+  store_y((*acc)[1], pixels1, first + 4u, o);
+  store_y((*acc)[2], pixels2, first + 8u, o);
+  store_y((*acc)[3], pixels3, first + 12u, o);
+  store_y((*acc)[4], pixels0, first, o + 4u);
+  store_y((*acc)[5], pixels1, first + 4u, o + 4u);
+  store_y((*acc)[6], pixels2, first + 8u, o + 4u);
+  store_y((*acc)[7], pixels3, first + 12u, o + 4u);
+  store_y((*acc)[8], pixels0, first, o + 8u);
+  store_y((*acc)[9], pixels1, first + 4u, o + 8u);
+  store_y((*acc)[10], pixels2, first + 8u, o + 8u);
+  store_y((*acc)[11], pixels3, first + 12u, o + 8u);
+  store_y((*acc)[12], pixels0, first, o + 12u);
+  store_y((*acc)[13], pixels1, first + 4u, o + 12u);
+  store_y((*acc)[14], pixels2, first + 8u, o + 12u);
+  store_y((*acc)[15], pixels3, first + 12u, o + 12u);
+}
+
 // Invocation (gid.x, gid.y) computes output pixels 16 gid.x .. +16 and channels 16 gid.y .. +16:
 // 16 input rows and 16 weight rows per step of 4 input channels. Invocations past the last pixel
 // compute on clamped indices and store nothing, rather than return: the subgroup build's weight
@@ -172,59 +237,50 @@ fn forward(
   let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
   let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
   let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
-  // acc[4g + r] column i: output channels o + 4g .. +4 of pixel first + 4r + i.
   var acc: array<mat4x4f, 16>;
   for (var kh = 0u; kh < KERNEL; kh++) {
     for (var kw = 0u; kw < KERNEL; kw++) {
-      let rows0 = input_rows(pixels0, kh, kw);
-      let rows1 = input_rows(pixels1, kh, kw);
-      let rows2 = input_rows(pixels2, kh, kw);
-      let rows3 = input_rows(pixels3, kh, kw);
-      let tap = kh * KERNEL + kw;
-      for (var c = 0u; c < IN_C; c += 4u) {
-        let a0 = x_columns(rows0, c);
-        let a1 = x_columns(rows1, c);
-        let a2 = x_columns(rows2, c);
-        let a3 = x_columns(rows3, c);
-        let w0 = transpose(weight_block(o, tap, c, local));
-        acc[0] += w0 * a0;
-        acc[1] += w0 * a1;
-        acc[2] += w0 * a2;
-        acc[3] += w0 * a3;
-        let w1 = transpose(weight_block(o + 4u, tap, c, local));
-        acc[4] += w1 * a0;
-        acc[5] += w1 * a1;
-        acc[6] += w1 * a2;
-        acc[7] += w1 * a3;
-        let w2 = transpose(weight_block(o + 8u, tap, c, local));
-        acc[8] += w2 * a0;
-        acc[9] += w2 * a1;
-        acc[10] += w2 * a2;
-        acc[11] += w2 * a3;
-        let w3 = transpose(weight_block(o + 12u, tap, c, local));
-        acc[12] += w3 * a0;
-        acc[13] += w3 * a1;
-        acc[14] += w3 * a2;
-        acc[15] += w3 * a3;
-      }
+      forward_tap(
+        &acc,
+        input_rows(pixels0, kh, kw),
+        input_rows(pixels1, kh, kw),
+        input_rows(pixels2, kh, kw),
+        input_rows(pixels3, kh, kw),
+        o,
+        kh * KERNEL + kw,
+        local,
+      );
     }
   }
-  store_y(acc[0], pixels0, first, o);
-  store_y(acc[1], pixels1, first + 4u, o);
-  store_y(acc[2], pixels2, first + 8u, o);
-  store_y(acc[3], pixels3, first + 12u, o);
-  store_y(acc[4], pixels0, first, o + 4u);
-  store_y(acc[5], pixels1, first + 4u, o + 4u);
-  store_y(acc[6], pixels2, first + 8u, o + 4u);
-  store_y(acc[7], pixels3, first + 12u, o + 4u);
-  store_y(acc[8], pixels0, first, o + 8u);
-  store_y(acc[9], pixels1, first + 4u, o + 8u);
-  store_y(acc[10], pixels2, first + 8u, o + 8u);
-  store_y(acc[11], pixels3, first + 12u, o + 8u);
-  store_y(acc[12], pixels0, first, o + 12u);
-  store_y(acc[13], pixels1, first + 4u, o + 12u);
-  store_y(acc[14], pixels2, first + 8u, o + 12u);
-  store_y(acc[15], pixels3, first + 12u, o + 12u);
+  store_forward(&acc, first, o);
+}
+
+// ---- transformed_product: V, U -> M (the Winograd convolution, conv2d_winograd.wgsl) ----
+
+// TAPS matrix products in one: M[tap, t, o] = sum_c V[tap, t, c] * U[o, tap, c], bound as
+// forward's x, weight and y of a 1x1 layer over a batch of one TAPS x OUT_W "image" (OUT_W tiles,
+// a multiple of 16, so a block of 16 rows lies in one product). Invocation (gid.x, gid.y) computes
+// rows 16 gid.x .. +16 and columns 16 gid.y .. +16.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn transformed_product(
+  @builtin(global_invocation_id) gid: vec3u,
+  @builtin(workgroup_id) group: vec3u,
+  @builtin(local_invocation_index) local: u32,
+) {
+  let first = gid.x * 16u;
+  let o = group.y * 16u;
+  var acc: array<mat4x4f, 16>;
+  forward_tap(
+    &acc,
+    input_rows(output_pixels(first, OUT_PIXELS), 0u, 0u),
+    input_rows(output_pixels(first + 4u, OUT_PIXELS), 0u, 0u),
+    input_rows(output_pixels(first + 8u, OUT_PIXELS), 0u, 0u),
+    input_rows(output_pixels(first + 12u, OUT_PIXELS), 0u, 0u),
+    o,
+    min(first / OUT_W, TAPS - 1u),
+    local,
+  );
+  store_forward(&acc, first, o);
 }
 
 // ---- backward_input: dy, weight -> dx ----
@@ -366,24 +422,14 @@ fn store_dweight(block: mat4x4f, split: u32, o: u32, tap: u32, c: u32) {
   }
 }
 
-// Invocation gid.x computes, for one range of SPLIT_PIXELS output pixels, one tap, 16 input
-// channels and 16 output channels: 16 dy rows and 16 x rows per step of 4 pixels. The blocks are
-// numbered range-major, so the workgroups of one range run back to back (its dy and x rows stay
-// in cache), and the lanes of a workgroup are all busy even where a layer has fewer blocks than
-// lanes (16 channels at 3x3: 9 blocks; a 1x1 shortcut from 16 channels: 2).
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
-  let blocks = TAPS * CHANNEL_BLOCKS * OUT_BLOCKS;
-  if (gid.x >= blocks * SPLITS) { return; }
-  let split = gid.x / blocks;
-  let block = gid.x % blocks;
-  let tap = block / (CHANNEL_BLOCKS * OUT_BLOCKS);
-  let kh = tap / KERNEL;
-  let kw = tap % KERNEL;
+// Block `block` (tap, input and output channel blocks) of the weight gradient summed over output
+// pixels begin..end, whose x rows are read at tap `at` (kh, kw), stored as range `split`'s partial
+// sum at `tap`.
+fn weight_block_sum(split: u32, tap: u32, at: vec2u, block: u32, begin: u32, end: u32) {
+  let kh = at.x;
+  let kw = at.y;
   let c = ((block / OUT_BLOCKS) % CHANNEL_BLOCKS) * 16u;
   let o = (block % OUT_BLOCKS) * 16u;
-  let begin = split * SPLIT_PIXELS;
-  let end = min(begin + SPLIT_PIXELS, OUT_PIXELS);
   // acc[4h + g] column j: output channel o + 4h + j, input channels c + 4g .. +4.
   var acc: array<mat4x4f, 16>;
   for (var p = begin; p < end; p += 4u) {
@@ -430,4 +476,51 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
   store_dweight(acc[13], split, o + 12u, tap, c + 4u);
   store_dweight(acc[14], split, o + 12u, tap, c + 8u);
   store_dweight(acc[15], split, o + 12u, tap, c + 12u);
+}
+
+// Invocation gid.x computes, for one range of SPLIT_PIXELS output pixels, one tap, 16 input
+// channels and 16 output channels: 16 dy rows and 16 x rows per step of 4 pixels. The blocks are
+// numbered range-major, so the workgroups of one range run back to back (its dy and x rows stay
+// in cache), and the lanes of a workgroup are all busy even where a layer has fewer blocks than
+// lanes (16 channels at 3x3: 9 blocks; a 1x1 shortcut from 16 channels: 2).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3u) {
+  let blocks = TAPS * CHANNEL_BLOCKS * OUT_BLOCKS;
+  if (gid.x >= blocks * SPLITS) { return; }
+  let split = gid.x / blocks;
+  let block = gid.x % blocks;
+  let tap = block / (CHANNEL_BLOCKS * OUT_BLOCKS);
+  let begin = split * SPLIT_PIXELS;
+  weight_block_sum(
+    split,
+    tap,
+    vec2u(tap / KERNEL, tap % KERNEL),
+    block,
+    begin,
+    min(begin + SPLIT_PIXELS, OUT_PIXELS),
+  );
+}
+
+// ---- transformed_weight_product: Z, V -> partial sums of dU (conv2d_winograd.wgsl) ----
+
+// The Winograd weight gradient's TAPS matrix products: dU[o, tap, c] = sum_t Z[tap, t, o] *
+// V[tap, t, c], bound as backward_weight's x (V), dy (Z) and partial sums of a 1x1 layer over a
+// batch of one TAPS x OUT_W "image", each tap summing over its own row of OUT_W tiles, in SPLITS
+// ranges of SPLIT_PIXELS tiles (SPLITS set per tap). Blocks as backward_weight's.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn transformed_weight_product(@builtin(global_invocation_id) gid: vec3u) {
+  let blocks = TAPS * CHANNEL_BLOCKS * OUT_BLOCKS;
+  if (gid.x >= blocks * SPLITS) { return; }
+  let split = gid.x / blocks;
+  let block = gid.x % blocks;
+  let tap = block / (CHANNEL_BLOCKS * OUT_BLOCKS);
+  let begin = tap * OUT_W + split * SPLIT_PIXELS;
+  weight_block_sum(
+    split,
+    tap,
+    vec2u(0u),
+    block,
+    begin,
+    min(begin + SPLIT_PIXELS, (tap + 1u) * OUT_W),
+  );
 }

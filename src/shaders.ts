@@ -17,6 +17,7 @@ import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" }
 import conv2dTiled from "../shaders/conv2d_tiled.wgsl" with { type: "text" };
 import conv2dWeightsLane from "../shaders/conv2d_weights_lane.wgsl" with { type: "text" };
 import conv2dWeightsSubgroup from "../shaders/conv2d_weights_subgroup.wgsl" with { type: "text" };
+import conv2dWinograd from "../shaders/conv2d_winograd.wgsl" with { type: "text" };
 import ema from "../shaders/ema.wgsl" with { type: "text" };
 import globalAvgPool from "../shaders/global_avg_pool.wgsl" with { type: "text" };
 import globalMaxPool from "../shaders/global_max_pool.wgsl" with { type: "text" };
@@ -69,6 +70,7 @@ export const kernels = {
     "subgroups",
   ),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
+  conv2dWinograd: kernel("conv2d_winograd", conv2dWinograd),
   ema: kernel("ema", ema),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
   globalMaxPool: kernel("global_max_pool", globalMaxPool),

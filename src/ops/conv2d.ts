@@ -2,8 +2,8 @@
  * 2-D convolution without bias: NHWC activations, OHWI weights, zero padding; the 3x3 and 1x1
  * layers of a CIFAR ResNet (stride 1 or 2) and its 3-channel stem. Activations (x, y, dy, dx) are
  * f32 or f16, all four alike (the kernels' f16 builds, src/shaders.ts); weights and dweight f32.
- * Each pass is an implicit GEMM in one of six variants (five kernels), chosen by the kernel
- * policy (src/ops/policy.ts) per layer:
+ * Each pass is an implicit GEMM in one of six variants (five kernels), or Winograd products in a
+ * seventh, chosen by the kernel policy (src/ops/policy.ts) per layer:
  *   - "blocked" (shaders/conv2d_blocked_math.wgsl + conv2d_blocked.wgsl): no workgroup memory,
  *     16 pixels x 16 channels in registers per invocation, vec4 loads: fast on CPU adapters
  *     (lavapipe), where every memory access is a scalar loop over the SIMD lanes.
@@ -22,6 +22,11 @@
  *     invocation (tiled's) or 128x128 of 8x8, with vec4 global loads, double-buffered workgroup
  *     tiles filled one step ahead, index arithmetic once per tap and 1x1 stride-1 layers as plain
  *     matrix products: the SGEMM recipe, not yet timed on a GPU.
+ *   - "winograd" (./conv2d_winograd.ts: shaders/conv2d_winograd.wgsl's transforms around
+ *     products in blocked_texture's kernel): all three passes of 3x3 stride-1 padding-1 layers as
+ *     Winograd F(4x4, 3x3), 36 multiply-adds per 4x4 tile and channel pair instead of 144. The CPU
+ *     rules take it from 64 channels up, where it measured faster than the direct kernels on
+ *     lavapipe (bench/README.md, "Winograd").
  * On lavapipe blocked is 3.4x tiled, on an H100 tiled is 2-4x blocked (bench/README.md).
  * The weight gradient sums over batch x height x width; that sum is split into ranges, each
  * computed by its own workgroups into a workspace of partial sums, then added by a reduce pass
@@ -43,6 +48,7 @@ import { elementCount } from "../util/shape.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import { KernelPolicy } from "./policy.ts";
 import { Staging } from "./staging.ts";
+import { winogradCalls, winogradUnsupported, winogradWeightCalls } from "./conv2d_winograd.ts";
 import { type ActivationDType, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
 export interface Conv2dConfig {
@@ -57,7 +63,8 @@ export type Conv2dVariant =
   | "blocked_texture_subgroup"
   | "tiled"
   | "pipelined64"
-  | "pipelined128";
+  | "pipelined128"
+  | "winograd";
 
 export const CONV2D_VARIANTS: readonly Conv2dVariant[] = [
   "blocked",
@@ -66,6 +73,7 @@ export const CONV2D_VARIANTS: readonly Conv2dVariant[] = [
   "tiled",
   "pipelined64",
   "pipelined128",
+  "winograd",
 ];
 
 /** Every size a kernel needs, validated, and the activations' element type. */
@@ -380,7 +388,8 @@ const BLOCKED_TEXTURE_SUBGROUP: VariantKernels = {
   kernel: kernels.conv2dTextureSubgroup,
 };
 
-const VARIANTS: Record<Conv2dVariant, VariantKernels> = {
+/** The implicit-GEMM variants; "winograd" plans its own calls (./conv2d_winograd.ts). */
+const VARIANTS: Record<Exclude<Conv2dVariant, "winograd">, VariantKernels> = {
   blocked: BLOCKED,
   blocked_texture: BLOCKED_TEXTURE,
   blocked_texture_subgroup: BLOCKED_TEXTURE_SUBGROUP,
@@ -428,7 +437,7 @@ function chooseVariant(
   g: Geometry,
   policy: KernelPolicy,
   plan: (variant: Conv2dVariant) => Call[],
-): VariantKernels {
+): VariantKernels | "winograd" {
   const smallest = Math.min(
     g.batch * g.inH * g.inW * g.inC,
     g.outC * g.kernel * g.kernel * g.inC,
@@ -449,6 +458,7 @@ function chooseVariant(
         )
         : {}),
       ...(texture === undefined ? {} : { blocked_texture: texture }),
+      ...(winogradUnsupportedFor(g, texture) ?? {}),
       ...(texture !== undefined || !policy.subgroups
         ? {
           blocked_texture_subgroup: texture ??
@@ -457,9 +467,36 @@ function chooseVariant(
         }
         : {}),
     },
+    slower: Math.min(g.inC, g.outC) < WINOGRAD_MIN_CHANNELS
+      ? {
+        winograd: `is slower than the direct kernels below ${WINOGRAD_MIN_CHANNELS} channels ` +
+          "(its transforms' stores outweigh the multiply-adds it saves)",
+      }
+      : {},
     plan,
   });
-  return VARIANTS[variant];
+  return variant === "winograd" ? variant : VARIANTS[variant];
+}
+
+/**
+ * The fewest channels (input and output) at which the rules pick winograd: below, its transforms
+ * (V, M and Z written and read, 36/16 of the image's and the output's elements each) cost more
+ * than the multiply-adds it saves. On lavapipe, the three passes side by side with blocked_texture
+ * (bench/README.md, "Winograd"): 16 channels 0.7-0.9x, 32 channels 0.9-1.05x, 64 channels
+ * 1.25-1.4x, 128 channels 1.45-1.8x, with AVX-512 and with AVX2 alone.
+ */
+const WINOGRAD_MIN_CHANNELS = 64;
+
+/** Why the winograd variant cannot run a layer, as an `unsupported` entry, or undefined. */
+function winogradUnsupportedFor(
+  g: Geometry,
+  texture: string | undefined,
+): { winograd: string } | undefined {
+  if (g.kernel !== 3 || g.stride !== 1 || g.padding !== 1) {
+    return { winograd: "runs only 3x3 layers of stride 1 and padding 1" };
+  }
+  const reason = texture ?? winogradUnsupported([g.batch, g.inH, g.inW, g.inC], g.outC);
+  return reason === undefined ? undefined : { winograd: reason };
 }
 
 /** y = conv(x, weight): x [N, H, W, Cin], weight [Cout, K, K, Cin], y [N, OH, OW, Cout]. */
@@ -482,6 +519,11 @@ export function conv2dForward(
       ),
   );
   const staging = new Staging();
+  if (variant === "winograd") {
+    const pass = { image: t.x, weight: t.weight, output: t.y, flip: false, staging };
+    const calls = winogradCalls({ ...pass, inC: g.inC, outC: g.outC }, g.dtype);
+    return [...staging.calls, ...calls];
+  }
   const bindings = [
     ...variant.views(t.x, staging),
     ...variant.views(t.weight, staging),
@@ -526,16 +568,24 @@ export function conv2dBackward(
         KernelPolicy.forcing("conv2d", name, policy.family, policy.subgroups),
       ),
   );
+  // Staged inputs (textures) come first: dy's serves both passes.
+  const staging = new Staging();
+  const calls: Call[] = [];
+  if (variant === "winograd") {
+    const channels = { inC: g.inC, outC: g.outC, staging };
+    if (t.dx) {
+      const pass = { image: t.dy, weight: t.weight, output: t.dx, flip: true };
+      calls.push(...winogradCalls({ ...pass, ...channels }, g.dtype));
+    }
+    calls.push(...winogradWeightCalls({ x: t.x, dy: t.dy, dweight: t.dweight, ...channels }));
+    return [...staging.calls, ...calls];
+  }
   const kernel = activationKernel(variant.kernel, g.dtype);
   const constants = variant.constants(g);
   const split = weightSplit(g, variant);
   const partial = split.splits > 1
     ? workspaceDesc(`${t.dweight.label} partial sums`, [split.splits, ...t.weight.shape])
     : t.dweight;
-
-  // Staged inputs (blocked_texture's textures) come first: dy's serves both passes.
-  const staging = new Staging();
-  const calls: Call[] = [];
   if (t.dx) {
     calls.push(kernelCall({
       kernel,

@@ -5,7 +5,8 @@
  *   2. a variant pinned for the key: the choices a run was started with, stored in its checkpoints,
  *      so that `--resume` computes with the same kernels and stays bit-exact; the autotune
  *      (src/plan/autotune.ts) pins the variants it measured fastest the same way;
- *   3. the rules: per (op, family) a preference order, the first variant that can run the shape.
+ *   3. the rules: per (op, family) a preference order, the first variant that can run the shape
+ *      and that the op does not mark slower there (`VariantRequest.slower`).
  * The family is "cpu" on software adapters (lavapipe, SwiftShader) and "gpu" elsewhere, unless
  * forced (`--kernels cpu|gpu`). Every choice is recorded, for the headers and the checkpoints.
  */
@@ -29,10 +30,13 @@ export const DEFAULT_RULES: readonly KernelRule[] = [
   {
     op: "conv2d",
     family: "cpu",
-    prefer: ["blocked_texture_subgroup", "blocked_texture", "blocked", "tiled"],
-    reason: "operands read from textures (llvmpipe's cheap load path), 16 pixels x 16 channels " +
-      "per invocation: 1.3-1.7x blocked with AVX-512, 4-7x without, the whole step 1.5-1.6x; " +
-      "where the adapter has subgroups, each weight row loaded once per 4 lanes",
+    prefer: ["winograd", "blocked_texture_subgroup", "blocked_texture", "blocked", "tiled"],
+    reason:
+      "3x3 stride-1 layers of 32 channels or more as Winograd F(4x4, 3x3) products, 1.1-2.5x " +
+      "the direct kernels on lavapipe; otherwise operands read from textures (llvmpipe's cheap " +
+      "load path), 16 pixels x 16 channels per invocation: 1.3-1.7x blocked with AVX-512, 4-7x " +
+      "without, the whole step 1.5-1.6x; where the adapter has subgroups, each weight row loaded " +
+      "once per 4 lanes",
   },
   {
     op: "conv2d",
@@ -64,6 +68,11 @@ export interface VariantRequest<V extends string> {
   variants: readonly V[];
   /** Variants that cannot run this shape, each with the reason. */
   unsupported?: Partial<Record<V, string>>;
+  /**
+   * Variants that can run this shape but measured slower on it than the next in the rules' order,
+   * each with the reason: the rules pass over them; forcing, pinning and the autotune do not.
+   */
+  slower?: Partial<Record<V, string>>;
   /**
    * This call site's calls in `variant`, for the autotune to time. Every pass of one site asks
    * under the same key (a conv's forward and its backward), so the key's time is their sum.
@@ -184,7 +193,9 @@ export class KernelPolicy {
     } else if (this.#pinned[key] !== undefined) {
       variant = check(this.#pinned[key], "pinned");
     } else {
-      const [preferred] = this.runnable(request);
+      const slower: Partial<Record<string, string>> = request.slower ?? {};
+      const runnable = this.runnable(request);
+      const preferred = runnable.find((v) => slower[v] === undefined) ?? runnable[0];
       if (preferred === undefined) {
         throw new KernelPolicyError(`${key}: no ${op} variant can run this shape`);
       }

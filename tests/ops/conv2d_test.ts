@@ -45,14 +45,16 @@ const VARIANTS: Conv2dVariant[] = [
   "pipelined128",
 ];
 
-/** The kernel (src/shaders.ts name) each variant's forward and backward calls run. */
-const VARIANT_KERNEL: Record<Conv2dVariant, string> = {
-  blocked: "conv2d_blocked",
-  blocked_texture: "conv2d_texture",
-  blocked_texture_subgroup: "conv2d_texture_subgroup",
-  tiled: "conv2d_tiled",
-  pipelined64: "conv2d_pipelined",
-  pipelined128: "conv2d_pipelined",
+/** The kernels (src/shaders.ts names) each variant's forward and backward calls run. */
+const VARIANT_KERNELS: Record<Conv2dVariant, readonly string[]> = {
+  blocked: ["conv2d_blocked"],
+  blocked_texture: ["conv2d_texture"],
+  blocked_texture_subgroup: ["conv2d_texture_subgroup"],
+  tiled: ["conv2d_tiled"],
+  pipelined64: ["conv2d_pipelined"],
+  pipelined128: ["conv2d_pipelined"],
+  // The transforms, and blocked_texture's kernel for the products and the weight gradient.
+  winograd: ["conv2d_winograd", "conv2d_texture"],
 };
 
 /** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
@@ -65,10 +67,13 @@ function convCalls(calls: readonly Call[]): KernelCall[] {
   );
 }
 
-/** Every conv call (all but the helpers) runs `variant`'s kernel. */
+/** Every conv call (all but the helpers) runs one of `variant`'s kernels. */
 function assertVariant(calls: readonly Call[], variant: Conv2dVariant, what: string): void {
   for (const call of convCalls(calls)) {
-    assert.equal(call.kernel.name, VARIANT_KERNEL[variant], `${what}: ${call.label}`);
+    assert.ok(
+      VARIANT_KERNELS[variant].includes(call.kernel.name),
+      `${what}: ${call.label} runs ${call.kernel.name}, not ${variant}'s`,
+    );
   }
 }
 
@@ -108,40 +113,58 @@ async function runGpu(
   return result;
 }
 
+/**
+ * The full gradient check of `variant` on case `c` with `dtype` activations: the GPU's forward and
+ * gradients against the f64 reference, the reference against finite differences. `builds` checks
+ * which builds (f32, or f16 for f16 activations) the variant's calls run.
+ */
+function gradientCheck(
+  variant: Conv2dVariant,
+  c: Conv2dCase,
+  dtype: ActivationDType,
+  builds: (calls: readonly Call[], what: string) => void,
+): void {
+  const what = `conv2d ${variant} ${describeConv2dCase(c)} ${dtype}`;
+  gpuTest(
+    `conv2d ${variant}: gradient check on ${describeConv2dCase(c)}, ${dtype}`,
+    async (gpu) => {
+      const shape = referenceShape(c);
+      await gradCheck({
+        name: what,
+        inputs: randomInputs(c, dtype),
+        reference: {
+          forward: ({ x, weight }) => referenceForward(x, weight, shape),
+          backward: ({ x, weight }, dy) => {
+            const { dx, dweight } = referenceBackward(x, weight, dy, shape);
+            return { x: dx, weight: dweight };
+          },
+        },
+        tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
+        activations: dtype,
+        gpu: async (inputs, dy) => {
+          const policy = KernelPolicy.forcing("conv2d", variant);
+          const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
+          assertVariant(result.calls, variant, what);
+          builds(result.calls, what);
+          return result;
+        },
+      });
+    },
+  );
+}
+
+/** The f16 build of a kernel for f16 activations, the source as written for f32. */
+const buildOf = (dtype: ActivationDType) => dtype === "f16" ? "f16" : undefined;
+
 for (const c of CONV2D_ODD_CASES) {
   for (const variant of VARIANTS) {
     for (const dtype of ["f32", "f16"] as const) {
-      gpuTest(
-        `conv2d ${variant}: gradient check on ${describeConv2dCase(c)}, ${dtype}`,
-        async (gpu) => {
-          const shape = referenceShape(c);
-          await gradCheck({
-            name: `conv2d ${variant} ${describeConv2dCase(c)} ${dtype}`,
-            inputs: randomInputs(c, dtype),
-            reference: {
-              forward: ({ x, weight }) => referenceForward(x, weight, shape),
-              backward: ({ x, weight }, dy) => {
-                const { dx, dweight } = referenceBackward(x, weight, dy, shape);
-                return { x: dx, weight: dweight };
-              },
-            },
-            tolerance: dtype === "f16" ? F16_STORAGE : REDUCTION,
-            activations: dtype,
-            gpu: async (inputs, dy) => {
-              const policy = KernelPolicy.forcing("conv2d", variant);
-              const result = await runGpu(gpu, c, policy, inputs, dy, dtype);
-              assertVariant(result.calls, variant, `conv2d ${variant} ${describeConv2dCase(c)}`);
-              assert.ok(
-                convCalls(result.calls).every((call) =>
-                  call.kernel.build === (dtype === "f16" ? "f16" : undefined)
-                ),
-                `conv2d ${variant} ${describeConv2dCase(c)}: the ${dtype} build`,
-              );
-              return result;
-            },
-          });
-        },
-      );
+      gradientCheck(variant, c, dtype, (calls, what) => {
+        assert.ok(
+          convCalls(calls).every((call) => call.kernel.build === buildOf(dtype)),
+          `${what}: the ${dtype} build`,
+        );
+      });
     }
   }
 }
@@ -169,7 +192,7 @@ for (const c of RESNET_CASES) {
       const random = new Random(7);
       const dy = f32Array(y.length, () => random.uniform(-1, 1));
       const { dx, dweight } = referenceBackward(inputs.x, inputs.weight, dy, shape);
-      for (const variant of VARIANTS) {
+      for (const variant of [...VARIANTS, ...(isWinogradCase(c) ? ["winograd" as const] : [])]) {
         const policy = KernelPolicy.forcing("conv2d", variant);
         const actual = await runGpu(gpu, c, policy, inputs, dy);
         const what = `conv2d ${variant} ${describeConv2dCase(c)}`;
@@ -181,6 +204,193 @@ for (const c of RESNET_CASES) {
     },
   );
 }
+
+/** Whether the winograd variant runs a case: 3x3, stride 1, padding 1. */
+function isWinogradCase(c: Conv2dCase): boolean {
+  const { kernelSize, stride, padding } = c.config;
+  return kernelSize === 3 && stride === 1 && padding === 1;
+}
+
+const SAME: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
+
+// The winograd variant's own odd shapes (it runs only 3x3 layers of stride 1 and padding 1): batch
+// 1 and 3, images that are not whole 4x4 tiles (5x5, 7x6, 1x2, 9x9) or are (4x4), channels that
+// are not whole texels (3, 5, 17) and tiles that are not whole blocks of 16. Full gradient checks,
+// f32 and f16, as the odd cases above. Its error against f64 is larger than the direct kernels'
+// (the transforms' constants round in f32; measured up to 5e-6 of the output's scale) and well
+// inside REDUCTION.
+const WINOGRAD_CASES: Conv2dCase[] = [
+  { n: 1, h: 5, w: 5, cin: 3, cout: 5, config: SAME },
+  { n: 3, h: 7, w: 6, cin: 17, cout: 12, config: SAME },
+  { n: 2, h: 1, w: 2, cin: 5, cout: 3, config: SAME },
+  { n: 1, h: 4, w: 4, cin: 12, cout: 8, config: SAME },
+  { n: 2, h: 9, w: 9, cin: 8, cout: 20, config: SAME },
+];
+
+for (const c of WINOGRAD_CASES) {
+  for (const dtype of ["f32", "f16"] as const) {
+    gradientCheck("winograd", c, dtype, (calls, what) => {
+      // The transforms that store activations are the dtype's build; the others work in f32
+      // workspaces whatever the activations are.
+      const outputs = calls.filter((call): call is KernelCall =>
+        isKernelCall(call) && call.entryPoint === "transform_output"
+      );
+      assert.equal(outputs.length, 2, `${what}: forward and dx`);
+      for (const call of outputs) assert.equal(call.kernel.build, buildOf(dtype), what);
+    });
+  }
+}
+
+// The calls of a Winograd layer: the inputs staged, U, V, M and Z each computed then copied into a
+// texture for its reader, the products as one call of 36 each, in workspaces of the padded sizes.
+Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => {
+  const x = tensorDesc("x", [3, 7, 6, 17]);
+  const weight = tensorDesc("weight", [12, 3, 3, 17]);
+  const y = tensorDesc("y", [3, 7, 6, 12]);
+  const dx = tensorDesc("dx", x.shape);
+  const dweight = tensorDesc("dweight", weight.shape);
+  const policy = KernelPolicy.forcing("conv2d", "winograd");
+  const forward = conv2dForward({ x, weight, y }, SAME, policy);
+  const copy = "copy.buffer_to_texture";
+  const transformedConvolution = [
+    "conv2d_winograd.transform_weight",
+    "conv2d_winograd.transform_tiles",
+    copy,
+    copy,
+    "conv2d_texture.transformed_product",
+    copy,
+    "conv2d_winograd.transform_output",
+  ];
+  // x has 17 channels: padded to whole texels by to_texture_padded, not copied.
+  assert.deepEqual(forward.map(callOp), [
+    "to_texture.to_texture_padded",
+    ...transformedConvolution,
+  ]);
+  const backward = conv2dBackward({ x, weight, dy: y, dx, dweight }, SAME, policy);
+  assert.deepEqual(backward.map(callOp), [
+    copy,
+    "to_texture.to_texture_padded",
+    ...transformedConvolution,
+    "conv2d_winograd.transform_tiles",
+    "conv2d_winograd.transform_tiles",
+    copy,
+    copy,
+    "conv2d_texture.transformed_weight_product",
+    "conv2d_winograd.transform_weight_gradient",
+  ]);
+  const find = (calls: Call[], entryPoint: string) =>
+    calls.filter(isKernelCall).find((call) => call.entryPoint === entryPoint)!;
+  // 3 images of 2x2 tiles: 12 tiles, padded to a block of 16; channels padded to 20 and 12.
+  const product = find(forward, "transformed_product");
+  const [imageTexels, weightTexels, m] = product.bindings;
+  assert.deepEqual(imageTexels.tensor.shape, [36, 16, 20]);
+  assert.deepEqual(weightTexels.tensor.shape, [12, 36, 20]);
+  assert.deepEqual(m.tensor.shape, [36, 16, 12]);
+  assert.equal(m.tensor.role, "workspace");
+  assert.equal(product.flops, 2 * 36 * 16 * 12 * 20);
+  // dx's product swaps the channels: 12 output channels reduced, 17 (padded to 20) produced.
+  const dxProduct = find(backward, "transformed_product");
+  assert.deepEqual(dxProduct.bindings[1].tensor.shape, [20, 36, 12]);
+  assert.deepEqual(dxProduct.bindings[2].tensor.shape, [36, 16, 20]);
+  // dweight's sums over the tiles: one range here, its partial sums of dU read by the last call,
+  // which writes dweight.
+  const weightProduct = find(backward, "transformed_weight_product");
+  const [vTexels, zTexels, partials] = weightProduct.bindings;
+  assert.deepEqual(vTexels.tensor.shape, [36, 16, 20]);
+  assert.deepEqual(zTexels.tensor.shape, [36, 16, 12]);
+  assert.deepEqual(partials.tensor.shape, [1, 12, 36, 20]);
+  assert.equal(weightProduct.flops, 2 * 36 * 16 * 12 * 20);
+  assert.deepEqual(
+    find(backward, "transform_weight_gradient").bindings.map((b) => [b.tensor, b.access]),
+    [[partials.tensor, "read"], [dweight, "write"]],
+  );
+});
+
+// The Winograd weight gradient sums its tiles in ranges, each into its own partial sums of dU,
+// which transform_weight_gradient adds: here 65 images of 16x16 tiles (16640) in two ranges. The
+// gradients must be those of the whole sum.
+gpuTest("conv2d winograd: a weight gradient summed in ranges", async (gpu) => {
+  const c: Conv2dCase = { n: 65, h: 64, w: 64, cin: 4, cout: 4, config: SAME };
+  const what = `conv2d winograd ${describeConv2dCase(c)}`;
+  const shape = referenceShape(c);
+  const inputs = randomInputs(c);
+  const random = new Random(13);
+  const dyValues = f32Array(c.n * c.h * c.w * c.cout, () => random.uniform(-1, 1));
+  const x = f32Tensor(gpu, "x", [c.n, c.h, c.w, c.cin], inputs.x);
+  const weight = f32Tensor(gpu, "weight", [c.cout, 3, 3, c.cin], inputs.weight);
+  const dy = f32Tensor(gpu, "dy", [c.n, c.h, c.w, c.cout], dyValues);
+  const dweight = poisonedTensor(gpu, "dweight", weight.shape);
+  const calls = conv2dBackward(
+    { x, weight, dy, dweight },
+    c.config,
+    KernelPolicy.forcing("conv2d", "winograd"),
+  );
+  const product = calls.filter(isKernelCall).find((call) =>
+    call.entryPoint === "transformed_weight_product"
+  )!;
+  assert.equal(product.constants.SPLITS, 2, what);
+  assert.deepEqual(product.bindings[2].tensor.shape, [2, 4, 36, 4], what);
+  await submitCalls(gpu, calls);
+  const expected = referenceBackward(inputs.x, inputs.weight, dyValues, shape).dweight;
+  assertAllClose(await readTensor(gpu, dweight), expected, REDUCTION, `${what}: dweight`);
+  for (const tensor of [x, weight, dy, dweight]) tensor.buffer.destroy();
+});
+
+// The CPU rules pick winograd for 3x3 stride-1 layers of at least 64 channels in and out, and the
+// direct kernels elsewhere; forcing it on a layer it cannot run is the policy's error.
+Deno.test("conv2d winograd: where the CPU rules choose it", () => {
+  const chosen = (cin: number, cout: number, config: Conv2dConfig) => {
+    const xShape = [8, 16, 16, cin];
+    const x = tensorDesc("x", xShape);
+    const weight = tensorDesc("weight", [cout, config.kernelSize, config.kernelSize, cin]);
+    const y = tensorDesc("y", conv2dOutputShape(xShape, cout, config));
+    const policy = new KernelPolicy({ family: "cpu" });
+    conv2dForward({ x, weight, y }, config, policy);
+    return Object.values(policy.choices().choices)[0];
+  };
+  assert.equal(chosen(64, 64, SAME), "winograd");
+  assert.equal(chosen(128, 64, SAME), "winograd");
+  assert.equal(chosen(32, 32, SAME), "blocked_texture");
+  assert.equal(chosen(16, 16, SAME), "blocked_texture");
+  assert.equal(chosen(16, 64, SAME), "blocked_texture");
+  assert.equal(chosen(3, 64, SAME), "blocked_texture");
+  assert.equal(chosen(64, 64, { kernelSize: 3, stride: 2, padding: 1 }), "blocked_texture");
+  assert.equal(chosen(64, 64, { kernelSize: 1, stride: 1, padding: 0 }), "blocked_texture");
+  // GPUs keep their tiled kernels.
+  const x = tensorDesc("x", [8, 16, 16, 64]);
+  const weight = tensorDesc("weight", [64, 3, 3, 64]);
+  const y = tensorDesc("y", [8, 16, 16, 64]);
+  assertVariant(
+    conv2dForward({ x, weight, y }, SAME, new KernelPolicy({ family: "gpu" })),
+    "tiled",
+    "gpu",
+  );
+  // Forced, it runs 16 channels too, but not a stride-2 layer.
+  assertVariant(
+    conv2dForward(
+      {
+        x: tensorDesc("x", [8, 16, 16, 16]),
+        weight: tensorDesc("w", [16, 3, 3, 16]),
+        y: tensorDesc("y", [8, 16, 16, 16]),
+      },
+      SAME,
+      KernelPolicy.forcing("conv2d", "winograd"),
+    ),
+    "winograd",
+    "forced on 16 channels",
+  );
+  throws(
+    () =>
+      conv2dForward(
+        { x, weight, y: tensorDesc("y", [8, 8, 8, 64]) },
+        { kernelSize: 3, stride: 2, padding: 1 },
+        KernelPolicy.forcing("conv2d", "winograd"),
+      ),
+    (error) =>
+      error instanceof KernelPolicyError &&
+      /winograd variant runs only 3x3 layers of stride 1 and padding 1/.test(error.message),
+  );
+});
 
 gpuTest("conv2d: tensors under 4 elements run on the tiled or texture kernels", async (gpu) => {
   const c: Conv2dCase = {

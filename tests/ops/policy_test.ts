@@ -71,6 +71,26 @@ Deno.test("policy: a variant that cannot run a shape is passed over, or refused 
   );
 });
 
+// A variant an op marks slower on a shape: the rules pass over it to the next that runs, unless
+// every runnable one is slower; forcing, pinning and the runnable list (the autotune's candidates)
+// still have it.
+Deno.test("policy: a variant marked slower on a shape is passed over by the rules only", () => {
+  const slower = (key: string, marked: Record<string, string>, unsupported = {}) => ({
+    ...request(key, unsupported),
+    slower: marked,
+  });
+  const cpu = new KernelPolicy({ family: "cpu" });
+  assert.equal(cpu.choose(slower("a", { blocked: "slower here" })), "tiled");
+  assert.equal(cpu.choose(slower("b", { tiled: "slower here" })), "blocked");
+  assert.equal(cpu.choose(slower("c", { blocked: "slower", tiled: "slower" })), "blocked");
+  assert.equal(cpu.choose(slower("d", { tiled: "slower" }, { blocked: "no" })), "tiled");
+  assert.deepEqual(cpu.runnable(slower("e", { blocked: "slower here" })), ["blocked", "tiled"]);
+  const forced = KernelPolicy.forcing("conv2d", "blocked");
+  assert.equal(forced.choose(slower("f", { blocked: "slower here" })), "blocked");
+  const pinned = KernelPolicy.restoring({ family: "cpu", choices: { g: "blocked" } });
+  assert.equal(pinned.choose(slower("g", { blocked: "slower here" })), "blocked");
+});
+
 Deno.test("policy: forcing one op leaves the others to the rules", () => {
   const policy = KernelPolicy.forcing("conv2d", "tiled", "cpu");
   assert.equal(policy.choose(request("a")), "tiled");
