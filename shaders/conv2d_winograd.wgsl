@@ -192,7 +192,35 @@ fn filter_line(g: array<f32, 3>) -> array<f32, 6> {
   );
 }
 
-// Invocation i: row i / COLS, column i % COLS of U.
+// weight[o, tap, c] for the filter entry (kh, kw) of U's row and column (FLIP: rotated by 180
+// degrees), zero where `real` is false (U's padding); `first` is the element of tap 0.
+fn filter_value(first: u32, real: bool, kh: u32, kw: u32) -> f32 {
+  let tap = select(kh * 3u + kw, (2u - kh) * 3u + 2u - kw, FLIP == 1u);
+  return select(0.0, weight[first + tap * IN_C], real);
+}
+
+// Column kw of the filter, G applied down it.
+fn filter_column(first: u32, real: bool, kw: u32) -> array<f32, 6> {
+  return filter_line(array(
+    filter_value(first, real, 0u, kw),
+    filter_value(first, real, 1u, kw),
+    filter_value(first, real, 2u, kw),
+  ));
+}
+
+// Row r of U = G g G^T from the columns' entries, G applied along it: U[row, 6r + s, col].
+fn store_filter_row(row: u32, col: u32, r: u32, line: array<f32, 3>) {
+  let values = filter_line(line);
+  let first = (row * 36u + 6u * r) * COLS + col;
+  transformed_weight[first] = values[0];
+  transformed_weight[first + COLS] = values[1];
+  transformed_weight[first + 2u * COLS] = values[2];
+  transformed_weight[first + 3u * COLS] = values[3];
+  transformed_weight[first + 4u * COLS] = values[4];
+  transformed_weight[first + 5u * COLS] = values[5];
+}
+
+// Invocation i: row i / COLS, column i % COLS of U; written out as transform_tiles.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn transform_weight(
   @builtin(global_invocation_id) gid: vec3u,
@@ -205,23 +233,16 @@ fn transform_weight(
   let o = select(row, col, FLIP == 1u);
   let c = select(col, row, FLIP == 1u);
   let real = o < OUT_C && c < IN_C;
-  let first = (min(o, OUT_C - 1u) * 9u) * IN_C + min(c, IN_C - 1u);
-  // The filter's columns, G applied down each (rotated by 180 degrees for FLIP).
-  var columns: array<array<f32, 6>, 3>;
-  for (var kw = 0u; kw < 3u; kw++) {
-    var line: array<f32, 3>;
-    for (var kh = 0u; kh < 3u; kh++) {
-      let tap = select(kh * 3u + kw, (2u - kh) * 3u + 2u - kw, FLIP == 1u);
-      line[kh] = select(0.0, weight[first + tap * IN_C], real);
-    }
-    columns[kw] = filter_line(line);
-  }
-  for (var r = 0u; r < 6u; r++) {
-    let row_values = filter_line(array(columns[0][r], columns[1][r], columns[2][r]));
-    for (var s = 0u; s < 6u; s++) {
-      transformed_weight[(row * 36u + 6u * r + s) * COLS + col] = row_values[s];
-    }
-  }
+  let first = min(o, OUT_C - 1u) * 9u * IN_C + min(c, IN_C - 1u);
+  let g0 = filter_column(first, real, 0u);
+  let g1 = filter_column(first, real, 1u);
+  let g2 = filter_column(first, real, 2u);
+  store_filter_row(row, col, 0u, array(g0[0], g1[0], g2[0]));
+  store_filter_row(row, col, 1u, array(g0[1], g1[1], g2[1]));
+  store_filter_row(row, col, 2u, array(g0[2], g1[2], g2[2]));
+  store_filter_row(row, col, 3u, array(g0[3], g1[3], g2[3]));
+  store_filter_row(row, col, 4u, array(g0[4], g1[4], g2[4]));
+  store_filter_row(row, col, 5u, array(g0[5], g1[5], g2[5]));
 }
 
 // ---- transform_output: M -> output ----

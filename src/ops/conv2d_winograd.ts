@@ -21,7 +21,7 @@ import type { OverrideConstants } from "../gpu/pipeline.ts";
 import { type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import type { ActivationDType } from "./shape.ts";
-import { Staging } from "./staging.ts";
+import { rowShiftOf, Staging } from "./staging.ts";
 
 /** Positions of the transformed 6x6 tile: one matrix product each. */
 const POSITIONS = 36;
@@ -91,8 +91,6 @@ function productConstants(tiles: number, cols: number, rows: number): OverrideCo
   };
 }
 
-const rowShift = (texture: TensorDesc) => Math.log2(texture.texture![0]);
-
 /**
  * transform_tiles of `image` (a texture) into `transformed`: V of input tiles, or (`gradient`) Z of
  * dy tiles.
@@ -115,7 +113,7 @@ function tileTransform(
       HEIGHT: height,
       WIDTH: width,
       CHANNELS: channels,
-      IMAGE_ROW_SHIFT: rowShift(imageTexels),
+      IMAGE_ROW_SHIFT: rowShiftOf(imageTexels),
       GRADIENT: gradient ? 1 : 0,
     },
     grid: linearGrid((tiles * channels) / 4, TRANSFORM_WORKGROUP),
@@ -169,8 +167,8 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
     workgroupSize: PRODUCT_WORKGROUP,
     constants: {
       ...productConstants(tiles, cols, rows),
-      X_ROW_SHIFT: rowShift(imageTransformTexels),
-      WEIGHT_ROW_SHIFT: rowShift(weightTexels),
+      X_ROW_SHIFT: rowShiftOf(imageTransformTexels),
+      WEIGHT_ROW_SHIFT: rowShiftOf(weightTexels),
       DY_ROW_SHIFT: 0,
     },
     grid: [
@@ -193,7 +191,7 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
       ...geometry,
       CHANNELS: rows,
       STORED_CHANNELS: rowsReal,
-      PRODUCT_ROW_SHIFT: rowShift(productTexels),
+      PRODUCT_ROW_SHIFT: rowShiftOf(productTexels),
     },
     grid: linearGrid(
       (batch * Math.ceil(height / 4) * Math.ceil(width / 4) * rows) / 4,
@@ -266,9 +264,9 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
       workgroupSize: PRODUCT_WORKGROUP,
       constants: {
         ...productConstants(tiles, cols, rows),
-        X_ROW_SHIFT: rowShift(imageTexels),
+        X_ROW_SHIFT: rowShiftOf(imageTexels),
         WEIGHT_ROW_SHIFT: 0,
-        DY_ROW_SHIFT: rowShift(gradientTexels),
+        DY_ROW_SHIFT: rowShiftOf(gradientTexels),
         SPLIT_PIXELS: split.tiles,
         SPLITS: split.ranges,
       },
