@@ -488,7 +488,9 @@ export function rates(
  * other: the convolution kernels together (their FLOPs counted, so the row has GFLOP/s), apart
  * from the memory-bound helpers (bytes only): the copies of operands into the textures that
  * `blocked_texture` and batch norm's `serial_texture` read (copy commands, or to_texture where the
- * tensor is f16 or padded), and the sums of a split weight gradient's partial results; the batch
+ * tensor is f16 or padded), the sums of a split weight gradient's partial results, and the
+ * Winograd variant's transforms (its products are convolution calls that count the multiply-adds
+ * they do, 4x fewer than the direct convolution's); the batch
  * norms (which apply the ReLU, and in a ResNet block the residual sum, in the same pass); the
  * separate sums (ResNet-9's residual sums, the sums of gradients where a tensor fed two branches);
  * the 2x2 max pools, the global pool, and the head (linear layer and loss).
@@ -501,6 +503,9 @@ export function opKind(op: string): string {
       return "copies into textures";
     case "conv2d_reduce":
       return "conv partial sums";
+    case "conv2d_winograd":
+      // Memory-bound, apart from the Winograd products (kind "convolution", their own FLOPs).
+      return "Winograd transforms";
     case "batchnorm":
       return "batch norm (+ ReLU)";
     case "add":
