@@ -19,6 +19,7 @@ import {
   describeConv2dCase,
   randomInputs,
   referenceShape,
+  WINOGRAD_CASES,
 } from "../support/conv2d_cases.ts";
 import { gradCheck } from "../support/gradcheck.ts";
 import {
@@ -213,20 +214,10 @@ function isWinogradCase(c: Conv2dCase): boolean {
 
 const SAME: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
 
-// The winograd variant's own odd shapes (it runs only 3x3 layers of stride 1 and padding 1): batch
-// 1 and 3, images that are not whole 4x4 tiles (5x5, 7x6, 1x2, 9x9) or are (4x4), channels that
-// are not whole texels (3, 5, 17) and tiles that are not whole blocks of 16. Full gradient checks,
-// f32 and f16, as the odd cases above. Its error against f64 is larger than the direct kernels'
-// (the transforms' constants round in f32; measured up to 5e-6 of the output's scale) and well
-// inside REDUCTION.
-const WINOGRAD_CASES: Conv2dCase[] = [
-  { n: 1, h: 5, w: 5, cin: 3, cout: 5, config: SAME },
-  { n: 3, h: 7, w: 6, cin: 17, cout: 12, config: SAME },
-  { n: 2, h: 1, w: 2, cin: 5, cout: 3, config: SAME },
-  { n: 1, h: 4, w: 4, cin: 12, cout: 8, config: SAME },
-  { n: 2, h: 9, w: 9, cin: 8, cout: 20, config: SAME },
-];
-
+// The winograd variant's odd shapes (tests/support/conv2d_cases.ts): full gradient checks, f32 and
+// f16, as the odd cases above. Its error against f64 is larger than the direct kernels' (the
+// transforms' constants round in f32; measured up to 5e-6 of the output's scale) and well inside
+// REDUCTION.
 for (const c of WINOGRAD_CASES) {
   for (const dtype of ["f32", "f16"] as const) {
     gradientCheck("winograd", c, dtype, (calls, what) => {

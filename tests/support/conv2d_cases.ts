@@ -1,6 +1,7 @@
 /**
  * The convolution shapes and inputs of the gradient checks, shared by tests/ops/conv2d_test.ts
- * (Deno) and tests/browser/conv2d_subgroup_test.ts (the variant that needs a browser's subgroups).
+ * (Deno) and tests/browser/conv2d_subgroup_test.ts (the variant that needs a browser's subgroups,
+ * and the Winograd variant through Chromium's WGSL compiler).
  */
 import type { Conv2dConfig } from "../../src/ops/conv2d.ts";
 import type { ActivationDType } from "../../src/ops/shape.ts";
@@ -55,4 +56,17 @@ export const CONV2D_ODD_CASES: Conv2dCase[] = [
   { n: 3, h: 5, w: 7, cin: 8, cout: 20, config: { kernelSize: 3, stride: 2, padding: 1 } },
   { n: 1, h: 7, w: 7, cin: 20, cout: 8, config: { kernelSize: 3, stride: 1, padding: 0 } },
   { n: 1, h: 5, w: 7, cin: 12, cout: 8, config: { kernelSize: 1, stride: 1, padding: 0 } },
+];
+
+const SAME: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
+
+// The winograd variant's own odd shapes (it runs only 3x3 layers of stride 1 and padding 1): batch
+// 1 and 3, images that are not whole 4x4 tiles (5x5, 7x6, 1x2, 9x9) or are (4x4), channels that
+// are not whole texels (3, 5, 17) and tiles that are not whole blocks of 16.
+export const WINOGRAD_CASES: Conv2dCase[] = [
+  { n: 1, h: 5, w: 5, cin: 3, cout: 5, config: SAME },
+  { n: 3, h: 7, w: 6, cin: 17, cout: 12, config: SAME },
+  { n: 2, h: 1, w: 2, cin: 5, cout: 3, config: SAME },
+  { n: 1, h: 4, w: 4, cin: 12, cout: 8, config: SAME },
+  { n: 2, h: 9, w: 9, cin: 8, cout: 20, config: SAME },
 ];
