@@ -65,9 +65,14 @@ export function textureExtent(elements: number): [number, number] | undefined {
   return height <= MAX_TEXTURE_SIDE ? [width, height] : undefined;
 }
 
+/** A channel count (a last dimension) rounded up to whole texels of 4 elements. */
+export function texelChannels(channels: number): number {
+  return Math.ceil(channels / 4) * 4;
+}
+
 /** `shape` with its last dimension rounded up to whole texels of 4 elements. */
 export function texelShape(shape: readonly number[]): number[] {
-  return [...shape.slice(0, -1), Math.ceil(shape[shape.length - 1] / 4) * 4];
+  return [...shape.slice(0, -1), texelChannels(shape[shape.length - 1])];
 }
 
 /**

@@ -43,7 +43,13 @@ import {
   write,
 } from "../gpu/kernel_call.ts";
 import type { Kernel, OverrideConstants } from "../gpu/pipeline.ts";
-import { MAX_TEXTURE_SIDE, type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
+import {
+  MAX_TEXTURE_SIDE,
+  type TensorDesc,
+  texelChannels,
+  textureExtent,
+  workspaceDesc,
+} from "../gpu/tensor.ts";
 import { elementCount } from "../util/shape.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import { KernelPolicy } from "./policy.ts";
@@ -328,9 +334,6 @@ function pipelined(block: 4 | 8): VariantKernels {
 function rowShift(elements: number): number {
   return Math.log2(textureExtent(elements)![0]);
 }
-
-/** Channels rounded up to whole texels: what blocked_texture's loads see. */
-const texelChannels = (channels: number) => Math.ceil(channels / 4) * 4;
 
 /** Elements of blocked_texture's three textures (x, weight, dy), channels padded to texels. */
 function textureElements(g: Geometry): { x: number; weight: number; dy: number } {

@@ -18,7 +18,7 @@
  */
 import { type Call, kernelCall, linearGrid, read, sampled, write } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import { type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
+import { type TensorDesc, texelChannels, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import type { ActivationDType } from "./shape.ts";
 import { rowShiftOf, Staging } from "./staging.ts";
@@ -49,8 +49,6 @@ export interface WinogradPass {
   /** Staging of the pass's image (the op's, shared with its other readers). */
   staging: Staging;
 }
-
-const texelChannels = (channels: number) => Math.ceil(channels / 4) * 4;
 
 /** Tiles of 4x4 output pixels, padded to whole blocks of the product. */
 function paddedTiles(batch: number, height: number, width: number): number {
