@@ -217,8 +217,12 @@ const outputPixels = (g: Geometry) => g.batch * g.outH * g.outW;
 const classPixels = (g: Geometry) =>
   g.batch * Math.ceil(g.inH / g.stride) * Math.ceil(g.inW / g.stride);
 
-/** One SIMD vector on lavapipe (16 to 64 measured the same). */
-const BLOCKED_WORKGROUP = 8;
+/**
+ * Two of lavapipe's 8-lane SIMD vectors: on a Zen 5 with AVX-512 code every pass ran 1.15-1.35x
+ * faster than with 8 (one vector) and than with 32 or 64; with AVX2 code alone 8 and 16 ran
+ * alike (bench/README.md, "CPU adapters").
+ */
+const BLOCKED_WORKGROUP = 16;
 
 /**
  * Pixels and channels per invocation of shaders/conv2d_blocked_math.wgsl: 16 pixels x 16 channels
@@ -485,10 +489,11 @@ function chooseVariant(
  * The fewest channels (input and output) at which the rules pick winograd: below, its transforms
  * (V, M and Z written and read, 36/16 of the image's and the output's elements each) cost more
  * than the multiply-adds it saves. On lavapipe, the three passes side by side with blocked_texture
- * (bench/README.md, "Winograd"): 16 channels 0.7-0.9x, 32 channels 0.9-1.05x, 64 channels
- * 1.25-1.4x, 128 channels 1.45-1.8x, with AVX-512 and with AVX2 alone.
+ * (bench/README.md, "Winograd"): 16 channels 0.7-0.9x, 32 channels 0.9-1.05x on a Zen 4 but
+ * 1.1-1.5x on a Zen 5 (1.3-1.5x with AVX-512 code, 1.1-1.5x with AVX2 code), 64 channels
+ * 1.25-1.9x, 128 channels 1.45-1.8x.
  */
-const WINOGRAD_MIN_CHANNELS = 64;
+const WINOGRAD_MIN_CHANNELS = 32;
 
 /** Why the winograd variant cannot run a layer, as an `unsupported` entry, or undefined. */
 function winogradUnsupportedFor(

@@ -29,9 +29,17 @@ const POSITIONS = 36;
 const TILE_BLOCK = 16;
 /** The transforms' workgroup: one tile and 4 channels per invocation, a streaming pass. */
 const TRANSFORM_WORKGROUP = 64;
-/** The product's workgroup and blocking: the blocked kernels' (conv2d.ts). */
-const PRODUCT_WORKGROUP = 8;
+/** The product's blocking: the blocked kernels' (conv2d.ts). */
 const PRODUCT_BLOCK = 16;
+
+/**
+ * The product's workgroup for a layer of `rows` x `cols` channels: 16 invocations (the blocked
+ * kernels' workgroup) from 64 channels, where they ran 1.1-1.2x faster than 8 on llvmpipe; 8 below,
+ * where 16 ran at 0.7-0.9x (bench/README.md, "Winograd").
+ */
+function productWorkgroup(rows: number, cols: number): number {
+  return Math.min(rows, cols) >= 64 ? 16 : 8;
+}
 
 /** The partial sums of dU are at most this large (as conv2d.ts's weight-gradient workspace). */
 const MAX_PARTIAL_BYTES = 32 * 2 ** 20;
@@ -162,7 +170,7 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
     kernel: kernels.conv2dTexture,
     entryPoint: "transformed_product",
     label: `${what} transformed_product`,
-    workgroupSize: PRODUCT_WORKGROUP,
+    workgroupSize: productWorkgroup(rows, cols),
     constants: {
       ...productConstants(tiles, cols, rows),
       X_ROW_SHIFT: rowShiftOf(imageTransformTexels),
@@ -170,7 +178,7 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
       DY_ROW_SHIFT: 0,
     },
     grid: [
-      Math.ceil((POSITIONS * tiles) / PRODUCT_BLOCK / PRODUCT_WORKGROUP),
+      Math.ceil((POSITIONS * tiles) / PRODUCT_BLOCK / productWorkgroup(rows, cols)),
       Math.ceil(rows / PRODUCT_BLOCK),
       1,
     ],
@@ -259,7 +267,7 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
       kernel: kernels.conv2dTexture,
       entryPoint: "transformed_weight_product",
       label: `${what} transformed_weight_product`,
-      workgroupSize: PRODUCT_WORKGROUP,
+      workgroupSize: productWorkgroup(rows, cols),
       constants: {
         ...productConstants(tiles, cols, rows),
         X_ROW_SHIFT: rowShiftOf(imageTexels),
@@ -268,7 +276,7 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
         SPLIT_PIXELS: split.tiles,
         SPLITS: split.ranges,
       },
-      grid: [Math.ceil((split.ranges * blocks) / PRODUCT_WORKGROUP), 1, 1],
+      grid: [Math.ceil((split.ranges * blocks) / productWorkgroup(rows, cols)), 1, 1],
       bindings: [sampled(imageTexels), sampled(gradientTexels), write(partials)],
       flops: 2 * POSITIONS * tiles * rows * cols,
     }),

@@ -327,7 +327,7 @@ gpuTest("conv2d winograd: a weight gradient summed in ranges", async (gpu) => {
   for (const tensor of [x, weight, dy, dweight]) tensor.buffer.destroy();
 });
 
-// The CPU rules pick winograd for 3x3 stride-1 layers of at least 64 channels in and out, and the
+// The CPU rules pick winograd for 3x3 stride-1 layers of at least 32 channels in and out, and the
 // direct kernels elsewhere; forcing it on a layer it cannot run is the policy's error.
 Deno.test("conv2d winograd: where the CPU rules choose it", () => {
   const chosen = (cin: number, cout: number, config: Conv2dConfig) => {
@@ -341,7 +341,8 @@ Deno.test("conv2d winograd: where the CPU rules choose it", () => {
   };
   assert.equal(chosen(64, 64, SAME), "winograd");
   assert.equal(chosen(128, 64, SAME), "winograd");
-  assert.equal(chosen(32, 32, SAME), "blocked_texture");
+  assert.equal(chosen(32, 32, SAME), "winograd");
+  assert.equal(chosen(32, 16, SAME), "blocked_texture");
   assert.equal(chosen(16, 16, SAME), "blocked_texture");
   assert.equal(chosen(16, 64, SAME), "blocked_texture");
   assert.equal(chosen(3, 64, SAME), "blocked_texture");

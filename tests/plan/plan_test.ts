@@ -276,11 +276,11 @@ function standInNetwork(
 
 /**
  * The CPU rules' convolution for a call key ("conv2d [N,H,W,Cin]->Cout k3 s1 p1"): winograd for 3x3
- * stride-1 layers of 64 channels or more in and out, blocked_texture otherwise.
+ * stride-1 layers of 32 channels or more in and out, blocked_texture otherwise.
  */
 function cpuConvVariant(key: string): string {
   const [, cin, cout, kernel, stride] = key.match(/,(\d+)\]->(\d+) k(\d) s(\d)/)!.map(Number);
-  const winograd = kernel === 3 && stride === 1 && Math.min(cin, cout) >= 64;
+  const winograd = kernel === 3 && stride === 1 && Math.min(cin, cout) >= 32;
   return winograd ? "winograd" : "blocked_texture";
 }
 
