@@ -54,6 +54,7 @@ import { elementCount } from "../util/shape.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import { KernelPolicy } from "./policy.ts";
 import { Staging } from "./staging.ts";
+import { cpuRangeRows, splitRanges } from "./conv2d_split.ts";
 import { winogradCalls, winogradUnsupported, winogradWeightCalls } from "./conv2d_winograd.ts";
 import { type ActivationDType, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
@@ -262,11 +263,7 @@ const BLOCKED: VariantKernels = {
     1,
     1,
   ],
-  // Every workgroup streams dy and x over its pixel range, and lavapipe runs the workgroups in
-  // order, those of one range back to back: ranges whose dy and x rows fill about half a
-  // core's L2 (512 KiB) are read from memory once, not once per workgroup (2.4x faster on the
-  // 64-channel layers, bench/README.md).
-  splitPixels: (g) => Math.max(256, 2 ** 19 / ((g.inC + g.outC) * 4)),
+  splitPixels: (g) => cpuRangeRows(g.inC, g.outC),
   weightStep: 4,
 };
 
@@ -405,25 +402,21 @@ const VARIANTS: Record<Exclude<Conv2dVariant, "winograd">, VariantKernels> = {
   pipelined128: pipelined(8),
 };
 
-/** Largest scratch for weight-gradient partial sums, whatever the layer. */
-const MAX_WORKSPACE_BYTES = 32 * 2 ** 20;
 const REDUCE_WORKGROUP = 64;
 
-/** The weight gradient's split of its sum over output pixels into ranges. */
+/**
+ * The weight gradient's split of its sum over output pixels into ranges (the partial sums are
+ * bounded, which only limits the split of the deepest layers).
+ */
 function weightSplit(g: Geometry, variant: VariantKernels): { splits: number; pixels: number } {
-  const pixels = outputPixels(g);
   const weightBytes = g.outC * g.kernel * g.kernel * g.inC * 4;
-  // The partial sums are bounded, which only limits the split of the deepest layers.
-  const splits = Math.max(
-    1,
-    Math.min(
-      Math.ceil(pixels / variant.splitPixels(g)),
-      Math.floor(MAX_WORKSPACE_BYTES / weightBytes),
-    ),
+  const split = splitRanges(
+    outputPixels(g),
+    variant.splitPixels(g),
+    weightBytes,
+    variant.weightStep,
   );
-  const step = variant.weightStep;
-  const rangePixels = Math.ceil(pixels / splits / step) * step;
-  return { splits: Math.ceil(pixels / rangePixels), pixels: rangePixels };
+  return { splits: split.ranges, pixels: split.rows };
 }
 
 /** Names a layer's call sites for the policy: forward and backward share the choice. */

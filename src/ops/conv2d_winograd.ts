@@ -21,6 +21,7 @@ import type { OverrideConstants } from "../gpu/pipeline.ts";
 import { type TensorDesc, texelChannels, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
 import { activationKernel, kernels } from "../shaders.ts";
 import type { ActivationDType } from "./shape.ts";
+import { cpuRangeRows, splitRanges } from "./conv2d_split.ts";
 import { rowShiftOf, Staging } from "./staging.ts";
 
 /** Positions of the transformed 6x6 tile: one matrix product each. */
@@ -40,9 +41,6 @@ const PRODUCT_BLOCK = 16;
 function productWorkgroup(rows: number, cols: number): number {
   return Math.min(rows, cols) >= 64 ? 16 : 8;
 }
-
-/** The partial sums of dU are at most this large (as conv2d.ts's weight-gradient workspace). */
-const MAX_PARTIAL_BYTES = 32 * 2 ** 20;
 
 /** One Winograd pass: `image` [N, H, W, inC] and the layer's OHWI weight to `output`. */
 export interface WinogradPass {
@@ -218,23 +216,6 @@ export interface WinogradWeightPass {
   staging: Staging;
 }
 
-/**
- * The ranges of tiles the weight gradient's products sum over, each into its own partial sums:
- * as the direct kernels' ranges (conv2d.ts, BLOCKED.splitPixels: a range's rows about half a
- * core's L2), at most MAX_PARTIAL_BYTES of partial sums.
- */
-function weightRanges(
-  tiles: number,
-  cols: number,
-  rows: number,
-): { ranges: number; tiles: number } {
-  const wanted = Math.max(256, 2 ** 19 / ((cols + rows) * 4));
-  const most = Math.max(1, Math.floor(MAX_PARTIAL_BYTES / (rows * POSITIONS * cols * 4)));
-  const ranges = Math.min(Math.ceil(tiles / wanted), most);
-  const rangeTiles = Math.ceil(tiles / ranges / 4) * 4;
-  return { ranges: Math.ceil(tiles / rangeTiles), tiles: rangeTiles };
-}
-
 /** The four calls of the weight gradient, with the staging of V and Z between them. */
 export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
   const [batch, height, width] = pass.x.shape;
@@ -244,7 +225,8 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
   const what = pass.dweight.label;
   const image = workspaceDesc(`${what} transformed x`, [POSITIONS, tiles, cols]);
   const gradient = workspaceDesc(`${what} transformed dy`, [POSITIONS, tiles, rows]);
-  const split = weightRanges(tiles, cols, rows);
+  // Ranges of tiles as the direct kernels' ranges of pixels (conv2d_split.ts).
+  const split = splitRanges(tiles, cpuRangeRows(cols, rows), rows * POSITIONS * cols * 4, 4);
   const partials = workspaceDesc(`${what} transformed partial sums`, [
     split.ranges,
     rows,
@@ -273,7 +255,7 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
         X_ROW_SHIFT: rowShiftOf(imageTexels),
         WEIGHT_ROW_SHIFT: 0,
         DY_ROW_SHIFT: rowShiftOf(gradientTexels),
-        SPLIT_PIXELS: split.tiles,
+        SPLIT_PIXELS: split.rows,
         SPLITS: split.ranges,
       },
       grid: [Math.ceil((split.ranges * blocks) / productWorkgroup(rows, cols)), 1, 1],
