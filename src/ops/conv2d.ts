@@ -221,7 +221,8 @@ const classPixels = (g: Geometry) =>
 /**
  * Two of lavapipe's 8-lane SIMD vectors: on a Zen 5 with AVX-512 code every pass ran 1.15-1.35x
  * faster than with 8 (one vector) and than with 32 or 64; with AVX2 code alone 8 and 16 ran
- * alike (bench/README.md, "CPU adapters").
+ * alike (bench/README.md, "Zen 5: workgroups of 16, Winograd from 32 channels, and 512-bit
+ * vectors").
  */
 const BLOCKED_WORKGROUP = 16;
 
@@ -482,9 +483,10 @@ function chooseVariant(
  * The fewest channels (input and output) at which the rules pick winograd: below, its transforms
  * (V, M and Z written and read, 36/16 of the image's and the output's elements each) cost more
  * than the multiply-adds it saves. On lavapipe, the three passes side by side with blocked_texture
- * (bench/README.md, "Winograd"): 16 channels 0.7-0.9x, 32 channels 0.9-1.05x on a Zen 4 but
- * 1.1-1.5x on a Zen 5 (1.3-1.5x with AVX-512 code, 1.1-1.5x with AVX2 code), 64 channels
- * 1.25-1.9x, 128 channels 1.45-1.8x.
+ * (bench/README.md, "Winograd" and "Zen 5"): on a Zen 4, with AVX-512 and with AVX2 code, 16
+ * channels 0.7-0.9x, 32 channels 0.9-1.05x, 64 channels 1.25-1.4x, 128 channels 1.45-1.8x; on a
+ * Zen 5, with the direct kernels in workgroups of 16, 16 channels 0.75-0.95x and 32 channels
+ * 1.3-1.5x (AVX-512 code) and 1.1-1.5x (AVX2 code).
  */
 const WINOGRAD_MIN_CHANNELS = 32;
 

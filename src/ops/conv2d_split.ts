@@ -5,7 +5,7 @@
  */
 
 /** Largest scratch for weight-gradient partial sums, whatever the layer. */
-export const MAX_PARTIAL_BYTES = 32 * 2 ** 20;
+const MAX_PARTIAL_BYTES = 32 * 2 ** 20;
 
 /**
  * Rows per range on a CPU adapter, for a sum over rows of `inC` + `outC` channels: every

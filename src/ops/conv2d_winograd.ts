@@ -35,8 +35,9 @@ const PRODUCT_BLOCK = 16;
 
 /**
  * The product's workgroup for a layer of `rows` x `cols` channels: 16 invocations (the blocked
- * kernels' workgroup) from 64 channels, where they ran 1.1-1.2x faster than 8 on llvmpipe; 8 below,
- * where 16 ran at 0.7-0.9x (bench/README.md, "Winograd").
+ * kernels' workgroup) from 64 channels, where they ran 1.05-1.25x faster than 8; 8 below, where 16
+ * ran at 0.65-0.85x (llvmpipe on a Zen 5, AVX-512 code; bench/README.md, "Zen 5: workgroups of 16,
+ * Winograd from 32 channels, and 512-bit vectors").
  */
 function productWorkgroup(rows: number, cols: number): number {
   return Math.min(rows, cols) >= 64 ? 16 : 8;
