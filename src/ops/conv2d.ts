@@ -485,7 +485,7 @@ function chooseVariant(
  * than the multiply-adds it saves. On lavapipe, the three passes side by side with blocked_texture
  * (bench/README.md, "Winograd" and "Zen 5"): on a Zen 4, with AVX-512 and with AVX2 code, 16
  * channels 0.7-0.9x, 32 channels 0.9-1.05x, 64 channels 1.25-1.4x, 128 channels 1.45-1.8x; on a
- * Zen 5, with the direct kernels in workgroups of 16, 16 channels 0.75-0.95x and 32 channels
+ * Zen 5, with the direct kernels in workgroups of 16, 16 channels 0.65-0.95x and 32 channels
  * 1.3-1.5x (AVX-512 code) and 1.1-1.5x (AVX2 code).
  */
 const WINOGRAD_MIN_CHANNELS = 32;
