@@ -37,6 +37,7 @@ const FORMS = [
   { entryPoint: "storage_f32", what: "storage buffer, 4 x f32" },
   { entryPoint: "storage_mat4", what: "storage buffer, mat4x4f" },
   { entryPoint: "texture_vec4", what: "rgba32float texture, textureLoad" },
+  { entryPoint: "storage_texture_vec4", what: "rgba32float storage texture (read)" },
   { entryPoint: "uniform_vec4", what: "uniform buffer (64 KiB), vec4" },
   { entryPoint: "workgroup_vec4", what: "workgroup memory (16 KiB), vec4" },
 ] as const;
@@ -82,7 +83,8 @@ export async function benchCpuProbe(
   const texture = device.createTexture({
     size: [TEXTURE_WIDTH, vectors / TEXTURE_WIDTH],
     format: "rgba32float",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING |
+      GPUTextureUsage.COPY_DST,
   });
   device.queue.writeTexture({ texture }, data, { bytesPerRow: TEXTURE_WIDTH * 16 }, [
     TEXTURE_WIDTH,
@@ -96,7 +98,7 @@ export async function benchCpuProbe(
   device.queue.writeBuffer(coefficients, 0, new Float32Array([1, 1, 1, 1, 0, 0, 0, 0]));
 
   const sourceOf = (entryPoint: string): GPUBindingResource =>
-    entryPoint === "texture_vec4"
+    entryPoint === "texture_vec4" || entryPoint === "storage_texture_vec4"
       ? texture.createView()
       : entryPoint === "uniform_vec4"
       ? { buffer: table }
@@ -130,7 +132,7 @@ export async function benchCpuProbe(
         INVOCATIONS: invocations,
         LOADS: loads,
         PATTERN: code,
-        ...(entryPoint === "texture_vec4" ? { TEXTURE_WIDTH } : {}),
+        ...(entryPoint.endsWith("texture_vec4") ? { TEXTURE_WIDTH } : {}),
       }, [sourceOf(entryPoint), { buffer: sums }]);
       probes.push({ form: what, pattern, units: invocations * loads * 16 / 1e9, dispatch });
     }

@@ -610,9 +610,10 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
 //
 // statistics_partials, normalize, gradient_partials and input_gradient as above (vec4 bindings),
 // but every activation they read comes from an rgba32float texture that src/ops/staging.ts fills
-// first (a copy command for f32): on lavapipe a texel fetch is one gather for all SIMD lanes, a
-// storage load a scalar loop over them, about 5x dearer without AVX-512 (bench/README.md, "CPU
-// adapters"). What they write stays in storage buffers. Texel t is vector t of the vec4 view, at
+// first (a copy command for f32), bound as a read-only storage texture: on lavapipe a texel fetch
+// is one gather for all SIMD lanes, a storage load a scalar loop over them, about 5x dearer without
+// AVX-512 (bench/README.md, "CPU adapters"), and a storage texture's load is inlined where a sampled
+// one is a call (shaders/README.md, "Bindings"). What they write stays in storage buffers. Texel t is vector t of the vec4 view, at
 // (t & (2^ROW_SHIFT - 1), t >> ROW_SHIFT): every activation of one op has one shape, so one
 // texture extent (textureExtent in src/gpu/tensor.ts).
 
@@ -620,22 +621,22 @@ override ROW_SHIFT: u32;
 
 // The four passes bind x at 0; at 1 normalize's residual or the backward's y (the ReLU mask; x
 // fills it where the pass reads neither); at 2 the backward's dy.
-@group(0) @binding(0) var x_texels: texture_2d<f32>;
-@group(0) @binding(1) var y_or_residual_texels: texture_2d<f32>;
-@group(0) @binding(2) var dy_texels: texture_2d<f32>;
+@group(0) @binding(0) var x_texels: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(1) var y_or_residual_texels: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var dy_texels: texture_storage_2d<rgba32float, read>;
 
 fn texel_at(i: u32) -> vec2u {
   return vec2u(i & ((1u << ROW_SHIFT) - 1u), i >> ROW_SHIFT);
 }
 
 fn x_texel(i: u32) -> vec4f {
-  return textureLoad(x_texels, texel_at(i), 0);
+  return textureLoad(x_texels, texel_at(i));
 }
 
 // dy behind the ReLU mask, at vector i.
 fn effective_gradient_texel(i: u32) -> vec4f {
-  let dy = textureLoad(dy_texels, texel_at(i), 0);
-  if (RELU) { return effective_gradient(dy, textureLoad(y_or_residual_texels, texel_at(i), 0)); }
+  let dy = textureLoad(dy_texels, texel_at(i));
+  if (RELU) { return effective_gradient(dy, textureLoad(y_or_residual_texels, texel_at(i))); }
   return dy;
 }
 
@@ -663,7 +664,7 @@ fn normalize_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = base + k;
       var residual = vec4f(0.0);
-      if (RESIDUAL) { residual = textureLoad(y_or_residual_texels, texel_at(i), 0); }
+      if (RESIDUAL) { residual = textureLoad(y_or_residual_texels, texel_at(i)); }
       normalize_y[i] = vec4<act>(normalized(affines[k], x_texel(i), residual));
     }
   }

@@ -62,6 +62,13 @@ override PADDING: u32;
 override WORKGROUP_SIZE: u32;
 // backward_weight: output pixels per range (a multiple of 4).
 override SPLIT_PIXELS: u32 = 4u;
+// forward and backward_input: the layer is 3x3, stride 1 and padding 1, with rows of a whole
+// number of 16-pixel blocks (OUT_W = IN_W, a multiple of 16). Then the 16 pixels of a block are
+// one run of a row, and the three taps of a kernel row read the same run of 18 neighbouring
+// pixels shifted by one: fetched once per step of 4 channels, 18 texel fetches where the three
+// taps' own columns make 48 (66 fetches per 48 products instead of 96: bench/README.md, "Rows
+// of 16").
+override ROW_BLOCKS: bool = false;
 
 override STORED_IN_C = IN_C;
 override STORED_OUT_C = OUT_C;
@@ -155,9 +162,45 @@ fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   }
 }
 
+// The forward sum's 16 products of one step: x columns a0..a3 (column i of a_r: channels c..c+3
+// of pixel 4r + i) by the weights of output channels o..o+15 at `tap`, channels c..c+3:
+// acc[4g + r] column i holds output channels o + 4g .. +4 of pixel 4r + i. The accumulators stay
+// in registers: after inlining every index is a constant.
+fn forward_products(
+  acc: ptr<function, array<mat4x4f, 16>>,
+  a0: mat4x4f,
+  a1: mat4x4f,
+  a2: mat4x4f,
+  a3: mat4x4f,
+  o: u32,
+  tap: u32,
+  c: u32,
+  local: u32,
+) {
+  let w0 = transpose(weight_block(o, tap, c, local));
+  (*acc)[0] += w0 * a0;
+  (*acc)[1] += w0 * a1;
+  (*acc)[2] += w0 * a2;
+  (*acc)[3] += w0 * a3;
+  let w1 = transpose(weight_block(o + 4u, tap, c, local));
+  (*acc)[4] += w1 * a0;
+  (*acc)[5] += w1 * a1;
+  (*acc)[6] += w1 * a2;
+  (*acc)[7] += w1 * a3;
+  let w2 = transpose(weight_block(o + 8u, tap, c, local));
+  (*acc)[8] += w2 * a0;
+  (*acc)[9] += w2 * a1;
+  (*acc)[10] += w2 * a2;
+  (*acc)[11] += w2 * a3;
+  let w3 = transpose(weight_block(o + 12u, tap, c, local));
+  (*acc)[12] += w3 * a0;
+  (*acc)[13] += w3 * a1;
+  (*acc)[14] += w3 * a2;
+  (*acc)[15] += w3 * a3;
+}
+
 // One tap of the forward sum for a block of 16 pixels (four groups of 4, their input rows at the
-// tap) and output channels o..o+15: acc[4g + r] column i holds output channels o + 4g .. +4 of
-// pixel 4r + i. The accumulators stay in registers: after inlining every index is a constant.
+// tap) and output channels o..o+15, all input channels.
 fn forward_tap(
   acc: ptr<function, array<mat4x4f, 16>>,
   rows0: Rows,
@@ -169,30 +212,87 @@ fn forward_tap(
   local: u32,
 ) {
   for (var c = 0u; c < IN_C; c += 4u) {
-    let a0 = x_columns(rows0, c);
-    let a1 = x_columns(rows1, c);
-    let a2 = x_columns(rows2, c);
-    let a3 = x_columns(rows3, c);
-    let w0 = transpose(weight_block(o, tap, c, local));
-    (*acc)[0] += w0 * a0;
-    (*acc)[1] += w0 * a1;
-    (*acc)[2] += w0 * a2;
-    (*acc)[3] += w0 * a3;
-    let w1 = transpose(weight_block(o + 4u, tap, c, local));
-    (*acc)[4] += w1 * a0;
-    (*acc)[5] += w1 * a1;
-    (*acc)[6] += w1 * a2;
-    (*acc)[7] += w1 * a3;
-    let w2 = transpose(weight_block(o + 8u, tap, c, local));
-    (*acc)[8] += w2 * a0;
-    (*acc)[9] += w2 * a1;
-    (*acc)[10] += w2 * a2;
-    (*acc)[11] += w2 * a3;
-    let w3 = transpose(weight_block(o + 12u, tap, c, local));
-    (*acc)[12] += w3 * a0;
-    (*acc)[13] += w3 * a1;
-    (*acc)[14] += w3 * a2;
-    (*acc)[15] += w3 * a3;
+    forward_products(
+      acc,
+      x_columns(rows0, c),
+      x_columns(rows1, c),
+      x_columns(rows2, c),
+      x_columns(rows3, c),
+      o,
+      tap,
+      c,
+      local,
+    );
+  }
+}
+
+// ---- ROW_BLOCKS: a block is pixels x0..x0+15 of one row ----
+
+// Where the block of 16 pixels from pixel `first` (clamped to the last block) lies in a tensor of
+// height x width pixels per image.
+struct RowBlock {
+  n: u32,
+  y: i32,
+  x0: u32,
+}
+
+fn row_block(first: u32, pixels: u32, height: u32, width: u32) -> RowBlock {
+  let clamped = min(first, pixels - 16u);
+  return RowBlock(clamped / (height * width), i32((clamped / width) % height), clamped % width);
+}
+
+// Pixels x0 - 1 + j, j = 0..17, of row y of a block's image: the pixel index of x0 (0 where the
+// row is padding) and which exist: inside.x pixel x0 - 1, inside.y x0..x0 + 15, inside.z x0 + 16.
+struct Neighbours {
+  base: u32,
+  inside: vec3<bool>,
+}
+
+fn neighbours_of(block: RowBlock, y: i32, height: u32, width: u32) -> Neighbours {
+  let row = y >= 0 && y < i32(height);
+  return Neighbours(
+    select(0u, (block.n * height + u32(y)) * width + block.x0, row),
+    vec3<bool>(row && block.x0 > 0u, row, row && block.x0 + 16u < width),
+  );
+}
+
+fn neighbour_inside(run: Neighbours, j: u32) -> bool {
+  return select(select(run.inside.y, run.inside.z, j == 17u), run.inside.x, j == 0u);
+}
+
+// The pixel index of neighbour j (x0's where it is padding: fetched, then zeroed).
+fn neighbour_pixel(run: Neighbours, j: u32) -> u32 {
+  return select(run.base, run.base + j - 1u, neighbour_inside(run, j));
+}
+
+// Columns j..j+3 of 18 fetched neighbours.
+fn run_columns(texels: ptr<function, array<vec4f, 18>>, j: u32) -> mat4x4f {
+  return mat4x4f((*texels)[j], (*texels)[j + 1u], (*texels)[j + 2u], (*texels)[j + 3u]);
+}
+
+fn x_neighbour(run: Neighbours, j: u32, c: u32) -> vec4f {
+  return select(vec4f(), load_x(neighbour_pixel(run, j) * IN_C, c), neighbour_inside(run, j));
+}
+
+// Input channels c..c+3 of the 18 neighbours (a loop of constant count, unrolled by the compiler:
+// the array is indexed by constants only, and stays in registers).
+fn x_run(run: Neighbours, c: u32) -> array<vec4f, 18> {
+  var texels: array<vec4f, 18>;
+  for (var j = 0u; j < 18u; j++) { texels[j] = x_neighbour(run, j, c); }
+  return texels;
+}
+
+// The forward sum of a row block: kernel row kh reads input row y + kh - 1, and tap (kh, kw)
+// pixel x0 + i reads neighbour i + kw.
+fn forward_rows(acc: ptr<function, array<mat4x4f, 16>>, block: RowBlock, o: u32, local: u32) {
+  for (var kh = 0u; kh < 3u; kh++) {
+    let run = neighbours_of(block, block.y + i32(kh) - 1, IN_H, IN_W);
+    for (var c = 0u; c < IN_C; c += 4u) {
+      var texels = x_run(run, c);
+      shifted_products(true, acc, &texels, 0u, o, kh * 3u, c, local);
+      shifted_products(true, acc, &texels, 1u, o, kh * 3u + 1u, c, local);
+      shifted_products(true, acc, &texels, 2u, o, kh * 3u + 2u, c, local);
+    }
   }
 }
 
@@ -238,6 +338,11 @@ fn forward(
   let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
   let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
   var acc: array<mat4x4f, 16>;
+  if (ROW_BLOCKS) {
+    forward_rows(&acc, row_block(first, OUT_PIXELS, OUT_H, OUT_W), o, local);
+    store_forward(&acc, first, o);
+    return;
+  }
   for (var kh = 0u; kh < KERNEL; kh++) {
     for (var kw = 0u; kw < KERNEL; kw++) {
       forward_tap(
@@ -323,6 +428,91 @@ fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
   }
 }
 
+// backward_input's 16 products of one step: dy columns d0..d3 (column i of d_r: output channels
+// o..o+3 of the pixel that tap `tap` of input pixel 4r + i reads) by the weights of output
+// channels o..o+3 at `tap`, input channels c..c+15: acc[4g + r] column i holds input channels
+// c + 4g .. +4 of input pixel 4r + i.
+fn backward_products(
+  acc: ptr<function, array<mat4x4f, 16>>,
+  d0: mat4x4f,
+  d1: mat4x4f,
+  d2: mat4x4f,
+  d3: mat4x4f,
+  o: u32,
+  tap: u32,
+  c: u32,
+  local: u32,
+) {
+  let w0 = weight_block(o, tap, c, local);
+  (*acc)[0] += w0 * d0;
+  (*acc)[1] += w0 * d1;
+  (*acc)[2] += w0 * d2;
+  (*acc)[3] += w0 * d3;
+  let w1 = weight_block(o, tap, c + 4u, local);
+  (*acc)[4] += w1 * d0;
+  (*acc)[5] += w1 * d1;
+  (*acc)[6] += w1 * d2;
+  (*acc)[7] += w1 * d3;
+  let w2 = weight_block(o, tap, c + 8u, local);
+  (*acc)[8] += w2 * d0;
+  (*acc)[9] += w2 * d1;
+  (*acc)[10] += w2 * d2;
+  (*acc)[11] += w2 * d3;
+  let w3 = weight_block(o, tap, c + 12u, local);
+  (*acc)[12] += w3 * d0;
+  (*acc)[13] += w3 * d1;
+  (*acc)[14] += w3 * d2;
+  (*acc)[15] += w3 * d3;
+}
+
+fn dy_neighbour(run: Neighbours, j: u32, o: u32) -> vec4f {
+  let pixel = neighbour_pixel(run, j);
+  return select(vec4f(), load_input_dy(pixel * OUT_C, o), neighbour_inside(run, j));
+}
+
+// Output channels o..o+3 of the 18 neighbours (as x_run).
+fn dy_run(run: Neighbours, o: u32) -> array<vec4f, 18> {
+  var texels: array<vec4f, 18>;
+  for (var j = 0u; j < 18u; j++) { texels[j] = dy_neighbour(run, j, o); }
+  return texels;
+}
+
+// forward_products (or backward_products) of tap `tap` on the 18 neighbours from `shift` on.
+fn shifted_products(
+  forward: bool,
+  acc: ptr<function, array<mat4x4f, 16>>,
+  texels: ptr<function, array<vec4f, 18>>,
+  shift: u32,
+  o: u32,
+  tap: u32,
+  c: u32,
+  local: u32,
+) {
+  let a0 = run_columns(texels, shift);
+  let a1 = run_columns(texels, shift + 4u);
+  let a2 = run_columns(texels, shift + 8u);
+  let a3 = run_columns(texels, shift + 12u);
+  if (forward) {
+    forward_products(acc, a0, a1, a2, a3, o, tap, c, local);
+  } else {
+    backward_products(acc, a0, a1, a2, a3, o, tap, c, local);
+  }
+}
+
+// The input gradient of a row block: kernel row kh reaches it from output row y + 1 - kh, and tap
+// (kh, kw) of pixel x0 + i from output pixel x0 + i + 1 - kw, neighbour i + 2 - kw.
+fn backward_rows(acc: ptr<function, array<mat4x4f, 16>>, block: RowBlock, c: u32, local: u32) {
+  for (var kh = 0u; kh < 3u; kh++) {
+    let run = neighbours_of(block, block.y + 1 - i32(kh), OUT_H, OUT_W);
+    for (var o = 0u; o < OUT_C; o += 4u) {
+      var texels = dy_run(run, o);
+      shifted_products(false, acc, &texels, 2u, o, kh * 3u, c, local);
+      shifted_products(false, acc, &texels, 1u, o, kh * 3u + 1u, c, local);
+      shifted_products(false, acc, &texels, 0u, o, kh * 3u + 2u, c, local);
+    }
+  }
+}
+
 // Invocation (gid.x, gid.y, gid.z) computes input pixels 16 gid.x .. +16 of parity class gid.z
 // and input channels 16 gid.y .. +16; past the last pixel, on clamped indices (as forward).
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -339,40 +529,30 @@ fn backward_input(
   let pixels1 = class_pixels(first + 4u, class_y, class_x);
   let pixels2 = class_pixels(first + 8u, class_y, class_x);
   let pixels3 = class_pixels(first + 12u, class_y, class_x);
-  // acc[4g + r] column i: input channels c + 4g .. +4 of pixel 4r + i.
   var acc: array<mat4x4f, 16>;
-  for (var kh = (class_y + PADDING) % STRIDE; kh < KERNEL; kh += STRIDE) {
-    for (var kw = (class_x + PADDING) % STRIDE; kw < KERNEL; kw += STRIDE) {
-      let rows0 = output_rows(pixels0, kh, kw);
-      let rows1 = output_rows(pixels1, kh, kw);
-      let rows2 = output_rows(pixels2, kh, kw);
-      let rows3 = output_rows(pixels3, kh, kw);
-      let tap = kh * KERNEL + kw;
-      for (var o = 0u; o < OUT_C; o += 4u) {
-        let d0 = input_dy_columns(rows0, o);
-        let d1 = input_dy_columns(rows1, o);
-        let d2 = input_dy_columns(rows2, o);
-        let d3 = input_dy_columns(rows3, o);
-        let w0 = weight_block(o, tap, c, local);
-        acc[0] += w0 * d0;
-        acc[1] += w0 * d1;
-        acc[2] += w0 * d2;
-        acc[3] += w0 * d3;
-        let w1 = weight_block(o, tap, c + 4u, local);
-        acc[4] += w1 * d0;
-        acc[5] += w1 * d1;
-        acc[6] += w1 * d2;
-        acc[7] += w1 * d3;
-        let w2 = weight_block(o, tap, c + 8u, local);
-        acc[8] += w2 * d0;
-        acc[9] += w2 * d1;
-        acc[10] += w2 * d2;
-        acc[11] += w2 * d3;
-        let w3 = weight_block(o, tap, c + 12u, local);
-        acc[12] += w3 * d0;
-        acc[13] += w3 * d1;
-        acc[14] += w3 * d2;
-        acc[15] += w3 * d3;
+  if (ROW_BLOCKS) {
+    // Stride 1: one parity class, the input pixels in order.
+    backward_rows(&acc, row_block(first, BATCH * IN_H * IN_W, IN_H, IN_W), c, local);
+  } else {
+    for (var kh = (class_y + PADDING) % STRIDE; kh < KERNEL; kh += STRIDE) {
+      for (var kw = (class_x + PADDING) % STRIDE; kw < KERNEL; kw += STRIDE) {
+        let rows0 = output_rows(pixels0, kh, kw);
+        let rows1 = output_rows(pixels1, kh, kw);
+        let rows2 = output_rows(pixels2, kh, kw);
+        let rows3 = output_rows(pixels3, kh, kw);
+        for (var o = 0u; o < OUT_C; o += 4u) {
+          backward_products(
+            &acc,
+            input_dy_columns(rows0, o),
+            input_dy_columns(rows1, o),
+            input_dy_columns(rows2, o),
+            input_dy_columns(rows3, o),
+            o,
+            kh * KERNEL + kw,
+            c,
+            local,
+          );
+        }
       }
     }
   }

@@ -69,6 +69,8 @@ override IMAGE_ROW_SHIFT: u32;
 // false: V = B^T d B of each tile's 6x6 input patch; true: Z = A dY A^T of its 4x4 dy.
 override GRADIENT = false;
 
+// Sampled textures, where conv2d_texture.wgsl reads read-only storage ones: on lavapipe their
+// inlined loads made these transforms slower (shaders/README.md, "Bindings").
 @group(0) @binding(0) var image_texels: texture_2d<f32>;
 @group(0) @binding(1) var<storage, read_write> transformed: array<vec4f>;
 

@@ -10,7 +10,8 @@
 // The data are WINDOW vec4s (the uniform-buffer and workgroup-memory forms cycle through the
 // 64 KiB and 16 KiB those hold). Why: on llvmpipe (Mesa 22.3) a storage-buffer or
 // workgroup-memory load is a loop over the SIMD lanes with a bounds check and an insert per
-// component, a texel fetch a branch-free gather, a uniform-buffer load at one address a single
+// component, a texel fetch a branch-free gather (a call into a sampling function for a sampled
+// texture, inlined for a read-only storage texture), a uniform-buffer load at one address a single
 // scalar load broadcast to the lanes; how much each costs depends on the CPU's instruction set.
 
 override WORKGROUP_SIZE: u32;
@@ -115,6 +116,19 @@ fn workgroup_vec4(
   var sum = vec4f();
   for (var k = 0u; k < LOADS; k++) {
     sum += tile[element(gid.x, k, PATTERN) % TILE];
+  }
+  sums[gid.x] = sum;
+}
+
+// ---- rgba32float read-only storage texture, textureLoad (the same texture) ----
+@group(0) @binding(0) var storage_texels: texture_storage_2d<rgba32float, read>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn storage_texture_vec4(@builtin(global_invocation_id) gid: vec3u) {
+  var sum = vec4f();
+  for (var k = 0u; k < LOADS; k++) {
+    let t = element(gid.x, k, PATTERN);
+    sum += textureLoad(storage_texels, vec2u(t % TEXTURE_WIDTH, t / TEXTURE_WIDTH));
   }
   sums[gid.x] = sum;
 }

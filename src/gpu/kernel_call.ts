@@ -13,7 +13,8 @@ import type { TensorDesc } from "./tensor.ts";
  * How an entry point uses a binding. `read` is `var<storage, read>`; `write` and `read_write` are
  * `var<storage, read_write>`, `write` when the call never reads what was there before (so a
  * transient tensor's first call must write it); `uniform` is `var<uniform>`. A texture tensor
- * (`TensorDesc.texture`) is bound `texture`, a `texture_2d<f32>` read with `textureLoad`, or
+ * (`TensorDesc.texture`) is bound `texture`, read with `textureLoad` (declared `texture_2d<f32>` or
+ * `texture_storage_2d<rgba32float, read>`: shaders/README.md, "Bindings"), or
  * `storage_texture`, a `texture_storage_2d<rgba32float, write>` (a write, like `write`).
  */
 export type Access = "read" | "write" | "read_write" | "uniform" | "texture" | "storage_texture";

@@ -236,12 +236,22 @@ const BLOCKED_WORKGROUP = 16;
 const BLOCKED_PIXELS = 16;
 const BLOCKED_CHANNELS = 16;
 
+/**
+ * Whether forward and backward_input of the blocked kernels take ROW_BLOCKS
+ * (shaders/conv2d_blocked_math.wgsl): 3x3 layers of stride 1 and padding 1 whose rows are whole
+ * blocks of 16 pixels, where the three taps of a kernel row share the input texels they fetch.
+ */
+function rowBlocks(g: Geometry): boolean {
+  return g.kernel === 3 && g.stride === 1 && g.padding === 1 && g.outW % BLOCKED_PIXELS === 0;
+}
+
 /** shaders/conv2d_blocked_math.wgsl with conv2d_blocked.wgsl's storage loads, blocked as above. */
 const BLOCKED: VariantKernels = {
   kernel: kernels.conv2dBlocked,
   workgroupSize: BLOCKED_WORKGROUP,
   constants: (g) => ({
     ...shapeConstants(g),
+    ROW_BLOCKS: rowBlocks(g) ? 1 : 0,
     VECTORIZED: g.inC % 4 === 0 && g.outC % 4 === 0 ? 1 : 0,
   }),
   views: (tensor) => [read(tensor), read(tensor)],
@@ -371,6 +381,7 @@ const BLOCKED_TEXTURE: VariantKernels = {
     const elements = textureElements(g);
     return {
       ...shapeConstants(g),
+      ROW_BLOCKS: rowBlocks(g) ? 1 : 0,
       IN_C: texelChannels(g.inC),
       OUT_C: texelChannels(g.outC),
       STORED_IN_C: g.inC,

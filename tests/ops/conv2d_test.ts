@@ -329,6 +329,42 @@ gpuTest("conv2d winograd: a weight gradient summed in ranges", async (gpu) => {
 
 // The CPU rules pick winograd for 3x3 stride-1 layers of at least 32 channels in and out, and the
 // direct kernels elsewhere; forcing it on a layer it cannot run is the policy's error.
+Deno.test("conv2d blocked: ROW_BLOCKS on exactly the 3x3 stride-1 layers of whole 16-pixel rows", () => {
+  const rowBlocks = (width: number, cin: number, config: Conv2dConfig, variant: Conv2dVariant) => {
+    const xShape = [2, 5, width, cin];
+    const x = tensorDesc("x", xShape);
+    const k = config.kernelSize;
+    const weight = tensorDesc("weight", [8, k, k, cin]);
+    const y = tensorDesc("y", conv2dOutputShape(xShape, 8, config));
+    const policy = KernelPolicy.forcing("conv2d", variant);
+    const calls = [
+      ...conv2dForward({ x, weight, y }, config, policy),
+      ...conv2dBackward(
+        { x, weight, dy: y, dx: tensorDesc("dx", xShape), dweight: tensorDesc("dw", weight.shape) },
+        config,
+        policy,
+      ),
+    ].filter(isKernelCall).filter((call) => call.constants.ROW_BLOCKS !== undefined);
+    // forward, backward_input and backward_weight (which ignores it) share the constants.
+    assert.deepEqual(calls.map((call) => call.entryPoint), [
+      "forward",
+      "backward_input",
+      "backward_weight",
+    ]);
+    const values = new Set(calls.map((call) => call.constants.ROW_BLOCKS));
+    assert.equal(values.size, 1);
+    return [...values][0] === 1;
+  };
+  for (const variant of ["blocked", "blocked_texture"] as const) {
+    assert.equal(rowBlocks(32, 16, SAME, variant), true, variant);
+    assert.equal(rowBlocks(16, 5, SAME, variant), true, `${variant}: padded channels`);
+    assert.equal(rowBlocks(24, 16, SAME, variant), false, `${variant}: rows of 1.5 blocks`);
+    assert.equal(rowBlocks(32, 16, { kernelSize: 3, stride: 2, padding: 1 }, variant), false);
+    assert.equal(rowBlocks(32, 16, { kernelSize: 3, stride: 1, padding: 0 }, variant), false);
+    assert.equal(rowBlocks(32, 16, { kernelSize: 1, stride: 1, padding: 0 }, variant), false);
+  }
+});
+
 Deno.test("conv2d winograd: where the CPU rules choose it", () => {
   const chosen = (cin: number, cout: number, config: Conv2dConfig) => {
     const xShape = [8, 16, 16, cin];
