@@ -612,10 +612,10 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
 // but every activation they read comes from an rgba32float texture that src/ops/staging.ts fills
 // first (a copy command for f32), bound as a read-only storage texture: on lavapipe a texel fetch
 // is one gather for all SIMD lanes, a storage load a scalar loop over them, about 5x dearer without
-// AVX-512 (bench/README.md, "CPU adapters"), and a storage texture's load is inlined where a sampled
-// one is a call (shaders/README.md, "Bindings"). What they write stays in storage buffers. Texel t is vector t of the vec4 view, at
-// (t & (2^ROW_SHIFT - 1), t >> ROW_SHIFT): every activation of one op has one shape, so one
-// texture extent (textureExtent in src/gpu/tensor.ts).
+// AVX-512 (bench/README.md, "CPU adapters"), and a storage texture's load is inlined where a
+// sampled one is a call (shaders/README.md, "Bindings"). What they write stays in storage buffers.
+// Texel t is vector t of the vec4 view, at (t & (2^ROW_SHIFT - 1), t >> ROW_SHIFT): every
+// activation of one op has one shape, so one texture extent (textureExtent in src/gpu/tensor.ts).
 
 override ROW_SHIFT: u32;
 

@@ -333,28 +333,27 @@ fn forward(
 ) {
   let first = gid.x * 16u;
   let o = group.y * 16u;
-  let pixels0 = output_pixels(first, OUT_PIXELS);
-  let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
-  let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
-  let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
   var acc: array<mat4x4f, 16>;
   if (ROW_BLOCKS) {
     forward_rows(&acc, row_block(first, OUT_PIXELS, OUT_H, OUT_W), o, local);
-    store_forward(&acc, first, o);
-    return;
-  }
-  for (var kh = 0u; kh < KERNEL; kh++) {
-    for (var kw = 0u; kw < KERNEL; kw++) {
-      forward_tap(
-        &acc,
-        input_rows(pixels0, kh, kw),
-        input_rows(pixels1, kh, kw),
-        input_rows(pixels2, kh, kw),
-        input_rows(pixels3, kh, kw),
-        o,
-        kh * KERNEL + kw,
-        local,
-      );
+  } else {
+    let pixels0 = output_pixels(first, OUT_PIXELS);
+    let pixels1 = output_pixels(first + 4u, OUT_PIXELS);
+    let pixels2 = output_pixels(first + 8u, OUT_PIXELS);
+    let pixels3 = output_pixels(first + 12u, OUT_PIXELS);
+    for (var kh = 0u; kh < KERNEL; kh++) {
+      for (var kw = 0u; kw < KERNEL; kw++) {
+        forward_tap(
+          &acc,
+          input_rows(pixels0, kh, kw),
+          input_rows(pixels1, kh, kw),
+          input_rows(pixels2, kh, kw),
+          input_rows(pixels3, kh, kw),
+          o,
+          kh * KERNEL + kw,
+          local,
+        );
+      }
     }
   }
   store_forward(&acc, first, o);

@@ -327,8 +327,6 @@ gpuTest("conv2d winograd: a weight gradient summed in ranges", async (gpu) => {
   for (const tensor of [x, weight, dy, dweight]) tensor.buffer.destroy();
 });
 
-// The CPU rules pick winograd for 3x3 stride-1 layers of at least 32 channels in and out, and the
-// direct kernels elsewhere; forcing it on a layer it cannot run is the policy's error.
 Deno.test("conv2d blocked: ROW_BLOCKS on exactly the 3x3 stride-1 layers of whole 16-pixel rows", () => {
   const rowBlocks = (width: number, cin: number, config: Conv2dConfig, variant: Conv2dVariant) => {
     const xShape = [2, 5, width, cin];
@@ -365,6 +363,8 @@ Deno.test("conv2d blocked: ROW_BLOCKS on exactly the 3x3 stride-1 layers of whol
   }
 });
 
+// The CPU rules pick winograd for 3x3 stride-1 layers of at least 32 channels in and out, and the
+// direct kernels elsewhere; forcing it on a layer it cannot run is the policy's error.
 Deno.test("conv2d winograd: where the CPU rules choose it", () => {
   const chosen = (cin: number, cout: number, config: Conv2dConfig) => {
     const xShape = [8, 16, 16, cin];
