@@ -3,13 +3,18 @@ import { type Gpu, OPTIONAL_FEATURES } from "../gpu/device.ts";
 import { isResNet9, type ModelConfig, presetNames, presets } from "../model/config.ts";
 
 /**
- * "llvmpipe (LLVM 15.0.6, 256 bits) (software, Vulkan)": the adapter, whether it runs on the CPU,
- * and the backend, so that Deno's silent fallback to OpenGL shows.
+ * "llvmpipe (LLVM 15.0.6, 256 bits) (software, Vulkan, 4 worker threads)": the adapter, whether it
+ * runs on the CPU, the backend, so that Deno's silent fallback to OpenGL shows, and a software
+ * adapter's worker threads where known.
  */
 export function describeAdapter(
-  gpu: Pick<Gpu, "adapterName" | "isFallbackAdapter" | "backend">,
+  gpu: Pick<Gpu, "adapterName" | "isFallbackAdapter" | "backend" | "cpuThreads">,
 ): string {
-  const notes = [gpu.isFallbackAdapter ? "software" : undefined, gpu.backend].filter(Boolean);
+  const notes = [
+    gpu.isFallbackAdapter ? "software" : undefined,
+    gpu.backend,
+    gpu.cpuThreads === undefined ? undefined : `${gpu.cpuThreads} worker threads`,
+  ].filter(Boolean);
   return notes.length > 0 ? `${gpu.adapterName} (${notes.join(", ")})` : gpu.adapterName;
 }
 

@@ -59,6 +59,11 @@ export interface Gpu {
   readonly backend?: GpuBackend;
   /** True for software adapters (lavapipe, SwiftShader): kernels pick their CPU-friendly variant. */
   readonly isFallbackAdapter: boolean;
+  /**
+   * A software adapter's worker threads where the runtime knows them (lavapipe's LP_NUM_THREADS,
+   * src/gpu/deno_device.ts): its kernels' speed depends on them.
+   */
+  readonly cpuThreads?: number;
   readonly pipelines: PipelineCache;
   /**
    * True where the device has the `subgroups` feature and its subgroups are as the kernels that

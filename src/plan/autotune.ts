@@ -315,7 +315,10 @@ function scratchTensor(gpu: Gpu, tensor: TensorDesc): Tensor {
 }
 
 /** What identifies an adapter to the cache. */
-export type TuneAdapter = Pick<Gpu, "adapterName" | "backend" | "isFallbackAdapter" | "subgroups">;
+export type TuneAdapter = Pick<
+  Gpu,
+  "adapterName" | "backend" | "isFallbackAdapter" | "subgroups" | "cpuThreads"
+>;
 
 export interface TuneOptions {
   /** Times a site's variant; the CLI's is `gpuTimer(gpu)`, tests inject their own. */
@@ -521,11 +524,15 @@ async function readCacheFile(path: string, log: (line: string) => void): Promise
 
 /**
  * The adapter as the cache knows it: its name (a software adapter's includes its LLVM version)
- * and backend, and for a software adapter the CPU it runs on, whose speed is the kernels' speed.
+ * and backend, and for a software adapter the CPU it runs on and its worker threads where known,
+ * on which the kernels' speed depends.
  */
 export async function adapterCacheKey(adapter: TuneAdapter): Promise<string> {
   const parts = [adapter.adapterName, adapter.backend ?? "browser"];
   if (adapter.isFallbackAdapter) parts.push(await cpuName());
+  if (adapter.isFallbackAdapter && adapter.cpuThreads !== undefined) {
+    parts.push(`${adapter.cpuThreads} worker threads`);
+  }
   return parts.join(" | ");
 }
 

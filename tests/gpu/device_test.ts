@@ -67,6 +67,22 @@ async function adapterCommand(env: Record<string, string>) {
 }
 
 Deno.test({
+  name: "lavapipe: two worker threads per core unless LP_NUM_THREADS says otherwise",
+  ...needs("run", "read", "env"),
+  async fn() {
+    const byDefault = await adapterCommand({});
+    assert.equal(byDefault.code, 0, byDefault.stderr.join("\n"));
+    if (!byDefault.stdout[0].includes("software")) return; // a hardware adapter: nothing to set
+    // The test's own LP_NUM_THREADS, if it has one, reaches the command and wins.
+    const threads = Deno.env.get("LP_NUM_THREADS") ??
+      Math.min(2 * navigator.hardwareConcurrency, 16);
+    assert.match(byDefault.stdout[0], new RegExp(`, ${threads} worker threads\\)$`));
+    const chosen = await adapterCommand({ LP_NUM_THREADS: "3" });
+    assert.match(chosen.stdout[0], /^adapter: .+ \(software, \w+, 3 worker threads\)$/);
+  },
+});
+
+Deno.test({
   name: "the adapter line names the backend: Vulkan, or OpenGL when Deno falls back to it",
   ...needs("run", "read", "env"),
   async fn() {
@@ -78,7 +94,10 @@ Deno.test({
     };
     const vulkan = await adapterCommand({ DENO_WEBGPU_BACKEND: "vulkan" });
     if (vulkan.code === 0) {
-      assert.match(vulkan.stdout[0], /^adapter: .+ \((software, )?Vulkan\)$/);
+      assert.match(
+        vulkan.stdout[0],
+        /^adapter: .+ \((software, Vulkan, \d+ worker threads|Vulkan)\)$/,
+      );
       assert.equal(vulkan.stdout[1], "backend: Vulkan");
       assert.match(
         vulkan.stdout[2],
@@ -91,7 +110,10 @@ Deno.test({
     // (Mesa's EGL), else finds no adapter; either way it is said.
     const fallback = await adapterCommand({ VK_ICD_FILENAMES: "/nonexistent/icd.json" });
     if (fallback.code === 0) {
-      assert.match(fallback.stdout[0], /^adapter: .+ \((software, )?OpenGL\)$/);
+      assert.match(
+        fallback.stdout[0],
+        /^adapter: .+ \((software, OpenGL, \d+ worker threads|OpenGL)\)$/,
+      );
       assert.equal(
         fallback.stdout[1],
         "backend: OpenGL, Deno's fallback when it finds no Vulkan driver: install one " +

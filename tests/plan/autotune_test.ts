@@ -344,11 +344,14 @@ Deno.test("the cache lives under XDG_CACHE_HOME, else ~/.cache", needs("env"), (
 });
 
 Deno.test(
-  "a software adapter's cache key names the CPU; a hardware adapter's does not",
+  "a software adapter's cache key names the CPU and its worker threads; a hardware adapter's does not",
   needs("run"),
   async () => {
     const software = await adapterCacheKey({ ...ADAPTER, isFallbackAdapter: true });
     assert.match(software, /^test adapter \| Vulkan \| .+, (avx512|no avx512)$/);
+    const threaded = await adapterCacheKey({ ...ADAPTER, isFallbackAdapter: true, cpuThreads: 4 });
+    assert.equal(threaded, `${software} | 4 worker threads`);
+    assert.equal(await adapterCacheKey({ ...ADAPTER, cpuThreads: 4 }), "test adapter | Vulkan");
     assert.equal(await adapterCacheKey(ADAPTER), "test adapter | Vulkan");
   },
 );
