@@ -216,8 +216,11 @@ function workspaceFor(x: TensorDesc, plan: BatchNormPlan): TensorDesc {
   return workspaceDesc(`${x.label} batch-norm partials`, [plan.workspaceBytes / 4]);
 }
 
-/** Training forward: batch statistics, running-statistics update, then
- * y = act(gamma · (x − mean) · invStd + beta [+ residual]). */
+/**
+ * Training forward: batch statistics, running-statistics update, then
+ * y = act(gamma · (x − mean) · invStd + beta [+ residual]). `staging` stages the activations the
+ * serial_texture kernels read: the call's own, or one a plan shares among its ops (./staging.ts).
+ */
 export function batchNormTrainForward(
   t: {
     x: TensorDesc;
@@ -228,6 +231,7 @@ export function batchNormTrainForward(
   },
   config: { activation: BatchNormActivation; momentum?: number; eps?: number },
   policy: KernelPolicy,
+  staging = new Staging(),
 ): Call[] {
   const op = "batch norm";
   const { x, y, params, saved, residual } = t;
@@ -248,7 +252,6 @@ export function batchNormTrainForward(
   const eps = config.eps ?? BATCH_NORM_EPS;
   const momentum = config.momentum ?? BATCH_NORM_MOMENTUM;
   const workspace = workspaceFor(x, plan);
-  const staging = new Staging();
   const passes = [
     dataPass(kernel, plan, plan.reduction, "statistics_partials", staging, [x], [write(workspace)]),
     combinePass(plan, "statistics_combine", { EPS: eps, MOMENTUM: momentum }, [
@@ -272,7 +275,7 @@ export function batchNormTrainForward(
       eps,
     }),
   ];
-  return [...staging.calls, ...passes];
+  return [...staging.take(), ...passes];
 }
 
 /** Eval forward: y = act(gamma · (x − running_mean) / sqrt(running_var + eps) + beta [+ residual]). */
@@ -280,6 +283,7 @@ export function batchNormEvalForward(
   t: { x: TensorDesc; y: TensorDesc; params: BatchNormParams; residual?: TensorDesc },
   config: { activation: BatchNormActivation; eps?: number },
   policy: KernelPolicy,
+  staging = new Staging(),
 ): Call[] {
   const op = "batch norm eval";
   const { x, y, params, residual } = t;
@@ -291,7 +295,6 @@ export function batchNormEvalForward(
   );
   const kernel = checkActivation(op, y, x, residual);
   checkParams(op, plan.channels, params, []);
-  const staging = new Staging();
   const normalize = normalizePass(kernel, plan, staging, {
     x,
     y,
@@ -304,7 +307,7 @@ export function batchNormEvalForward(
     spreadIsVariance: true,
     eps: config.eps ?? BATCH_NORM_EPS,
   });
-  return [...staging.calls, normalize];
+  return [...staging.take(), normalize];
 }
 
 /**
@@ -327,6 +330,7 @@ export function batchNormBackward(
   },
   config: { activation: BatchNormActivation },
   policy: KernelPolicy,
+  staging = new Staging(),
 ): Call[] {
   const op = "batch norm backward";
   const { x, y, dy, dx, dgamma, dbeta, params, saved, dResidual } = t;
@@ -347,7 +351,6 @@ export function batchNormBackward(
   const maskSource = relu ? y : x;
   const workspace = workspaceFor(x, plan);
   const flags = { RELU: Number(relu), RESIDUAL: Number(dResidual !== undefined) };
-  const staging = new Staging();
   const activations = [x, maskSource, dy];
   const passes = [
     dataPass(kernel, plan, plan.reduction, "gradient_partials", staging, activations, [
@@ -370,7 +373,7 @@ export function batchNormBackward(
       write(dResidual ?? workspaceDesc(`${dx.label} (no residual)`, [4])),
     ], flags),
   ];
-  return [...staging.calls, ...passes];
+  return [...staging.take(), ...passes];
 }
 
 /** Checks y and the residual against x; returns the kernel build for x's element type. */

@@ -513,11 +513,16 @@ function winogradUnsupportedFor(
   return reason === undefined ? undefined : { winograd: reason };
 }
 
-/** y = conv(x, weight): x [N, H, W, Cin], weight [Cout, K, K, Cin], y [N, OH, OW, Cout]. */
+/**
+ * y = conv(x, weight): x [N, H, W, Cin], weight [Cout, K, K, Cin], y [N, OH, OW, Cout]. `staging`
+ * stages the inputs the CPU kernels read as textures: the call's own, or one a plan shares among
+ * its ops so that each tensor is copied once (./staging.ts).
+ */
 export function conv2dForward(
   t: { x: TensorDesc; weight: TensorDesc; y: TensorDesc },
   config: Conv2dConfig,
   policy: KernelPolicy,
+  staging = new Staging(),
 ): Call[] {
   const op = "conv2d";
   const g = checkedGeometry(op, t, config);
@@ -532,11 +537,10 @@ export function conv2dForward(
         KernelPolicy.forcing("conv2d", name, policy.family, policy.subgroups),
       ),
   );
-  const staging = new Staging();
   if (variant === "winograd") {
     const pass = { image: t.x, weight: t.weight, output: t.y, flip: false, staging };
     const calls = winogradCalls({ ...pass, inC: g.inC, outC: g.outC }, g.dtype);
-    return [...staging.calls, ...calls];
+    return [...staging.take(), ...calls];
   }
   const bindings = [
     ...variant.views(t.x, staging),
@@ -544,7 +548,7 @@ export function conv2dForward(
     write(t.y),
   ];
   return [
-    ...staging.calls,
+    ...staging.take(),
     kernelCall({
       kernel: activationKernel(variant.kernel, g.dtype),
       entryPoint: "forward",
@@ -560,12 +564,15 @@ export function conv2dForward(
 /**
  * dx (if given; the stem's input needs none) and dweight for the upstream gradient dy. Both are
  * overwritten, not accumulated. The calls are backward_input (if dx), backward_weight, and where
- * the weight gradient's sum is split, the reduce pass over a workspace of partial sums.
+ * the weight gradient's sum is split, the reduce pass over a workspace of partial sums. `staging`
+ * as conv2dForward's: shared with the forward pass, it serves x's texture (and a Winograd layer's
+ * transformed tiles) without filling them again.
  */
 export function conv2dBackward(
   t: { x: TensorDesc; weight: TensorDesc; dy: TensorDesc; dx?: TensorDesc; dweight: TensorDesc },
   config: Conv2dConfig,
   policy: KernelPolicy,
+  staging = new Staging(),
 ): Call[] {
   const op = "conv2d backward";
   const g = checkedGeometry(op, t, config);
@@ -583,7 +590,6 @@ export function conv2dBackward(
       ),
   );
   // Staged inputs (textures) come first: dy's serves both passes.
-  const staging = new Staging();
   const calls: Call[] = [];
   if (variant === "winograd") {
     const channels = { inC: g.inC, outC: g.outC, staging };
@@ -592,7 +598,7 @@ export function conv2dBackward(
       calls.push(...winogradCalls({ ...pass, ...channels }, g.dtype));
     }
     calls.push(...winogradWeightCalls({ x: t.x, dy: t.dy, dweight: t.dweight, ...channels }));
-    return [...staging.calls, ...calls];
+    return [...staging.take(), ...calls];
   }
   const kernel = activationKernel(variant.kernel, g.dtype);
   const constants = variant.constants(g);
@@ -624,7 +630,7 @@ export function conv2dBackward(
     bindings: [...variant.views(t.x, staging), ...variant.views(t.dy, staging), write(partial)],
     flops: passFlops(g),
   }));
-  calls.unshift(...staging.calls);
+  calls.unshift(...staging.take());
   if (split.splits > 1) {
     const weightSize = elementCount(t.weight.shape);
     calls.push(kernelCall({

@@ -97,32 +97,39 @@ function productConstants(tiles: number, cols: number, rows: number): OverrideCo
 }
 
 /**
- * transform_tiles of `image` (a texture) into `transformed`: V of input tiles, or (`gradient`) Z of
- * dy tiles.
+ * The texture of `image`'s transformed tiles [36, tiles, channels]: V of input tiles, or
+ * (`gradient`) Z of dy tiles; transform_tiles of `image`'s texture into a workspace, then a copy,
+ * added to `staging` once: a plan that shares its staging computes a layer's V once for the
+ * forward pass and the weight gradient.
  */
-function tileTransform(
-  image: TensorDesc,
-  imageTexels: TensorDesc,
-  transformed: TensorDesc,
-  gradient: boolean,
-): Call {
-  const [batch, height, width, channels] = imageTexels.shape;
-  const tiles = transformed.shape[1];
-  return kernelCall({
-    kernel: kernels.conv2dWinograd,
-    entryPoint: "transform_tiles",
-    label: `${image.label} transform_tiles`,
-    workgroupSize: TRANSFORM_WORKGROUP,
-    constants: {
-      BATCH: batch,
-      HEIGHT: height,
-      WIDTH: width,
-      CHANNELS: channels,
-      IMAGE_ROW_SHIFT: rowShiftOf(imageTexels),
-      GRADIENT: gradient ? 1 : 0,
-    },
-    grid: linearGrid((tiles * channels) / 4, TRANSFORM_WORKGROUP),
-    bindings: [sampled(imageTexels), write(transformed)],
+function tileTexels(image: TensorDesc, staging: Staging, gradient: boolean): TensorDesc {
+  const kind = gradient ? "winograd gradient tiles" : "winograd tiles";
+  return staging.derived(image, kind, () => {
+    const imageTexels = staging.texture(image);
+    const [batch, height, width, channels] = imageTexels.shape;
+    const tiles = paddedTiles(batch, height, width);
+    const transformed = workspaceDesc(`${image.label} transformed ${kind.slice(9)}`, [
+      POSITIONS,
+      tiles,
+      channels,
+    ]);
+    staging.add(kernelCall({
+      kernel: kernels.conv2dWinograd,
+      entryPoint: "transform_tiles",
+      label: `${image.label} transform_tiles`,
+      workgroupSize: TRANSFORM_WORKGROUP,
+      constants: {
+        BATCH: batch,
+        HEIGHT: height,
+        WIDTH: width,
+        CHANNELS: channels,
+        IMAGE_ROW_SHIFT: rowShiftOf(imageTexels),
+        GRADIENT: gradient ? 1 : 0,
+      },
+      grid: linearGrid((tiles * channels) / 4, TRANSFORM_WORKGROUP),
+      bindings: [sampled(imageTexels), write(transformed)],
+    }));
+    return staging.texture(transformed);
   });
 }
 
@@ -136,12 +143,11 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
   const rows = texelChannels(rowsReal);
   const what = pass.output.label;
   const transformed = workspaceDesc(`${what} transformed weight`, [rows, POSITIONS, cols]);
-  const image = workspaceDesc(`${what} transformed image`, [POSITIONS, tiles, cols]);
   const product = workspaceDesc(`${what} transformed product`, [POSITIONS, tiles, rows]);
   const geometry = { BATCH: batch, HEIGHT: height, WIDTH: width };
   const later = new Staging();
 
-  const imageTexels = pass.staging.texture(pass.image);
+  const imageTransformTexels = tileTexels(pass.image, pass.staging, false);
   const calls: Call[] = [
     kernelCall({
       kernel: kernels.conv2dWinograd,
@@ -160,11 +166,9 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
       grid: linearGrid(rows * cols, TRANSFORM_WORKGROUP),
       bindings: [read(pass.weight), write(transformed)],
     }),
-    tileTransform(pass.image, imageTexels, image, false),
   ];
   const weightTexels = later.texture(transformed);
-  const imageTransformTexels = later.texture(image);
-  calls.push(...later.calls.splice(0));
+  calls.push(...later.take());
   calls.push(kernelCall({
     kernel: kernels.conv2dTexture,
     entryPoint: "transformed_product",
@@ -185,7 +189,7 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
     flops: 2 * POSITIONS * tiles * rows * cols,
   }));
   const productTexels = later.texture(product);
-  calls.push(...later.calls.splice(0));
+  calls.push(...later.take());
   calls.push(kernelCall({
     // The one transform that stores activations: the dtype's build.
     kernel: activationKernel(kernels.conv2dWinograd, dtype),
@@ -224,8 +228,6 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
   const cols = texelChannels(pass.inC);
   const rows = texelChannels(pass.outC);
   const what = pass.dweight.label;
-  const image = workspaceDesc(`${what} transformed x`, [POSITIONS, tiles, cols]);
-  const gradient = workspaceDesc(`${what} transformed dy`, [POSITIONS, tiles, rows]);
   // Ranges of tiles as the direct kernels' ranges of pixels (conv2d_split.ts).
   const split = splitRanges(tiles, cpuRangeRows(cols, rows), rows * POSITIONS * cols * 4, 4);
   const partials = workspaceDesc(`${what} transformed partial sums`, [
@@ -234,16 +236,9 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
     POSITIONS,
     cols,
   ]);
-  const xTexels = pass.staging.texture(pass.x);
-  const dyTexels = pass.staging.texture(pass.dy);
-  const later = new Staging();
-  const calls: Call[] = [
-    tileTransform(pass.x, xTexels, image, false),
-    tileTransform(pass.dy, dyTexels, gradient, true),
-  ];
-  const imageTexels = later.texture(image);
-  const gradientTexels = later.texture(gradient);
-  calls.push(...later.calls);
+  const imageTexels = tileTexels(pass.x, pass.staging, false);
+  const gradientTexels = tileTexels(pass.dy, pass.staging, true);
+  const calls: Call[] = [];
   const blocks = POSITIONS * Math.ceil(cols / PRODUCT_BLOCK) * Math.ceil(rows / PRODUCT_BLOCK);
   calls.push(
     kernelCall({

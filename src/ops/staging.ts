@@ -22,10 +22,43 @@ import { elementCount } from "../util/shape.ts";
 /** to_texture's workgroup: one texel per invocation, a streaming pass like the elementwise ops. */
 const TO_TEXTURE_WORKGROUP = 64;
 
-/** The staging calls of one op, in the order its textures were asked for. */
+/**
+ * The staging calls of one op, or of a whole plan (src/plan/network.ts): then a tensor that
+ * several ops read as a texture (a layer's input in its forward and backward passes, a block's
+ * input in both branches) is copied once, and its texture lives from there to its last reader.
+ * The plan refuses to write a staged tensor again (`checkTextureSources` in src/plan/allocator.ts), which would leave its
+ * texture stale.
+ */
 export class Staging {
-  readonly calls: Call[] = [];
+  #calls: Call[] = [];
   readonly #textures = new Map<TensorDesc, TensorDesc>();
+  readonly #derived = new Map<TensorDesc, Map<string, TensorDesc>>();
+
+  /** The calls added since the last take, in order: the asking op runs them before its own. */
+  take(): Call[] {
+    const calls = this.#calls;
+    this.#calls = [];
+    return calls;
+  }
+
+  /**
+   * A texture computed from `source` by calls that `fill` adds (to this staging) and returns, once
+   * per `kind`: a Winograd layer's transformed tiles serve its forward and its weight gradient.
+   */
+  derived(source: TensorDesc, kind: string, fill: () => TensorDesc): TensorDesc {
+    const kinds = this.#derived.get(source) ?? new Map<string, TensorDesc>();
+    this.#derived.set(source, kinds);
+    const known = kinds.get(kind);
+    if (known) return known;
+    const texture = fill();
+    kinds.set(kind, texture);
+    return texture;
+  }
+
+  /** Adds calls of the staging's own (a derived texture's). */
+  add(...calls: Call[]): void {
+    this.#calls.push(...calls);
+  }
 
   /**
    * `tensor` as an rgba32float texture (src/gpu/tensor.ts, textureDesc), filled once; a last
@@ -39,11 +72,11 @@ export class Staging {
     const channels = tensor.shape[tensor.shape.length - 1];
     const padded = channels % 4 !== 0;
     if (!padded && tensor.dtype === "f32") {
-      this.calls.push(textureCopy(tensor, texture));
+      this.#calls.push(textureCopy(tensor, texture));
       return texture;
     }
     const texels = elementCount(texture.shape) / 4;
-    this.calls.push(kernelCall({
+    this.#calls.push(kernelCall({
       kernel: activationKernel(kernels.toTexture, tensor.dtype),
       entryPoint: padded ? "to_texture_padded" : "to_texture",
       workgroupSize: TO_TEXTURE_WORKGROUP,

@@ -80,8 +80,50 @@ function sameKind(slot: Slot, tensor: TensorDesc): boolean {
   return slot.texture?.join("x") === tensor.texture?.join("x");
 }
 
+/**
+ * Throws a PlanError where a tensor is written again while a texture filled from it (a copy or a
+ * to_texture call: the tensors it reads) is still to be read by a later call: that call would read
+ * a stale texture. A plan
+ * shares its textures among its ops (src/ops/staging.ts), so a texture may be read long after it
+ * was filled.
+ */
+export function checkTextureSources(
+  calls: readonly Call[],
+  lives: ReadonlyMap<TensorDesc, Lifetime>,
+): void {
+  calls.forEach((call, index) => {
+    const filled = call.bindings.filter(({ tensor, access }) =>
+      access === "storage_texture" && tensor.texture
+    );
+    const sources = call.bindings.filter(({ access }) => access === "read").map((b) => b.tensor);
+    for (const { tensor: texture } of filled) {
+      const last = lives.get(texture)?.last ?? index;
+      // A call may read the texture and write the source: its reads see the texture as filled.
+      for (let later = index + 1; later < last; later++) {
+        const rewritten = calls[later].bindings.find(({ tensor, access }) =>
+          isWritable(access) && sources.some((source) => sameBytes(source, tensor))
+        );
+        if (rewritten) {
+          throw new PlanError(
+            `plan: ${calls[later].label} writes ${rewritten.tensor.label} while ` +
+              `${texture.label}, filled from it, is still to be read: stage it again after the write`,
+          );
+        }
+      }
+    }
+  });
+}
+
+/** Whether two tensors share bytes: the same transient, or overlapping ranges of one buffer. */
+function sameBytes(a: TensorDesc, b: TensorDesc): boolean {
+  if (a === b) return true;
+  if (!hasStorage(a) || !hasStorage(b) || a.buffer !== b.buffer) return false;
+  return a.offset < b.offset + byteSize(b) && b.offset < a.offset + byteSize(a);
+}
+
 export function allocate(calls: readonly Call[]): Allocation {
   const lives = lifetimes(calls);
+  checkTextureSources(calls, lives);
   const slots: (Slot & { freeAfter: number })[] = [];
   const transients = new Map<TensorDesc, Lifetime & { slot: Slot }>();
   const bytes = { activation: 0, workspace: 0 };

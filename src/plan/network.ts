@@ -33,6 +33,7 @@ import { activationDtype } from "../ops/shape.ts";
 import { crossEntropyEvaluate, crossEntropyTrain } from "../ops/softmax_cross_entropy.ts";
 import type { ConvBn, Layer } from "../model/architecture.ts";
 import type { WeightTensors } from "../model/weights.ts";
+import { Staging } from "../ops/staging.ts";
 import { Program } from "./program.ts";
 
 export type Mode = "train" | "eval";
@@ -117,6 +118,12 @@ class NetworkBuilder {
   readonly #mode: Mode;
   readonly #policy: KernelPolicy;
   readonly #dtype: DType;
+  /**
+   * The textures the CPU kernels read, staged once for the whole step: a layer's input and
+   * weights copied for its forward pass serve its backward pass too, and a Winograd layer's
+   * transformed tiles its weight gradient (src/ops/staging.ts).
+   */
+  readonly #staging = new Staging();
 
   constructor(weights: WeightTensors, mode: Mode, policy: KernelPolicy, dtype: DType) {
     this.#weights = weights;
@@ -301,7 +308,10 @@ class NetworkBuilder {
       unit.conv.name,
       conv2dOutputShape(input.shape, unit.conv.outChannels, config),
     );
-    p.add(unit.conv.name, conv2dForward({ x: input, weight, y: conv }, config, this.#policy));
+    p.add(
+      unit.conv.name,
+      conv2dForward({ x: input, weight, y: conv }, config, this.#policy, this.#staging),
+    );
 
     const params = this.#weights.batchNorm(unit.bn.name);
     const output = this.#activation(unit.bn.name, conv.shape);
@@ -312,6 +322,7 @@ class NetworkBuilder {
           { x: conv, y: output, params, residual },
           { activation },
           this.#policy,
+          this.#staging,
         ),
       );
       return { unit, input, conv, output, activation, residual };
@@ -327,6 +338,7 @@ class NetworkBuilder {
         { x: conv, y: output, params, saved, residual },
         { activation },
         this.#policy,
+        this.#staging,
       ),
     );
     return { unit, input, conv, output, saved, activation, residual };
@@ -358,6 +370,7 @@ class NetworkBuilder {
         },
         { activation: tape.activation },
         this.#policy,
+        this.#staging,
       ),
     );
     const dInput = this.#activation(`d ${tape.input.label}`, tape.input.shape);
@@ -373,6 +386,7 @@ class NetworkBuilder {
         },
         convConfig(unit),
         this.#policy,
+        this.#staging,
       ),
     );
     return dInput;

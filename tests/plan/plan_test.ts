@@ -165,6 +165,30 @@ Deno.test("a tensor read before any call writes it is a planning error", () => {
   assert.throws(() => allocate([call("accumulates", [readWrite(orphan)])]), PlanError);
 });
 
+Deno.test("a tensor written again while a texture filled from it is still read is refused", () => {
+  const [a, b] = ["a", "b"].map((label) => tensorDesc(label, [8, 4]));
+  const texels = textureDesc("a texels", a);
+  const fill = call("copy a", [read(a), storageTexture(texels)]);
+  const rewrite = call("rewrites a", [read(b), write(a)]);
+  const reader = call("reads a's texels", [sampled(texels), write(b)]);
+  const stale = [call("a", [write(a)]), call("b", [write(b)]), fill, rewrite, reader];
+  assert.throws(
+    () => allocate(stale),
+    (error: Error) =>
+      error instanceof PlanError &&
+      error.message === "plan: rewrites a writes a while a texels, filled from it, is still to " +
+          "be read: stage it again after the write",
+  );
+  // Written after the texture's last reader, or filled again after the write: fine.
+  allocate([call("a", [write(a)]), call("b", [write(b)]), fill, reader, rewrite]);
+  const again = textureDesc("a texels again", a);
+  allocate([
+    ...stale.slice(0, 4),
+    call("copy a again", [read(a), storageTexture(again)]),
+    call("reads them", [sampled(again), write(b)]),
+  ]);
+});
+
 Deno.test("a deliberately wrong reuse is refused: two live tensors in one buffer", () => {
   const [a, b, c] = ["a", "b", "c"].map((label) => tensorDesc(label, [8]));
   const calls = [
@@ -372,9 +396,25 @@ Deno.test("a whole resnet18 training step plans its convs' textures without a GP
     assert.deepEqual(slot.texture, tensor.texture, tensor.label);
     assert.equal(slot.role, "workspace", tensor.label);
   }
-  // Slots are shared: far fewer textures than staged tensors.
+  // The step stages each tensor once (src/ops/staging.ts): a layer's input and weights serve its
+  // forward and backward passes, a block's input both branches; and a Winograd layer transforms
+  // its input's tiles once, for its forward pass and its weight gradient. Textures still share
+  // slots where their lives allow.
+  const sources = textures.map(([tensor]) =>
+    calls.find((call) =>
+      call.bindings.some((b) => b.tensor === tensor && b.access === "storage_texture")
+    )!.bindings.find((b) => b.access === "read")!.tensor
+  );
+  const sourceKeys = sources.map((tensor) =>
+    hasStorage(tensor) ? `${tensor.offset} of ${tensor.label}` : tensor
+  );
+  assert.equal(new Set(sourceKeys).size, sourceKeys.length, "a tensor staged twice");
+  const tileTransforms = calls.filter((call) => call.label.endsWith("transform_tiles"));
+  const winogradLayers = calls.filter((call) => call.label.endsWith("transform_output")).length / 2;
+  assert.ok(winogradLayers > 0);
+  assert.equal(tileTransforms.length, 3 * winogradLayers); // V of x, V of dy, Z of dy
   const slots = new Set(textures.map(([, placed]) => placed.slot));
-  assert.ok(slots.size < textures.length / 4, `${slots.size} slots, ${textures.length} textures`);
+  assert.ok(slots.size < textures.length, `${slots.size} slots, ${textures.length} textures`);
 });
 
 Deno.test("an evaluation plan binds no gradient and writes no running statistic", () => {
