@@ -12,6 +12,7 @@ import {
 } from "../../src/ops/conv2d.ts";
 import { KERNEL_FAMILIES, KernelPolicy, KernelPolicyError } from "../../src/ops/policy.ts";
 import { type ActivationDType, ShapeError } from "../../src/ops/shape.ts";
+import { Staging } from "../../src/ops/staging.ts";
 import { materialize, submitCalls } from "../../src/plan/materialize.ts";
 import {
   CONV2D_ODD_CASES,
@@ -243,10 +244,10 @@ Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => 
   const policy = KernelPolicy.forcing("conv2d", "winograd");
   const forward = conv2dForward({ x, weight, y }, SAME, policy);
   const copy = "copy.buffer_to_texture";
+  // Staging: an image's transformed tiles, then copied to a texture.
+  const tiles = ["conv2d_winograd.transform_tiles", copy];
   const transformedConvolution = [
     "conv2d_winograd.transform_weight",
-    "conv2d_winograd.transform_tiles",
-    copy,
     copy,
     "conv2d_texture.transformed_product",
     copy,
@@ -255,20 +256,42 @@ Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => 
   // x has 17 channels: padded to whole texels by to_texture_padded, not copied.
   assert.deepEqual(forward.map(callOp), [
     "to_texture.to_texture_padded",
+    ...tiles,
     ...transformedConvolution,
   ]);
   const backward = conv2dBackward({ x, weight, dy: y, dx, dweight }, SAME, policy);
-  assert.deepEqual(backward.map(callOp), [
-    copy,
-    "to_texture.to_texture_padded",
-    ...transformedConvolution,
-    "conv2d_winograd.transform_tiles",
-    "conv2d_winograd.transform_tiles",
-    copy,
-    copy,
+  // Staged first: dy (copied) and its tiles for dx, x and its tiles, dy's gradient tiles (Z).
+  const weightGradient = [
     "conv2d_texture.transformed_weight_product",
     "conv2d_winograd.transform_weight_gradient",
+  ];
+  assert.deepEqual(backward.map(callOp), [
+    copy,
+    ...tiles,
+    "to_texture.to_texture_padded",
+    ...tiles,
+    ...tiles,
+    ...transformedConvolution,
+    ...weightGradient,
   ]);
+  // With the staging of a plan's step shared, the backward pass finds x's texture and tiles
+  // where the forward pass left them: the same tensors, not staged again.
+  const staging = new Staging();
+  const stepForward = conv2dForward({ x, weight, y }, SAME, policy, staging);
+  const stepBackward = conv2dBackward({ x, weight, dy: y, dx, dweight }, SAME, policy, staging);
+  assert.deepEqual(stepForward.map(callOp), forward.map(callOp));
+  assert.deepEqual(stepBackward.map(callOp), [
+    copy,
+    ...tiles,
+    ...tiles,
+    ...transformedConvolution,
+    ...weightGradient,
+  ]);
+  const forwardTiles = stepForward.filter(isKernelCall)
+    .find((call) => call.entryPoint === "transformed_product")!.bindings[0].tensor;
+  const backwardTiles = stepBackward.filter(isKernelCall)
+    .find((call) => call.entryPoint === "transformed_weight_product")!.bindings[0].tensor;
+  assert.equal(backwardTiles, forwardTiles);
   const find = (calls: Call[], entryPoint: string) =>
     calls.filter(isKernelCall).find((call) => call.entryPoint === entryPoint)!;
   // 3 images of 2x2 tiles: 12 tiles, padded to a block of 16; channels padded to 20 and 12.
