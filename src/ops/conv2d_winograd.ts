@@ -12,9 +12,11 @@
  *   transform_tiles   dy -> Z [36, tiles, out]          (GRADIENT: dL/dM = A dY A^T)
  *   transformed_weight_product Z, V -> dU partial sums [ranges, out, 36, in]
  *   transform_weight_gradient dU -> dweight             (the ranges summed, G^T dU G)
- * with U, V, M and Z copied into textures before their readers (src/ops/staging.ts). The products
- * do 36 multiply-adds per 4x4 tile and channel pair, the direct kernels 144; the transforms write
- * and read V, M and Z, 36/16 of the image's and the output's elements each, in workspaces.
+ * with U, V, M and Z copied into textures before their readers (src/ops/staging.ts; where the
+ * forward pass and the weight gradient share a staging, as in a training step, x's V is made once
+ * for both). The products do 36 multiply-adds per 4x4 tile and channel pair, the direct kernels
+ * 144; the transforms write and read V, M and Z, 36/16 of the image's and the output's elements
+ * each, in workspaces.
  */
 import { type Call, kernelCall, linearGrid, read, sampled, write } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
@@ -103,12 +105,12 @@ function productConstants(tiles: number, cols: number, rows: number): OverrideCo
  * forward pass and the weight gradient.
  */
 function tileTexels(image: TensorDesc, staging: Staging, gradient: boolean): TensorDesc {
-  const kind = gradient ? "winograd gradient tiles" : "winograd tiles";
-  return staging.derived(image, kind, () => {
+  const what = gradient ? "gradient tiles" : "tiles";
+  return staging.derived(image, `winograd ${what}`, () => {
     const imageTexels = staging.texture(image);
     const [batch, height, width, channels] = imageTexels.shape;
     const tiles = paddedTiles(batch, height, width);
-    const transformed = workspaceDesc(`${image.label} transformed ${kind.slice(9)}`, [
+    const transformed = workspaceDesc(`${image.label} transformed ${what}`, [
       POSITIONS,
       tiles,
       channels,
