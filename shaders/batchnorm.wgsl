@@ -619,11 +619,19 @@ fn input_gradient_scalar(@builtin(global_invocation_id) gid: vec3u, @builtin(num
 
 override ROW_SHIFT: u32;
 
+// With DY_TERMS = 2 the backward passes take dy as the sum of two tensors, read from two textures:
+// the gradient of a block's input, which reached it through both branches, summed where it is
+// read instead of by an add pass of its own (src/ops/batchnorm.ts).
+override DY_TERMS: u32 = 1u;
+
 // The four passes bind x at 0; at 1 normalize's residual or the backward's y (the ReLU mask; x
-// fills it where the pass reads neither); at 2 the backward's dy.
+// fills it where the pass reads neither); at 2 the backward's dy; the backward's second term of dy
+// after their other bindings (dy fills it with one term).
 @group(0) @binding(0) var x_texels: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(1) var y_or_residual_texels: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var dy_texels: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(5) var partials_dy_second_texels: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var input_dy_second_texels: texture_storage_2d<rgba32float, read>;
 
 fn texel_at(i: u32) -> vec2u {
   return vec2u(i & ((1u << ROW_SHIFT) - 1u), i >> ROW_SHIFT);
@@ -633,11 +641,23 @@ fn x_texel(i: u32) -> vec4f {
   return textureLoad(x_texels, texel_at(i));
 }
 
-// dy behind the ReLU mask, at vector i.
-fn effective_gradient_texel(i: u32) -> vec4f {
-  let dy = textureLoad(dy_texels, texel_at(i));
+// dy (plus `dy_second`, its second term or zero) behind the ReLU mask, at vector i.
+fn effective_gradient_texel(i: u32, dy_second: vec4f) -> vec4f {
+  let dy = textureLoad(dy_texels, texel_at(i)) + dy_second;
   if (RELU) { return effective_gradient(dy, textureLoad(y_or_residual_texels, texel_at(i))); }
   return dy;
+}
+
+// The second term of dy at vector i, zero with one term; one function per pass, as WGSL cannot
+// pass a texture binding as an argument.
+fn partials_dy_second(i: u32) -> vec4f {
+  if (DY_TERMS == 2u) { return textureLoad(partials_dy_second_texels, texel_at(i)); }
+  return vec4f(0.0);
+}
+
+fn input_dy_second(i: u32) -> vec4f {
+  if (DY_TERMS == 2u) { return textureLoad(input_dy_second_texels, texel_at(i)); }
+  return vec4f(0.0);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -680,7 +700,8 @@ fn gradient_partials_texture(@builtin(global_invocation_id) gid: vec3u, @builtin
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = base + k;
-      sums[k] = gradient_sums_add(sums[k], effective_gradient_texel(i), x_texel(i) - means[k]);
+      let dy_eff = effective_gradient_texel(i, partials_dy_second(i));
+      sums[k] = gradient_sums_add(sums[k], dy_eff, x_texel(i) - means[k]);
     }
   }
   store_gradient_sums(lane, sums);
@@ -695,7 +716,7 @@ fn input_gradient_texture(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
     let base = row * VECTORS_PER_ROW + lane.first_vector;
     for (var k = 0u; k < VECTORS_PER_LANE; k++) {
       let i = base + k;
-      let dy_eff = effective_gradient_texel(i);
+      let dy_eff = effective_gradient_texel(i, input_dy_second(i));
       input_dx[i] = vec4<act>(input_gradient_at(coefficients[k], dy_eff, x_texel(i)));
       if (RESIDUAL) { input_dresidual[i] = vec4<act>(dy_eff); }
     }

@@ -28,11 +28,18 @@ import {
   write,
 } from "../gpu/kernel_call.ts";
 import type { OverrideConstants } from "../gpu/pipeline.ts";
-import { MAX_TEXTURE_SIDE, type TensorDesc, textureExtent, workspaceDesc } from "../gpu/tensor.ts";
+import {
+  MAX_TEXTURE_SIDE,
+  type TensorDesc,
+  tensorDesc,
+  textureExtent,
+  workspaceDesc,
+} from "../gpu/tensor.ts";
 import { elementCount } from "../util/shape.ts";
 import { rowShiftOf, Staging } from "./staging.ts";
 import type { Kernel } from "../gpu/pipeline.ts";
 import { activationKernel, kernels } from "../shaders.ts";
+import { addForward } from "./add.ts";
 import { KernelPolicy } from "./policy.ts";
 import { activationDtype, expectTensor, nhwc, ShapeError } from "./shape.ts";
 
@@ -314,13 +321,17 @@ export function batchNormEvalForward(
  * Backward of the training forward: dx, dgamma and dbeta, overwritten. y is the forward's output,
  * whose sign gives the ReLU mask; dResidual, given when the forward had a residual, receives the
  * gradient after the mask (dy itself without a ReLU). The eps the statistics were taken with is
- * already folded into saved.invStd.
+ * already folded into saved.invStd. With dySecond the output's gradient is dy + dySecond (a
+ * tensor read by two branches, as a residual block's input): serial_texture sums the two where
+ * its passes read dy, saving the add pass and its store of a whole activation; the other variants
+ * take one tensor, which an add call fills first.
  */
 export function batchNormBackward(
   t: {
     x: TensorDesc;
     y: TensorDesc;
     dy: TensorDesc;
+    dySecond?: TensorDesc;
     dx: TensorDesc;
     dgamma: TensorDesc;
     dbeta: TensorDesc;
@@ -333,7 +344,7 @@ export function batchNormBackward(
   staging = new Staging(),
 ): Call[] {
   const op = "batch norm backward";
-  const { x, y, dy, dx, dgamma, dbeta, params, saved, dResidual } = t;
+  const { x, y, dySecond, dx, dgamma, dbeta, params, saved, dResidual } = t;
   const plan = checkedPlan(
     op,
     x,
@@ -341,7 +352,7 @@ export function batchNormBackward(
     (variant) => batchNormBackward(t, config, KernelPolicy.forcing("batchnorm", variant)),
   );
   const dtype = activationDtype(op, x);
-  for (const tensor of [y, dy, dx, dResidual]) {
+  for (const tensor of [y, t.dy, dySecond, dx, dResidual]) {
     if (tensor) expectTensor(op, tensor, x.shape, dtype);
   }
   const kernel = activationKernel(kernels.batchnorm, dtype);
@@ -350,13 +361,22 @@ export function batchNormBackward(
   // Without a ReLU the kernels never read y; x fills its binding.
   const maskSource = relu ? y : x;
   const workspace = workspaceFor(x, plan);
+  const sum = dySecond && !plan.textures
+    ? tensorDesc(`${t.dy.label} + ${dySecond.label}`, x.shape, dtype)
+    : undefined;
+  const dy = sum ?? t.dy;
+  // The texture passes bind dy's second term last (dy fills its binding when there is none).
+  const second = plan.textures ? [sampled(staging.texture(dySecond ?? dy))] : [];
+  const terms: OverrideConstants = plan.textures ? { DY_TERMS: dySecond ? 2 : 1 } : {};
   const flags = { RELU: Number(relu), RESIDUAL: Number(dResidual !== undefined) };
   const activations = [x, maskSource, dy];
   const passes = [
+    ...(sum ? addForward({ a: t.dy, b: dySecond!, y: sum }) : []),
     dataPass(kernel, plan, plan.reduction, "gradient_partials", staging, activations, [
       read(saved.mean),
       write(workspace),
-    ], { RELU: flags.RELU }),
+      ...second,
+    ], { RELU: flags.RELU, ...terms }),
     combinePass(plan, "gradient_combine", {}, [
       readWrite(params.gamma),
       readWrite(saved.mean),
@@ -371,7 +391,8 @@ export function batchNormBackward(
       // Without a residual the kernel never writes this binding, but a layout that drops no
       // binding needs one there: a scratch tensor of one channel vector fills it.
       write(dResidual ?? workspaceDesc(`${dx.label} (no residual)`, [4])),
-    ], flags),
+      ...second,
+    ], { ...flags, ...terms }),
   ];
   return [...staging.take(), ...passes];
 }

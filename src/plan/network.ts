@@ -87,6 +87,16 @@ function convConfig(unit: ConvBn): Conv2dConfig {
   return { kernelSize: unit.conv.kernelSize, stride: unit.conv.stride, padding: unit.conv.padding };
 }
 
+/**
+ * The gradient of a tensor: dy, or dy + dySecond where the tensor fed two branches (a residual
+ * block's input). The sum is left to the reader: batch norm's backward takes both terms
+ * (src/ops/batchnorm.ts), and `#summed` adds them for any other reader.
+ */
+interface Gradient {
+  dy: TensorDesc;
+  dySecond?: TensorDesc;
+}
+
 /** Settings of the loss that are not tensors. */
 export interface LossOptions {
   /** Training: PyTorch's CrossEntropyLoss(label_smoothing); default 0. */
@@ -196,15 +206,16 @@ class NetworkBuilder {
         dbias: this.#weights.grad("fc.bias"),
       }, scale),
     );
-    let dx = this.#activation(`d ${x.label}`, x.shape);
+    const dx = this.#activation(`d ${x.label}`, x.shape);
     p.add(
       "global pool backward",
       maxPooled
         ? globalMaxPoolBackward({ x, dy: dpooled, dx })
         : globalAvgPoolBackward({ dy: dpooled, dx }),
     );
+    let d: Gradient = { dy: dx };
     tapes.toReversed().forEach((tape, index) => {
-      dx = this.#layerBackward(tape, dx, index < tapes.length - 1);
+      d = this.#layerBackward(tape, d, index < tapes.length - 1);
     });
     return p;
   }
@@ -253,18 +264,18 @@ class NetworkBuilder {
    * Backward of a layer given the gradient of its output; returns the gradient of its input, which
    * the first layer (`inputGradient` false: the images need none) does not compute.
    */
-  #layerBackward(tape: LayerTape, dOutput: TensorDesc, inputGradient: boolean): TensorDesc {
+  #layerBackward(tape: LayerTape, dOutput: Gradient, inputGradient: boolean): Gradient {
     const p = this.program;
     switch (tape.kind) {
       case "unit":
-        return this.#convBnBackward(tape.unit, dOutput, undefined, inputGradient);
+        return { dy: this.#convBnBackward(tape.unit, dOutput, undefined, inputGradient) };
       case "max_pool": {
         const dInput = this.#activation(`d ${tape.input.label}`, tape.input.shape);
         p.add(
           `max pool of ${tape.input.label} backward`,
-          maxPoolBackward({ x: tape.input, dy: dOutput, dx: dInput }),
+          maxPoolBackward({ x: tape.input, dy: this.#summed(dOutput, tape.output), dx: dInput }),
         );
-        return dInput;
+        return { dy: dInput };
       }
       case "block": {
         const [lastUnit, ...earlier] = tape.residual.toReversed();
@@ -273,25 +284,31 @@ class NetworkBuilder {
           lastUnit.residual!.shape,
         );
         let d = this.#convBnBackward(lastUnit, dOutput, dResidual);
-        for (const unit of earlier) d = this.#convBnBackward(unit, d);
+        for (const unit of earlier) d = this.#convBnBackward(unit, { dy: d });
         const dFromShortcut = tape.shortcut
-          ? this.#convBnBackward(tape.shortcut, dResidual)
+          ? this.#convBnBackward(tape.shortcut, { dy: dResidual })
           : dResidual;
-        return this.#sumOfGradients(tape.input, d, dFromShortcut);
+        return { dy: d, dySecond: dFromShortcut };
       }
       case "residual": {
-        let d = dOutput;
-        for (const unit of tape.units.toReversed()) d = this.#convBnBackward(unit, d);
-        return this.#sumOfGradients(tape.input, d, dOutput);
+        // The layer's output gradient has two readers here: summed once for both.
+        const dSum = this.#summed(dOutput, tape.output);
+        let d = dSum;
+        for (const unit of tape.units.toReversed()) d = this.#convBnBackward(unit, { dy: d });
+        return { dy: d, dySecond: dSum };
       }
     }
   }
 
-  /** The gradient of `input`, which fed two branches, from theirs. */
-  #sumOfGradients(input: TensorDesc, a: TensorDesc, b: TensorDesc): TensorDesc {
-    const dInput = this.#activation(`d ${input.label}`, input.shape);
-    this.program.add(`sum of gradients into ${input.label}`, addForward({ a, b, y: dInput }));
-    return dInput;
+  /** `gradient` (of `of`) as one tensor: its two terms added, where it has two. */
+  #summed(gradient: Gradient, of: TensorDesc): TensorDesc {
+    if (!gradient.dySecond) return gradient.dy;
+    const sum = this.#activation(`d ${of.label}`, of.shape);
+    this.program.add(
+      `sum of gradients into ${of.label}`,
+      addForward({ a: gradient.dy, b: gradient.dySecond, y: sum }),
+    );
+    return sum;
   }
 
   /** conv then BN (+ residual) (+ ReLU); returns the unit's tape. */
@@ -347,7 +364,7 @@ class NetworkBuilder {
   /** Backward of a unit given the gradient of its output; returns the gradient of its input. */
   #convBnBackward(
     tape: UnitTape,
-    dOutput: TensorDesc,
+    dOutput: Gradient,
     dResidual?: TensorDesc,
     inputGradient = true,
   ): TensorDesc {
@@ -360,7 +377,8 @@ class NetworkBuilder {
         {
           x: tape.conv,
           y: tape.output,
-          dy: dOutput,
+          dy: dOutput.dy,
+          dySecond: dOutput.dySecond,
           dx: dConv,
           dgamma: this.#weights.grad(`${unit.bn.name}.weight`),
           dbeta: this.#weights.grad(`${unit.bn.name}.bias`),

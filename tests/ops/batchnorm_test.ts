@@ -226,7 +226,8 @@ interface GpuResult {
 
 /**
  * One training forward and its backward in one submit, on activations (x, residual, y and their
- * gradients) of `dtype`; parameters, statistics and their gradients are f32 either way.
+ * gradients) of `dtype`; parameters, statistics and their gradients are f32 either way. With
+ * `dySecond` the backward takes the output's gradient as the two terms dy + dySecond.
  */
 async function trainStep(
   gpu: Gpu,
@@ -237,6 +238,7 @@ async function trainStep(
   running: Running,
   dy: Float64Array,
   dtype: ActivationDType = "f32",
+  dySecond?: Float64Array,
 ): Promise<GpuResult> {
   const { params, saved } = gpuParams(gpu, inputs, running);
   const x = activationTensor(gpu, "x", shape, inputs.x, dtype);
@@ -257,6 +259,7 @@ async function trainStep(
         x,
         y,
         dy: activationTensor(gpu, "dy", shape, dy, dtype),
+        dySecond: dySecond && activationTensor(gpu, "dy second", shape, dySecond, dtype),
         dx,
         dgamma,
         dbeta,
@@ -376,14 +379,29 @@ async function compareWithReference(
   form: Form,
   mean = 0,
   dtype: ActivationDType = "f32",
+  dyTerms: 1 | 2 = 1,
 ): Promise<void> {
-  const name = `${form} [${shape}] ${variant} ${dtype}`;
+  const name = `${form} [${shape}] ${variant} ${dtype}${dyTerms === 2 ? ", dy in two terms" : ""}`;
   const random = new Random(count(shape));
   const running = randomRunning(random, shape[3]);
   const inputs = randomInputs(random, shape, form, mean, dtype);
-  const dy = roundTo(f32Array(count(shape), () => random.uniform(-1, 1)), dtype);
+  const randomGradient = () => roundTo(f32Array(count(shape), () => random.uniform(-1, 1)), dtype);
+  const terms = Array.from({ length: dyTerms }, randomGradient);
+  // The reference takes the exact sum of the terms; the kernels sum them in f32 (the add of the
+  // variants without textures rounds the sum to the activations' type once, within F16_STORAGE).
+  const dy = terms.length === 2 ? referenceAdd(terms[0], terms[1]) : terms[0];
   const expected = referenceForward(inputs, running, shape, form);
-  const actual = await trainStep(gpu, variant, shape, form, inputs, running, dy, dtype);
+  const actual = await trainStep(
+    gpu,
+    variant,
+    shape,
+    form,
+    inputs,
+    running,
+    terms[0],
+    dtype,
+    terms[1],
+  );
   // f16: y and dx are rounded to f16 once; the statistics, dgamma and dbeta are f32 sums.
   const tolerance = dtype === "f16" ? F16_STORAGE : REDUCTION;
   assertAllClose(actual.y, expected.y, tolerance, `${name}: forward`);
@@ -421,6 +439,26 @@ for (const variant of BATCH_NORM_VARIANTS) {
     gpuTest(
       `batch norm (${variant}): ${form} on [${shape}] f16 matches the reference`,
       (gpu) => compareWithReference(gpu, variant, [...shape], form, 0, "f16"),
+    );
+  }
+}
+
+// dy as two terms (a residual block's input gradient): odd shapes (scalar bindings, batch 1, a
+// partial row block), the forms the networks give two terms (the stem's bn+relu and a block's
+// bn+add+relu), f32 and f16.
+for (const variant of BATCH_NORM_VARIANTS) {
+  for (
+    const [shape, form, dtype] of [
+      [[3, 7, 7, 5], "bn+relu", "f32"],
+      [[1, 5, 5, 12], "bn+add+relu", "f32"],
+      [[3, 4, 4, 8], "bn+relu", "f32"],
+      [[2, 8, 8, 16], "bn+add+relu", "f16"],
+    ] as const
+  ) {
+    if (!runs(variant, shape)) continue;
+    gpuTest(
+      `batch norm (${variant}): ${form} on [${shape}] ${dtype} with dy in two terms matches the reference`,
+      (gpu) => compareWithReference(gpu, variant, [...shape], form, 0, dtype, 2),
     );
   }
 }

@@ -8,6 +8,7 @@ import { BufferLimitError } from "../../src/gpu/buffer.ts";
 import {
   type Binding,
   type Call,
+  isKernelCall,
   kernelCall,
   read,
   readWrite,
@@ -415,6 +416,32 @@ Deno.test("a whole resnet18 training step plans its convs' textures without a GP
   assert.equal(tileTransforms.length, 3 * winogradLayers); // V of x, V of dy, Z of dy
   const slots = new Set(textures.map(([, placed]) => placed.slot));
   assert.ok(slots.size < textures.length, `${slots.size} slots, ${textures.length} textures`);
+});
+
+Deno.test("a block input's two gradient terms are summed by batch norm's backward on the cpu family, by an add on the gpu family", () => {
+  const { weights, io } = standInNetwork("resnet18", 0.25, 128);
+  const blocks = 8;
+  for (const family of ["cpu", "gpu"] as const) {
+    const { calls } = buildNetworkProgram(weights, "train", io, new KernelPolicy({ family }));
+    const kernelCalls = calls.filter(isKernelCall);
+    const adds = kernelCalls.filter((call) => call.kernel === kernels.add);
+    const twoTerms = kernelCalls.filter((call) => call.constants.DY_TERMS === 2);
+    if (family === "cpu") {
+      // serial_texture: no add pass; both data passes of the batch norm before each block read
+      // the two terms, the second bound after the pass's other bindings.
+      assert.equal(adds.length, 0);
+      assert.deepEqual(
+        twoTerms.map((call) => [call.entryPoint, call.bindings.length]),
+        Array.from({ length: blocks }, () => [
+          ["gradient_partials_texture", 6],
+          ["input_gradient_texture", 7],
+        ]).flat(),
+      );
+    } else {
+      assert.equal(adds.length, blocks);
+      assert.equal(twoTerms.length, 0);
+    }
+  }
 });
 
 Deno.test("an evaluation plan binds no gradient and writes no running statistic", () => {
