@@ -40,12 +40,12 @@ fn load_weight(o: u32, tap: u32, c: u32) -> vec4f {
 }
 
 // ---- forward's output ----
-@group(0) @binding(4) var<storage, read_write> forward_y: array<act>;
+@group(0) @binding(4) var<storage, read_write> forward_y: array<stored_unit>;
 
 // ---- backward_input's dy (two views) and output ----
 @group(0) @binding(0) var<storage, read> input_dy_vec: array<vec4<act>>;
 @group(0) @binding(1) var<storage, read> input_dy_flat: array<act>;
-@group(0) @binding(4) var<storage, read_write> input_dx: array<act>;
+@group(0) @binding(4) var<storage, read_write> input_dx: array<stored_unit>;
 
 // Output channels o..o+3 of the dy row at `base`, zero past OUT_C (o is the reduction here).
 fn load_input_dy(base: u32, o: u32) -> vec4f {

@@ -22,21 +22,24 @@
 // indexed only by constants stays in registers. The same arithmetic as loops over the blocks is
 // not unrolled, which puts the accumulators in memory and runs 2-4x slower (bench/README.md).
 //
-// This file is the arithmetic of three kernels that differ only in how they read their inputs;
-// WGSL has no includes, so src/shaders.ts joins it with a weights file and a loads file, in this
-// order (the kernel names are src/shaders.ts's):
+// This file is the arithmetic of the kernels below, which differ only in how they read their
+// inputs and store their outputs; WGSL has no includes, so src/shaders.ts joins it with a weights
+// file, a loads file and a stores file, in this order (the kernel names are src/shaders.ts's):
 //   conv2d_blocked           conv2d_weights_lane.wgsl + conv2d_blocked.wgsl (storage buffers,
 //                            each input bound as vec4 and scalar views);
 //   conv2d_texture           conv2d_weights_lane.wgsl + conv2d_texture.wgsl (rgba32float textures
 //                            filled just before, read with textureLoad);
 //   conv2d_texture_subgroup  conv2d_weights_subgroup.wgsl + conv2d_texture.wgsl (the weight rows
-//                            loaded once per 4 lanes and shared by subgroup broadcasts).
+//                            loaded once per 4 lanes and shared by subgroup broadcasts);
+// the two texture kernels with conv2d_stores_vec4.wgsl (y or dx stored four channels at a time,
+// for passes whose stored channel count is a multiple of 4), their `_elements` twins and
+// conv2d_blocked with conv2d_stores_elements.wgsl (one channel at a time).
 // A loads file declares the input bindings and the loads called here, each returning four channels
 // as vec4f: load_x(base, c), load_weight(o, tap, c), load_input_dy(base, o), load_weight_dy(p, o);
-// and the outputs the entry points write: forward_y and input_dx (array<act>), weight_partial
-// (array<f32>). A weights file declares weight_block(o, tap, c, local), the 4x4 block whose column
-// j is weight[o + j, tap, c..c+3], for invocation `local` of its workgroup; forward and
-// backward_input call it with o, tap and c the same across the workgroup.
+// and the outputs the entry points write: forward_y and input_dx (array<stored_unit>, the stores
+// file's unit), weight_partial (array<f32>). A weights file declares weight_block(o, tap, c,
+// local), the 4x4 block whose column j is weight[o + j, tap, c..c+3], for invocation `local` of its
+// workgroup; forward and backward_input call it with o, tap and c the same across the workgroup.
 //
 // The texture variant pads each pixel's channels (and each weight row's) with zeros to whole
 // texels, and runs with IN_C and OUT_C rounded up to multiples of 4: its loads see the padded
@@ -154,9 +157,9 @@ fn weight_index(o: u32, tap: u32, c: u32) -> u32 {
 // Output pixels `first`..+3 (column i: pixel first + i), channels o..o+3.
 fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   for (var i = 0u; i < 4u; i++) {
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < 4u; j += UNIT_CHANNELS) {
       if (pixels.live[i] && o + j < STORED_OUT_C) {
-        forward_y[(first + i) * STORED_OUT_C + o + j] = act(block[i][j]);
+        forward_y[((first + i) * STORED_OUT_C + o + j) / UNIT_CHANNELS] = unit_of(block[i], j);
       }
     }
   }
@@ -421,8 +424,10 @@ fn output_rows(q: Pixels, kh: u32, kw: u32) -> Rows {
 fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
   for (var i = 0u; i < 4u; i++) {
     let base = ((q.n[i] * IN_H + u32(q.y[i])) * IN_W + u32(q.x[i])) * STORED_IN_C + c;
-    for (var j = 0u; j < 4u; j++) {
-      if (q.live[i] && c + j < STORED_IN_C) { input_dx[base + j] = act(block[i][j]); }
+    for (var j = 0u; j < 4u; j += UNIT_CHANNELS) {
+      if (q.live[i] && c + j < STORED_IN_C) {
+        input_dx[(base + j) / UNIT_CHANNELS] = unit_of(block[i], j);
+      }
     }
   }
 }

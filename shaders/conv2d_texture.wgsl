@@ -41,11 +41,11 @@ fn load_weight(o: u32, tap: u32, c: u32) -> vec4f {
 }
 
 // ---- forward's output ----
-@group(0) @binding(2) var<storage, read_write> forward_y: array<act>;
+@group(0) @binding(2) var<storage, read_write> forward_y: array<stored_unit>;
 
 // ---- backward_input's dy and output ----
 @group(0) @binding(0) var input_dy_texels: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(2) var<storage, read_write> input_dx: array<act>;
+@group(0) @binding(2) var<storage, read_write> input_dx: array<stored_unit>;
 
 // Output channels o..o+3 of the dy row at `base` (o is the reduction here).
 fn load_input_dy(base: u32, o: u32) -> vec4f {

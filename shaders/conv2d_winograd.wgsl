@@ -30,7 +30,9 @@
 //   U        [ROWS, 36, COLS] f32: ROWS and COLS are OUT_C and IN_C padded (FLIP = 0), or
 //            IN_C and OUT_C padded (FLIP = 1), zero past the real channels;
 //   M        [36, TILES_PADDED, CHANNELS] texture (CHANNELS: the product's output channels);
-//   output   [BATCH, HEIGHT, WIDTH, STORED_CHANNELS] act (y, or dx);
+//   output   [BATCH, HEIGHT, WIDTH, STORED_CHANNELS] act (y, or dx), stored in units of
+//            stored_unit (src/shaders.ts joins a stores file after this one: four channels
+//            per store where STORED_CHANNELS is a multiple of 4, else one; conv2d_stores_vec4.wgsl);
 //   Z        [36, TILES_PADDED, CHANNELS] f32 from dy [BATCH, HEIGHT, WIDTH, CHANNELS] (texture);
 //   dU       [SPLITS, ROWS, 36, COLS] f32 partial sums, ROWS and COLS as U's for FLIP = 0.
 
@@ -253,7 +255,7 @@ override STORED_CHANNELS: u32;
 override PRODUCT_ROW_SHIFT: u32;
 
 @group(0) @binding(0) var product_texels: texture_2d<f32>;
-@group(0) @binding(1) var<storage, read_write> output: array<act>;
+@group(0) @binding(1) var<storage, read_write> output: array<stored_unit>;
 
 // A^T applied to six values of a line of M.
 fn output_line(m: array<vec4f, 6>) -> array<vec4f, 4> {
@@ -282,8 +284,10 @@ fn product_column(t: u32, c: u32, s: u32) -> array<vec4f, 4> {
 // Output pixel (n, y, x), channels c..c+3 (those that exist).
 fn store_output(n: u32, y: u32, x: u32, c: u32, value: vec4f) {
   let base = ((n * HEIGHT + y) * WIDTH + x) * STORED_CHANNELS + c;
-  for (var k = 0u; k < 4u; k++) {
-    if (y < HEIGHT && x < WIDTH && c + k < STORED_CHANNELS) { output[base + k] = act(value[k]); }
+  for (var k = 0u; k < 4u; k += UNIT_CHANNELS) {
+    if (y < HEIGHT && x < WIDTH && c + k < STORED_CHANNELS) {
+      output[(base + k) / UNIT_CHANNELS] = unit_of(value, k);
+    }
   }
 }
 

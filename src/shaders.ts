@@ -13,6 +13,8 @@ import conv2dBlocked from "../shaders/conv2d_blocked.wgsl" with { type: "text" }
 import conv2dBlockedMath from "../shaders/conv2d_blocked_math.wgsl" with { type: "text" };
 import conv2dPipelined from "../shaders/conv2d_pipelined.wgsl" with { type: "text" };
 import conv2dReduce from "../shaders/conv2d_reduce.wgsl" with { type: "text" };
+import conv2dStoresElements from "../shaders/conv2d_stores_elements.wgsl" with { type: "text" };
+import conv2dStoresVec4 from "../shaders/conv2d_stores_vec4.wgsl" with { type: "text" };
 import conv2dTexture from "../shaders/conv2d_texture.wgsl" with { type: "text" };
 import conv2dTiled from "../shaders/conv2d_tiled.wgsl" with { type: "text" };
 import conv2dWeightsLane from "../shaders/conv2d_weights_lane.wgsl" with { type: "text" };
@@ -37,13 +39,44 @@ export function kernel(name: string, code: string, uses?: Kernel["uses"]): Kerne
 /**
  * The files of `shaders/` (without `.wgsl`) that a kernel's source joins, in order, where it is not
  * the one file of its name: conv2d_blocked_math.wgsl holds the blocked convolution's arithmetic
- * (overrides, helpers, entry points), a weights file how it loads weight blocks, and a loads file
- * the bindings and loads it calls.
+ * (overrides, helpers, entry points), a weights file how it loads weight blocks, a loads file the
+ * bindings and loads it calls, and a stores file how it stores y and dx (conv2d_winograd.wgsl's
+ * transforms take one too): four channels per store, or one where a layer's channel counts are
+ * not multiples of 4 (the `_elements` kernels, and the storage variant's).
  */
 export const KERNEL_FILES: Readonly<Record<string, readonly string[]>> = {
-  conv2d_blocked: ["conv2d_blocked_math", "conv2d_weights_lane", "conv2d_blocked"],
-  conv2d_texture: ["conv2d_blocked_math", "conv2d_weights_lane", "conv2d_texture"],
-  conv2d_texture_subgroup: ["conv2d_blocked_math", "conv2d_weights_subgroup", "conv2d_texture"],
+  conv2d_blocked: [
+    "conv2d_blocked_math",
+    "conv2d_weights_lane",
+    "conv2d_blocked",
+    "conv2d_stores_elements",
+  ],
+  conv2d_texture: [
+    "conv2d_blocked_math",
+    "conv2d_weights_lane",
+    "conv2d_texture",
+    "conv2d_stores_vec4",
+  ],
+  conv2d_texture_elements: [
+    "conv2d_blocked_math",
+    "conv2d_weights_lane",
+    "conv2d_texture",
+    "conv2d_stores_elements",
+  ],
+  conv2d_texture_subgroup: [
+    "conv2d_blocked_math",
+    "conv2d_weights_subgroup",
+    "conv2d_texture",
+    "conv2d_stores_vec4",
+  ],
+  conv2d_texture_subgroup_elements: [
+    "conv2d_blocked_math",
+    "conv2d_weights_subgroup",
+    "conv2d_texture",
+    "conv2d_stores_elements",
+  ],
+  conv2d_winograd: ["conv2d_winograd", "conv2d_stores_vec4"],
+  conv2d_winograd_elements: ["conv2d_winograd", "conv2d_stores_elements"],
 };
 
 /** A kernel's source from its files' texts (`KERNEL_FILES`), one blank line between them. */
@@ -56,21 +89,34 @@ export const kernels = {
   batchnorm: kernel("batchnorm", batchnorm),
   conv2dBlocked: kernel(
     "conv2d_blocked",
-    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dBlocked),
+    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dBlocked, conv2dStoresElements),
   ),
   conv2dPipelined: kernel("conv2d_pipelined", conv2dPipelined),
   conv2dReduce: kernel("conv2d_reduce", conv2dReduce),
   conv2dTexture: kernel(
     "conv2d_texture",
-    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dTexture),
+    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dTexture, conv2dStoresVec4),
+  ),
+  conv2dTextureElements: kernel(
+    "conv2d_texture_elements",
+    joinSources(conv2dBlockedMath, conv2dWeightsLane, conv2dTexture, conv2dStoresElements),
   ),
   conv2dTextureSubgroup: kernel(
     "conv2d_texture_subgroup",
-    joinSources(conv2dBlockedMath, conv2dWeightsSubgroup, conv2dTexture),
+    joinSources(conv2dBlockedMath, conv2dWeightsSubgroup, conv2dTexture, conv2dStoresVec4),
+    "subgroups",
+  ),
+  conv2dTextureSubgroupElements: kernel(
+    "conv2d_texture_subgroup_elements",
+    joinSources(conv2dBlockedMath, conv2dWeightsSubgroup, conv2dTexture, conv2dStoresElements),
     "subgroups",
   ),
   conv2dTiled: kernel("conv2d_tiled", conv2dTiled),
-  conv2dWinograd: kernel("conv2d_winograd", conv2dWinograd),
+  conv2dWinograd: kernel("conv2d_winograd", joinSources(conv2dWinograd, conv2dStoresVec4)),
+  conv2dWinogradElements: kernel(
+    "conv2d_winograd_elements",
+    joinSources(conv2dWinograd, conv2dStoresElements),
+  ),
   ema: kernel("ema", ema),
   globalAvgPool: kernel("global_avg_pool", globalAvgPool),
   globalMaxPool: kernel("global_max_pool", globalMaxPool),

@@ -12,7 +12,9 @@
  *     calls fill first (./staging.ts: a copy command, or shaders/to_texture.wgsl): on lavapipe a
  *     texel fetch is one gather, a storage load one scalar per element and lane (5.5x dearer
  *     without AVX-512).
- *     Channel counts that are not multiples of 4 are padded with zeros in the textures.
+ *     Channel counts that are not multiples of 4 are padded with zeros in the textures. y and
+ *     dx are stored four channels per store where their channel count is a multiple of 4
+ *     (shaders/conv2d_stores_vec4.wgsl), else one (the `_elements` kernels).
  *   - "blocked_texture_subgroup": blocked_texture with each weight row loaded by one lane in 4 and
  *     shared by subgroup broadcasts (shaders/conv2d_weights_subgroup.wgsl), where the device has
  *     subgroups (`Gpu.subgroups`: Chromium's SwiftShader, not Deno's lavapipe).
@@ -25,8 +27,8 @@
  *   - "winograd" (./conv2d_winograd.ts: shaders/conv2d_winograd.wgsl's transforms around
  *     products in blocked_texture's kernel): all three passes of 3x3 stride-1 padding-1 layers as
  *     Winograd F(4x4, 3x3), 36 multiply-adds per 4x4 tile and channel pair instead of 144. The CPU
- *     rules take it from 64 channels up, where it measured faster than the direct kernels on
- *     lavapipe (bench/README.md, "Winograd").
+ *     rules take it from 32 channels up, where it measured faster than the direct kernels on
+ *     lavapipe (bench/README.md, "Winograd" and "Zen 5").
  * On lavapipe blocked is 3.4x tiled, on an H100 tiled is 2-4x blocked (bench/README.md).
  * The weight gradient sums over batch x height x width; that sum is split into ranges, each
  * computed by its own workgroups into a workspace of partial sums, then added by a reduce pass
@@ -196,7 +198,11 @@ type Grid = [number, number, number];
 
 /** What differs between the variants: kernel file, workgroup, constants, bindings, grids, split. */
 interface VariantKernels {
-  kernel: Kernel;
+  /**
+   * The kernel for a pass that stores rows of `channels` activations: y's (forward), dx's (the
+   * backward passes, which share one).
+   */
+  kernel(channels: number): Kernel;
   workgroupSize: number | [number, number];
   constants(g: Geometry): OverrideConstants;
   /**
@@ -247,7 +253,7 @@ function rowBlocks(g: Geometry): boolean {
 
 /** shaders/conv2d_blocked_math.wgsl with conv2d_blocked.wgsl's storage loads, blocked as above. */
 const BLOCKED: VariantKernels = {
-  kernel: kernels.conv2dBlocked,
+  kernel: () => kernels.conv2dBlocked,
   workgroupSize: BLOCKED_WORKGROUP,
   constants: (g) => ({
     ...shapeConstants(g),
@@ -309,7 +315,7 @@ function gpuSplitPixels(g: Geometry, tile: number): number {
  * step. (128x64 tiles of 8x4 per invocation measured 10-40% slower on an H100, bench/README.md.)
  */
 const TILED: VariantKernels = {
-  kernel: kernels.conv2dTiled,
+  kernel: () => kernels.conv2dTiled,
   workgroupSize: [TILED_SIDE, TILED_SIDE],
   constants: shapeConstants,
   views: (tensor) => [read(tensor)],
@@ -328,7 +334,7 @@ const TILED: VariantKernels = {
 function pipelined(block: 4 | 8): VariantKernels {
   const tile = TILED_SIDE * block;
   return {
-    kernel: kernels.conv2dPipelined,
+    kernel: () => kernels.conv2dPipelined,
     workgroupSize: [TILED_SIDE, TILED_SIDE],
     constants: (g) => ({
       ...shapeConstants(g),
@@ -370,13 +376,23 @@ function textureUnsupported(g: Geometry): string | undefined {
 }
 
 /**
+ * Whether rows of `channels` activations are stored four channels at a time
+ * (shaders/conv2d_stores_vec4.wgsl; on llvmpipe passes 3-18% faster than with element stores, the
+ * 1x1 layers' 1.1-1.5x, bench/README.md "vec4 stores"), else one at a time.
+ */
+function wholeUnits(channels: number): boolean {
+  return channels % 4 === 0;
+}
+
+/**
  * shaders/conv2d_blocked_math.wgsl with conv2d_texture.wgsl's loads: blocked's grids, textures.
  * Channels that are not multiples of 4 (the 3-channel stem) are padded with zeros in the textures:
  * the kernel runs on the padded channel counts and stores only the real channels.
  */
 const BLOCKED_TEXTURE: VariantKernels = {
   ...BLOCKED,
-  kernel: kernels.conv2dTexture,
+  kernel: (channels) =>
+    wholeUnits(channels) ? kernels.conv2dTexture : kernels.conv2dTextureElements,
   constants: (g) => {
     const elements = textureElements(g);
     return {
@@ -401,7 +417,8 @@ const BLOCKED_TEXTURE: VariantKernels = {
  */
 const BLOCKED_TEXTURE_SUBGROUP: VariantKernels = {
   ...BLOCKED_TEXTURE,
-  kernel: kernels.conv2dTextureSubgroup,
+  kernel: (channels) =>
+    wholeUnits(channels) ? kernels.conv2dTextureSubgroup : kernels.conv2dTextureSubgroupElements,
 };
 
 /** The implicit-GEMM variants; "winograd" plans its own calls (./conv2d_winograd.ts). */
@@ -550,7 +567,7 @@ export function conv2dForward(
   return [
     ...staging.take(),
     kernelCall({
-      kernel: activationKernel(variant.kernel, g.dtype),
+      kernel: activationKernel(variant.kernel(g.outC), g.dtype),
       entryPoint: "forward",
       workgroupSize: variant.workgroupSize,
       constants: variant.constants(g),
@@ -600,7 +617,7 @@ export function conv2dBackward(
     calls.push(...winogradWeightCalls({ x: t.x, dy: t.dy, dweight: t.dweight, ...channels }));
     return [...staging.take(), ...calls];
   }
-  const kernel = activationKernel(variant.kernel, g.dtype);
+  const kernel = activationKernel(variant.kernel(g.inC), g.dtype);
   const constants = variant.constants(g);
   const split = weightSplit(g, variant);
   const partial = split.splits > 1

@@ -193,8 +193,12 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
   const productTexels = later.texture(product);
   calls.push(...later.take());
   calls.push(kernelCall({
-    // The one transform that stores activations: the dtype's build.
-    kernel: activationKernel(kernels.conv2dWinograd, dtype),
+    // The one transform that stores activations: the dtype's build, four channels per store where
+    // the stored channels are whole vec4s (as the direct kernels', src/ops/conv2d.ts).
+    kernel: activationKernel(
+      rowsReal % 4 === 0 ? kernels.conv2dWinograd : kernels.conv2dWinogradElements,
+      dtype,
+    ),
     entryPoint: "transform_output",
     label: `${what} transform_output`,
     workgroupSize: TRANSFORM_WORKGROUP,

@@ -47,17 +47,42 @@ const VARIANTS: Conv2dVariant[] = [
   "pipelined128",
 ];
 
-/** The kernels (src/shaders.ts names) each variant's forward and backward calls run. */
+/**
+ * The kernels (src/shaders.ts names) each variant's forward and backward calls run. The texture
+ * kernels and the Winograd transforms store y and dx four channels at a time, their `_elements`
+ * builds one at a time (`storesElements`).
+ */
 const VARIANT_KERNELS: Record<Conv2dVariant, readonly string[]> = {
   blocked: ["conv2d_blocked"],
-  blocked_texture: ["conv2d_texture"],
-  blocked_texture_subgroup: ["conv2d_texture_subgroup"],
+  blocked_texture: ["conv2d_texture", "conv2d_texture_elements"],
+  blocked_texture_subgroup: ["conv2d_texture_subgroup", "conv2d_texture_subgroup_elements"],
   tiled: ["conv2d_tiled"],
   pipelined64: ["conv2d_pipelined"],
   pipelined128: ["conv2d_pipelined"],
   // The transforms, and blocked_texture's kernel for the products and the weight gradient.
-  winograd: ["conv2d_winograd", "conv2d_texture"],
+  winograd: ["conv2d_winograd", "conv2d_winograd_elements", "conv2d_texture"],
 };
+
+/**
+ * Whether a call of a variant with `_elements` kernels should run one: a texture kernel's forward
+ * pass where y's stored channel count is not a multiple of 4, its backward passes where dx's is
+ * not, the Winograd output transform where the channels it stores are not. The Winograd products
+ * (padded channels) and the other transforms (no activations stored) never do.
+ */
+function storesElements(call: KernelCall): boolean {
+  const { STORED_IN_C, STORED_OUT_C, STORED_CHANNELS } = call.constants;
+  switch (call.entryPoint) {
+    case "transform_output":
+      return STORED_CHANNELS % 4 !== 0;
+    case "forward":
+      return STORED_OUT_C % 4 !== 0;
+    case "backward_input":
+    case "backward_weight":
+      return STORED_IN_C % 4 !== 0;
+    default:
+      return false;
+  }
+}
 
 /** The calls that are not convolutions: the split reduction and blocked_texture's staging. */
 const HELPER_ENTRY_POINTS = ["reduce_splits", "to_texture", "to_texture_padded"];
@@ -69,13 +94,24 @@ function convCalls(calls: readonly Call[]): KernelCall[] {
   );
 }
 
-/** Every conv call (all but the helpers) runs one of `variant`'s kernels. */
+/**
+ * Every conv call (all but the helpers) runs one of `variant`'s kernels, and where the variant has
+ * `_elements` kernels, the one its stored channel counts call for.
+ */
 function assertVariant(calls: readonly Call[], variant: Conv2dVariant, what: string): void {
+  const stores = VARIANT_KERNELS[variant].some((name) => name.endsWith("_elements"));
   for (const call of convCalls(calls)) {
     assert.ok(
       VARIANT_KERNELS[variant].includes(call.kernel.name),
       `${what}: ${call.label} runs ${call.kernel.name}, not ${variant}'s`,
     );
+    if (stores) {
+      assert.equal(
+        call.kernel.name.endsWith("_elements"),
+        storesElements(call),
+        `${what}: ${call.label} runs ${call.kernel.name}`,
+      );
+    }
   }
 }
 
@@ -246,18 +282,19 @@ Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => 
   const copy = "copy.buffer_to_texture";
   // Staging: an image's transformed tiles, then copied to a texture.
   const tiles = ["conv2d_winograd.transform_tiles", copy];
-  const transformedConvolution = [
+  // y's 12 channels are stored four at a time, dx's 17 one at a time.
+  const transformedConvolution = (output: string) => [
     "conv2d_winograd.transform_weight",
     copy,
     "conv2d_texture.transformed_product",
     copy,
-    "conv2d_winograd.transform_output",
+    `${output}.transform_output`,
   ];
   // x has 17 channels: padded to whole texels by to_texture_padded, not copied.
   assert.deepEqual(forward.map(callOp), [
     "to_texture.to_texture_padded",
     ...tiles,
-    ...transformedConvolution,
+    ...transformedConvolution("conv2d_winograd"),
   ]);
   const backward = conv2dBackward({ x, weight, dy: y, dx, dweight }, SAME, policy);
   // Staged first: dy (copied) and its tiles for dx, x and its tiles, dy's gradient tiles (Z).
@@ -271,7 +308,7 @@ Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => 
     "to_texture.to_texture_padded",
     ...tiles,
     ...tiles,
-    ...transformedConvolution,
+    ...transformedConvolution("conv2d_winograd_elements"),
     ...weightGradient,
   ]);
   // With the staging of a plan's step shared, the backward pass finds x's texture and tiles
@@ -284,7 +321,7 @@ Deno.test("conv2d winograd: the calls, their workspaces and their FLOPs", () => 
     copy,
     ...tiles,
     ...tiles,
-    ...transformedConvolution,
+    ...transformedConvolution("conv2d_winograd_elements"),
     ...weightGradient,
   ]);
   const forwardTiles = stepForward.filter(isKernelCall)

@@ -45,8 +45,9 @@ export function randomInputs(c: Conv2dCase, dtype: ActivationDType = "f32") {
 // Odd shapes: batch 1 and 3, 5x5 and 7x7 (stride 2 included), channels 3, 5 and 17 (the
 // scalar path, and blocks overhanging the last channel), 8, 12 and 20 (the vec4 path with a
 // partial block), both kernel sizes, 1x1 stride 1 on both paths (pipelined's plain product),
-// and a 3x3 stride-1 layer with rows of two 16-pixel blocks (the blocked kernels' ROW_BLOCKS path:
-// padding on the left of one block and the right of the other, and on the top and bottom rows).
+// and 3x3 stride-1 layers with rows of two 16-pixel blocks (the blocked kernels' ROW_BLOCKS path:
+// padding on the left of one block and the right of the other, and on the top and bottom rows),
+// storing y and dx one channel at a time (5 -> 17) and four at a time (8 -> 12).
 // Every variant gets the harness's full check, finite differences of the reference included, on
 // f32 and on f16 activations (x, y, dy, dx; the f16 build of the kernels), where the GPU rounds y
 // and dx to f16 once and dweight not at all.
@@ -60,6 +61,7 @@ export const CONV2D_ODD_CASES: Conv2dCase[] = [
   { n: 1, h: 7, w: 7, cin: 20, cout: 8, config: { kernelSize: 3, stride: 1, padding: 0 } },
   { n: 1, h: 5, w: 7, cin: 12, cout: 8, config: { kernelSize: 1, stride: 1, padding: 0 } },
   { n: 2, h: 3, w: 32, cin: 5, cout: 17, config: { kernelSize: 3, stride: 1, padding: 1 } },
+  { n: 1, h: 2, w: 32, cin: 8, cout: 12, config: { kernelSize: 3, stride: 1, padding: 1 } },
 ];
 
 const SAME: Conv2dConfig = { kernelSize: 3, stride: 1, padding: 1 };
