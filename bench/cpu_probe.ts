@@ -22,7 +22,7 @@ import { kernelId } from "../src/gpu/pipeline.ts";
 import { kernel } from "../src/shaders.ts";
 import { yardsticks } from "./kernels.ts";
 import probeLoads from "./shaders/probe_loads.wgsl" with { type: "text" };
-import { formatTable } from "./timing.ts";
+import { formatTable, median } from "./timing.ts";
 
 const probe = kernel("probe_loads", probeLoads);
 
@@ -194,12 +194,6 @@ async function timeDispatch(
   };
   const first = await run(4);
   return await run(Math.max(4, Math.min(4096, Math.round(seconds / first.wall))));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /** One row per form, a column per lane pattern. */

@@ -48,7 +48,7 @@ import { elementCount } from "../src/util/shape.ts";
 import { copyCall } from "./batchnorm.ts";
 import { copyTilings, yardsticks } from "./kernels.ts";
 import { createOptimizer } from "./optimizer.ts";
-import { formatTable, timeSubmits } from "./timing.ts";
+import { formatTable, median, timeSubmits } from "./timing.ts";
 import { benchRecipe, describeOptimizer } from "./training_step.ts";
 
 export type Pass = "input" | "forward" | "backward" | "optimizer";
@@ -267,12 +267,6 @@ function entriesOf(
     bytes: callBytes(call),
     ...(isKernelCall(call) && call.flops !== undefined ? { flops: call.flops } : {}),
   }));
-}
-
-function median(values: readonly number[]): number {
-  const sorted = values.toSorted((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 // --- The adapter's peaks ---

@@ -3,7 +3,10 @@
  * untimed ones (first dispatches compile and page in), with a single wait for the GPU per trial:
  * every wait costs milliseconds in Deno (10 ms on lavapipe), so waiting per repetition would
  * swamp short steps. With `reps` the trial runs exactly that many; otherwise the repetitions
- * double until a trial lasts `minMs`. Returns milliseconds per repetition of the last trial.
+ * double until a trial lasts `minMs`. Returns milliseconds per repetition of that trial, or with
+ * `trials` the median over that many trials of the same repetitions (the first included): on a
+ * shared machine a burst of other load can slow one trial by a third, and bench/pytorch_resnet.py
+ * takes the median of its trials too.
  */
 import type { Gpu } from "../src/gpu/device.ts";
 import { type Command, encodeCommands } from "../src/gpu/dispatch.ts";
@@ -12,6 +15,8 @@ export interface TimingOptions {
   reps?: number;
   minMs?: number;
   warmup?: number;
+  /** Trials whose median is returned (default 1). */
+  trials?: number;
   /** Runs before each submit (a step's uniform writes). */
   beforeEach?: () => void;
 }
@@ -19,7 +24,7 @@ export interface TimingOptions {
 export async function timeSubmits(
   gpu: Gpu,
   groups: readonly (readonly Command[])[],
-  { reps, minMs = 1000, warmup = 2, beforeEach }: TimingOptions = {},
+  { reps, minMs = 1000, warmup = 2, trials = 1, beforeEach }: TimingOptions = {},
 ): Promise<number> {
   const run = async (count: number) => {
     const start = performance.now();
@@ -33,11 +38,22 @@ export async function timeSubmits(
     return performance.now() - start;
   };
   await run(warmup);
-  if (reps !== undefined) return await run(reps) / reps;
-  for (let count = 1;; count *= 2) {
-    const elapsed = await run(count);
-    if (elapsed >= minMs) return elapsed / count;
+  let count = reps ?? 1;
+  let elapsed = await run(count);
+  while (reps === undefined && elapsed < minMs) {
+    count *= 2;
+    elapsed = await run(count);
   }
+  const times = [elapsed / count];
+  while (times.length < trials) times.push(await run(count) / count);
+  return median(times);
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /** Fixed-width table rows for the console. */

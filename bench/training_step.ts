@@ -39,6 +39,13 @@ export interface BenchRecipe {
   labelSmoothing: number;
 }
 
+/**
+ * Timed trials per measurement, each at least `minMs` long; the figures are their medians, as
+ * bench/pytorch_resnet.py's are of its trials, so that the side-by-side scripts compare the same
+ * statistic (one trial caught a burst of the shared machine's other load as often as not).
+ */
+const TRIALS = 3;
+
 /** CIFAR-10's training images: the schedule's step count, which the speed does not depend on. */
 const TRAIN_IMAGES = 50_000;
 
@@ -81,7 +88,7 @@ export interface TrainingStepBenchOptions {
   models?: { model: ModelName; width: number }[];
   /** Default: the model's (`benchRecipe`). */
   batchSize?: number;
-  /** Shortest timed trial per measurement, in milliseconds. */
+  /** Shortest timed trial per measurement (the median of TRIALS is reported), in milliseconds. */
   minMs?: number;
   /** Picks the kernel variants (default: the adapter's). */
   policy?: KernelPolicy;
@@ -169,16 +176,17 @@ export async function benchTrainingStep(
     }, policy);
     const prepare = () => optimizer.prepareStep(recipe.optimizer.lr);
     const forward = train.commands.slice(0, train.forwardDispatches);
-    const forwardMs = await timeSubmits(gpu, [forward], { minMs });
+    const timing = { minMs, trials: TRIALS };
+    const forwardMs = await timeSubmits(gpu, [forward], timing);
     const stepMs = await timeSubmits(gpu, [train.commands, optimizer.commands], {
-      minMs,
+      ...timing,
       beforeEach: prepare,
     });
     const optimizerMs = await timeSubmits(gpu, [optimizer.commands], {
-      minMs,
+      ...timing,
       beforeEach: prepare,
     });
-    const evalMs = await timeSubmits(gpu, [evaluation.commands], { minMs });
+    const evalMs = await timeSubmits(gpu, [evaluation.commands], timing);
     rows.push({
       model: `${model} width ${width}`,
       adapter: gpu.adapterName,

@@ -180,12 +180,16 @@ override COLS: u32;
 override SPLITS: u32 = 1u;
 // 1: U for the input gradient (rows are input channels, columns output channels, taps rotated).
 override FLIP: u32 = 0u;
+// U's and dU's columns (COLS, a multiple of 4) in vec4s: an invocation of the two weight transforms
+// handles four columns, so that U is stored and dU loaded a vec4 per statement (on llvmpipe each
+// storage access statement is a loop over the SIMD lanes; conv2d_stores_vec4.wgsl).
+override COL_GROUPS = COLS / 4u;
 
 @group(0) @binding(0) var<storage, read> weight: array<f32>;
-@group(0) @binding(1) var<storage, read_write> transformed_weight: array<f32>;
+@group(0) @binding(1) var<storage, read_write> transformed_weight: array<vec4f>;
 
-// G applied to three values of a line of the filter.
-fn filter_line(g: array<f32, 3>) -> array<f32, 6> {
+// G applied to three values of a line of the filter (four columns at once).
+fn filter_line(g: array<vec4f, 3>) -> array<vec4f, 6> {
   return array(
     g[0] / 4.0,
     -(g[0] + g[1] + g[2]) / 6.0,
@@ -196,51 +200,76 @@ fn filter_line(g: array<f32, 3>) -> array<f32, 6> {
   );
 }
 
-// weight[o, tap, c] for the filter entry (kh, kw) of U's row and column (FLIP: rotated by 180
-// degrees), zero where `real` is false (U's padding); `first` is the element of tap 0.
-fn filter_value(first: u32, real: bool, kh: u32, kw: u32) -> f32 {
+// Where U's entry (row, col) reads the weights: the element of tap 0, zero where `real` is false
+// (U's padding).
+struct FilterEntry {
+  first: u32,
+  real: bool,
+}
+
+fn filter_entry(row: u32, col: u32) -> FilterEntry {
+  let o = select(row, col, FLIP == 1u);
+  let c = select(col, row, FLIP == 1u);
+  return FilterEntry(min(o, OUT_C - 1u) * 9u * IN_C + min(c, IN_C - 1u), o < OUT_C && c < IN_C);
+}
+
+// weight[o, tap, c] of one entry for the filter entry (kh, kw) (FLIP: rotated by 180 degrees).
+fn filter_value(entry: FilterEntry, kh: u32, kw: u32) -> f32 {
   let tap = select(kh * 3u + kw, (2u - kh) * 3u + 2u - kw, FLIP == 1u);
-  return select(0.0, weight[first + tap * IN_C], real);
+  return select(0.0, weight[entry.first + tap * IN_C], entry.real);
+}
+
+// The filter entry (kh, kw) of U's four columns.
+fn filter_values(entries: array<FilterEntry, 4>, kh: u32, kw: u32) -> vec4f {
+  return vec4f(
+    filter_value(entries[0], kh, kw),
+    filter_value(entries[1], kh, kw),
+    filter_value(entries[2], kh, kw),
+    filter_value(entries[3], kh, kw),
+  );
 }
 
 // Column kw of the filter, G applied down it.
-fn filter_column(first: u32, real: bool, kw: u32) -> array<f32, 6> {
+fn filter_column(entries: array<FilterEntry, 4>, kw: u32) -> array<vec4f, 6> {
   return filter_line(array(
-    filter_value(first, real, 0u, kw),
-    filter_value(first, real, 1u, kw),
-    filter_value(first, real, 2u, kw),
+    filter_values(entries, 0u, kw),
+    filter_values(entries, 1u, kw),
+    filter_values(entries, 2u, kw),
   ));
 }
 
-// Row r of U = G g G^T from the columns' entries, G applied along it: U[row, 6r + s, col].
-fn store_filter_row(row: u32, col: u32, r: u32, line: array<f32, 3>) {
+// Row r of U = G g G^T from the columns' entries, G applied along it: U[row, 6r + s, col..+3].
+fn store_filter_row(row: u32, col: u32, r: u32, line: array<vec4f, 3>) {
   let values = filter_line(line);
-  let first = (row * 36u + 6u * r) * COLS + col;
+  let first = ((row * 36u + 6u * r) * COLS + col) / 4u;
   transformed_weight[first] = values[0];
-  transformed_weight[first + COLS] = values[1];
-  transformed_weight[first + 2u * COLS] = values[2];
-  transformed_weight[first + 3u * COLS] = values[3];
-  transformed_weight[first + 4u * COLS] = values[4];
-  transformed_weight[first + 5u * COLS] = values[5];
+  transformed_weight[first + COL_GROUPS] = values[1];
+  transformed_weight[first + 2u * COL_GROUPS] = values[2];
+  transformed_weight[first + 3u * COL_GROUPS] = values[3];
+  transformed_weight[first + 4u * COL_GROUPS] = values[4];
+  transformed_weight[first + 5u * COL_GROUPS] = values[5];
 }
 
-// Invocation i: row i / COLS, column i % COLS of U; written out as transform_tiles.
+// Invocation i: row i / COL_GROUPS, columns 4 (i % COL_GROUPS) .. +4 of U; written out as
+// transform_tiles.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn transform_weight(
   @builtin(global_invocation_id) gid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
   let i = invocation(gid, groups);
-  if (i >= ROWS * COLS) { return; }
-  let row = i / COLS;
-  let col = i % COLS;
-  let o = select(row, col, FLIP == 1u);
-  let c = select(col, row, FLIP == 1u);
-  let real = o < OUT_C && c < IN_C;
-  let first = min(o, OUT_C - 1u) * 9u * IN_C + min(c, IN_C - 1u);
-  let g0 = filter_column(first, real, 0u);
-  let g1 = filter_column(first, real, 1u);
-  let g2 = filter_column(first, real, 2u);
+  if (i >= ROWS * COL_GROUPS) { return; }
+  let row = i / COL_GROUPS;
+  let col = (i % COL_GROUPS) * 4u;
+  let entries = array(
+    filter_entry(row, col),
+    filter_entry(row, col + 1u),
+    filter_entry(row, col + 2u),
+    filter_entry(row, col + 3u),
+  );
+  let g0 = filter_column(entries, 0u);
+  let g1 = filter_column(entries, 1u);
+  let g2 = filter_column(entries, 2u);
   store_filter_row(row, col, 0u, array(g0[0], g1[0], g2[0]));
   store_filter_row(row, col, 1u, array(g0[1], g1[1], g2[1]));
   store_filter_row(row, col, 2u, array(g0[2], g1[2], g2[2]));
@@ -327,11 +356,11 @@ fn transform_output(
 
 // ---- transform_weight_gradient: partial sums of dU -> dweight ----
 
-@group(0) @binding(0) var<storage, read> weight_partials: array<f32>;
+@group(0) @binding(0) var<storage, read> weight_partials: array<vec4f>;
 @group(0) @binding(1) var<storage, read_write> weight_gradient: array<f32>;
 
-// G^T applied to six values of a line of dU.
-fn filter_gradient_line(u: array<f32, 6>) -> array<f32, 3> {
+// G^T applied to six values of a line of dU (four input channels at once).
+fn filter_gradient_line(u: array<vec4f, 6>) -> array<vec4f, 3> {
   return array(
     u[0] / 4.0 - (u[1] + u[2]) / 6.0 + (u[3] + u[4]) / 24.0,
     (u[2] - u[1]) / 6.0 + (u[3] - u[4]) / 12.0,
@@ -339,17 +368,17 @@ fn filter_gradient_line(u: array<f32, 6>) -> array<f32, 3> {
   );
 }
 
-// dU[o, 6r + s, c] summed over the ranges.
-fn summed_partial(o: u32, r: u32, s: u32, c: u32) -> f32 {
-  var sum = 0.0;
+// dU[o, 6r + s, c..c+3] summed over the ranges.
+fn summed_partial(o: u32, r: u32, s: u32, c: u32) -> vec4f {
+  var sum = vec4f(0.0);
   for (var split = 0u; split < SPLITS; split++) {
-    sum += weight_partials[((split * ROWS + o) * 36u + 6u * r + s) * COLS + c];
+    sum += weight_partials[(((split * ROWS + o) * 36u + 6u * r + s) * COLS + c) / 4u];
   }
   return sum;
 }
 
 // Row r of dU with G^T applied along it (G's columns: dU G).
-fn partial_row(o: u32, r: u32, c: u32) -> array<f32, 3> {
+fn partial_row(o: u32, r: u32, c: u32) -> array<vec4f, 3> {
   return filter_gradient_line(array(
     summed_partial(o, r, 0u, c),
     summed_partial(o, r, 1u, c),
@@ -360,25 +389,31 @@ fn partial_row(o: u32, r: u32, c: u32) -> array<f32, 3> {
   ));
 }
 
-// weight_gradient[o, kh, 0..2, c] from column kh of G^T (dU G), for kh = 0..2.
-fn store_weight_gradient(o: u32, c: u32, kw: u32, column: array<f32, 6>) {
+// weight_gradient[o, kh, kw, c..c+3] (those below IN_C) for kh = 0..2, from column kw of G^T
+// (dU G).
+fn store_weight_gradient(o: u32, c: u32, kw: u32, column: array<vec4f, 6>) {
   let g = filter_gradient_line(column);
   let first = (o * 9u + kw) * IN_C + c;
-  weight_gradient[first] = g[0];
-  weight_gradient[first + 3u * IN_C] = g[1];
-  weight_gradient[first + 6u * IN_C] = g[2];
+  for (var k = 0u; k < 4u; k++) {
+    if (c + k < IN_C) {
+      weight_gradient[first + k] = g[0][k];
+      weight_gradient[first + 3u * IN_C + k] = g[1][k];
+      weight_gradient[first + 6u * IN_C + k] = g[2][k];
+    }
+  }
 }
 
-// Invocation i: output channel i / IN_C, input channel i % IN_C: dweight = G^T dU G.
+// Invocation i: output channel i / COL_GROUPS, input channels 4 (i % COL_GROUPS) .. +4:
+// dweight = G^T dU G.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn transform_weight_gradient(
   @builtin(global_invocation_id) gid: vec3u,
   @builtin(num_workgroups) groups: vec3u,
 ) {
   let i = invocation(gid, groups);
-  if (i >= OUT_C * IN_C) { return; }
-  let o = i / IN_C;
-  let c = i % IN_C;
+  if (i >= OUT_C * COL_GROUPS) { return; }
+  let o = i / COL_GROUPS;
+  let c = (i % COL_GROUPS) * 4u;
   let h0 = partial_row(o, 0u, c);
   let h1 = partial_row(o, 1u, c);
   let h2 = partial_row(o, 2u, c);

@@ -165,7 +165,8 @@ export function winogradCalls(pass: WinogradPass, dtype: ActivationDType): Call[
         COLS: cols,
         FLIP: pass.flip ? 1 : 0,
       },
-      grid: linearGrid(rows * cols, TRANSFORM_WORKGROUP),
+      // Four columns per invocation.
+      grid: linearGrid((rows * cols) / 4, TRANSFORM_WORKGROUP),
       bindings: [read(pass.weight), write(transformed)],
     }),
   ];
@@ -276,7 +277,8 @@ export function winogradWeightCalls(pass: WinogradWeightPass): Call[] {
         COLS: cols,
         SPLITS: split.ranges,
       },
-      grid: linearGrid(pass.outC * pass.inC, TRANSFORM_WORKGROUP),
+      // Four input channels (of the padded cols) per invocation.
+      grid: linearGrid((pass.outC * cols) / 4, TRANSFORM_WORKGROUP),
       bindings: [read(partials), write(pass.dweight)],
     }),
   );
