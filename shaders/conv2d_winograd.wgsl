@@ -31,8 +31,8 @@
 //            IN_C and OUT_C padded (FLIP = 1), zero past the real channels;
 //   M        [36, TILES_PADDED, CHANNELS] texture (CHANNELS: the product's output channels);
 //   output   [BATCH, HEIGHT, WIDTH, STORED_CHANNELS] act (y, or dx), stored in units of
-//            stored_unit (src/shaders.ts joins a stores file after this one: four channels
-//            per store where STORED_CHANNELS is a multiple of 4, else one; conv2d_stores_vec4.wgsl);
+//            stored_unit (src/shaders.ts joins a stores file after this one: four channels per
+//            store where STORED_CHANNELS is a multiple of 4, else one: conv2d_stores_vec4.wgsl);
 //   Z        [36, TILES_PADDED, CHANNELS] f32 from dy [BATCH, HEIGHT, WIDTH, CHANNELS] (texture);
 //   dU       [SPLITS, ROWS, 36, COLS] f32 partial sums, ROWS and COLS as U's for FLIP = 0.
 
