@@ -7,9 +7,9 @@
 //     if (c + j < CHANNELS) { output[(index + j) / UNIT_CHANNELS] = unit_of(v, j); }
 //   }
 // Why: on llvmpipe every store statement is a loop over the SIMD lanes, so one vec4 store costs
-// much less than four element stores: the direct passes ran 3-18% faster with it (the 1x1
-// shortcuts 1.1-1.5x), the Winograd output transform 1.2x, the training step 1.03x with AVX-512
-// code and 1.14x with AVX2 code (bench/README.md, "vec4 stores").
+// much less than four element stores: with AVX-512 code the direct forward and dx passes ran
+// 1.01-1.18x faster with it (the 1x1 shortcuts 1.1-1.5x) and the Winograd output transform 1.2x;
+// the training step 1.03x with AVX-512 code, 1.14x with AVX2 code (bench/README.md, "vec4 stores").
 alias stored_unit = vec4<act>;
 const UNIT_CHANNELS = 4u;
 
