@@ -70,7 +70,8 @@ override SPLIT_PIXELS: u32 = 4u;
 // one run of a row, and the three taps of a kernel row read the same run of 18 neighbouring
 // pixels shifted by one: fetched once per step of 4 channels, 18 texel fetches where the three
 // taps' own columns make 48 (66 fetches per 48 products instead of 96: bench/README.md, "Rows
-// of 16").
+// of 16"), and the three taps' products are summed before they reach the accumulators
+// (row_products).
 override ROW_BLOCKS: bool = false;
 
 override STORED_IN_C = IN_C;
@@ -292,9 +293,7 @@ fn forward_rows(acc: ptr<function, array<mat4x4f, 16>>, block: RowBlock, o: u32,
     let run = neighbours_of(block, block.y + i32(kh) - 1, IN_H, IN_W);
     for (var c = 0u; c < IN_C; c += 4u) {
       var texels = x_run(run, c);
-      shifted_products(true, acc, &texels, 0u, o, kh * 3u, c, local);
-      shifted_products(true, acc, &texels, 1u, o, kh * 3u + 1u, c, local);
-      shifted_products(true, acc, &texels, 2u, o, kh * 3u + 2u, c, local);
+      row_products(true, acc, &texels, vec3u(0u, 1u, 2u), o, kh * 3u, c, local);
     }
   }
 }
@@ -481,26 +480,68 @@ fn dy_run(run: Neighbours, o: u32) -> array<vec4f, 18> {
   return texels;
 }
 
-// forward_products (or backward_products) of tap `tap` on the 18 neighbours from `shift` on.
-fn shifted_products(
+// Weight block g of tap `tap`: forward_products' (output channels o + 4g..+3, transposed) or
+// backward_products' (input channels c + 4g..+3).
+fn tap_weights(forward: bool, o: u32, tap: u32, c: u32, g: u32, local: u32) -> mat4x4f {
+  if (forward) { return transpose(weight_block(o + 4u * g, tap, c, local)); }
+  return weight_block(o, tap, c + 4u * g, local);
+}
+
+// Weight block g of each of the three taps of a kernel row.
+struct RowWeights {
+  w0: mat4x4f,
+  w1: mat4x4f,
+  w2: mat4x4f,
+}
+
+fn row_weights(forward: bool, o: u32, tap0: u32, c: u32, g: u32, local: u32) -> RowWeights {
+  return RowWeights(
+    tap_weights(forward, o, tap0, c, g, local),
+    tap_weights(forward, o, tap0 + 1u, c, g, local),
+    tap_weights(forward, o, tap0 + 2u, c, g, local),
+  );
+}
+
+// Accumulators 4g..4g+3 for the three taps of a kernel row at once: tap k's weight block w.wk by
+// the 18 neighbours from shifts[k] on, the three products summed before they reach an
+// accumulator.
+fn row_group(
+  acc: ptr<function, array<mat4x4f, 16>>,
+  texels: ptr<function, array<vec4f, 18>>,
+  shifts: vec3u,
+  g: u32,
+  w: RowWeights,
+) {
+  let k = 4u * g;
+  (*acc)[k] += w.w0 * run_columns(texels, shifts.x) + w.w1 * run_columns(texels, shifts.y) +
+    w.w2 * run_columns(texels, shifts.z);
+  (*acc)[k + 1u] += w.w0 * run_columns(texels, shifts.x + 4u) +
+    w.w1 * run_columns(texels, shifts.y + 4u) + w.w2 * run_columns(texels, shifts.z + 4u);
+  (*acc)[k + 2u] += w.w0 * run_columns(texels, shifts.x + 8u) +
+    w.w1 * run_columns(texels, shifts.y + 8u) + w.w2 * run_columns(texels, shifts.z + 8u);
+  (*acc)[k + 3u] += w.w0 * run_columns(texels, shifts.x + 12u) +
+    w.w1 * run_columns(texels, shifts.y + 12u) + w.w2 * run_columns(texels, shifts.z + 12u);
+}
+
+// The products of the three taps tap0..tap0+2 of a kernel row (forward_products' or
+// backward_products', by `forward`), tap tap0 + k on the 18 neighbours from shifts[k] on. Summing
+// the three taps before the accumulators matters on CPU adapters, where the 256 accumulators live
+// in memory (spilled from the registers): each is read and written a third as often
+// (bench/README.md, "A real Zen 3").
+fn row_products(
   forward: bool,
   acc: ptr<function, array<mat4x4f, 16>>,
   texels: ptr<function, array<vec4f, 18>>,
-  shift: u32,
+  shifts: vec3u,
   o: u32,
-  tap: u32,
+  tap0: u32,
   c: u32,
   local: u32,
 ) {
-  let a0 = run_columns(texels, shift);
-  let a1 = run_columns(texels, shift + 4u);
-  let a2 = run_columns(texels, shift + 8u);
-  let a3 = run_columns(texels, shift + 12u);
-  if (forward) {
-    forward_products(acc, a0, a1, a2, a3, o, tap, c, local);
-  } else {
-    backward_products(acc, a0, a1, a2, a3, o, tap, c, local);
-  }
+  row_group(acc, texels, shifts, 0u, row_weights(forward, o, tap0, c, 0u, local));
+  row_group(acc, texels, shifts, 1u, row_weights(forward, o, tap0, c, 1u, local));
+  row_group(acc, texels, shifts, 2u, row_weights(forward, o, tap0, c, 2u, local));
+  row_group(acc, texels, shifts, 3u, row_weights(forward, o, tap0, c, 3u, local));
 }
 
 // The input gradient of a row block: kernel row kh reaches it from output row y + 1 - kh, and tap
@@ -510,9 +551,7 @@ fn backward_rows(acc: ptr<function, array<mat4x4f, 16>>, block: RowBlock, c: u32
     let run = neighbours_of(block, block.y + 1 - i32(kh), OUT_H, OUT_W);
     for (var o = 0u; o < OUT_C; o += 4u) {
       var texels = dy_run(run, o);
-      shifted_products(false, acc, &texels, 2u, o, kh * 3u, c, local);
-      shifted_products(false, acc, &texels, 1u, o, kh * 3u + 1u, c, local);
-      shifted_products(false, acc, &texels, 0u, o, kh * 3u + 2u, c, local);
+      row_products(false, acc, &texels, vec3u(2u, 1u, 0u), o, kh * 3u, c, local);
     }
   }
 }
