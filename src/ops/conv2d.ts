@@ -245,7 +245,8 @@ const BLOCKED_CHANNELS = 16;
 /**
  * Whether forward and backward_input of the blocked kernels take ROW_BLOCKS
  * (shaders/conv2d_blocked_math.wgsl): 3x3 layers of stride 1 and padding 1 whose rows are whole
- * blocks of 16 pixels, where the three taps of a kernel row share the input texels they fetch.
+ * blocks of 16 pixels, where the three taps of a kernel row share the input texels they fetch and
+ * their products are summed before they reach the accumulators.
  */
 function rowBlocks(g: Geometry): boolean {
   return g.kernel === 3 && g.stride === 1 && g.padding === 1 && g.outW % BLOCKED_PIXELS === 0;
