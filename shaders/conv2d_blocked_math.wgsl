@@ -166,6 +166,13 @@ fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   }
 }
 
+// Weight block g of tap `tap`: forward_products' (output channels o + 4g..+3, transposed) or
+// backward_products' (input channels c + 4g..+3).
+fn tap_weights(forward: bool, o: u32, tap: u32, c: u32, g: u32, local: u32) -> mat4x4f {
+  if (forward) { return transpose(weight_block(o + 4u * g, tap, c, local)); }
+  return weight_block(o, tap, c + 4u * g, local);
+}
+
 // The forward sum's 16 products of one step: x columns a0..a3 (column i of a_r: channels c..c+3
 // of pixel 4r + i) by the weights of output channels o..o+15 at `tap`, channels c..c+3:
 // acc[4g + r] column i holds output channels o + 4g .. +4 of pixel 4r + i. The accumulators stay
@@ -181,22 +188,22 @@ fn forward_products(
   c: u32,
   local: u32,
 ) {
-  let w0 = transpose(weight_block(o, tap, c, local));
+  let w0 = tap_weights(true, o, tap, c, 0u, local);
   (*acc)[0] += w0 * a0;
   (*acc)[1] += w0 * a1;
   (*acc)[2] += w0 * a2;
   (*acc)[3] += w0 * a3;
-  let w1 = transpose(weight_block(o + 4u, tap, c, local));
+  let w1 = tap_weights(true, o, tap, c, 1u, local);
   (*acc)[4] += w1 * a0;
   (*acc)[5] += w1 * a1;
   (*acc)[6] += w1 * a2;
   (*acc)[7] += w1 * a3;
-  let w2 = transpose(weight_block(o + 8u, tap, c, local));
+  let w2 = tap_weights(true, o, tap, c, 2u, local);
   (*acc)[8] += w2 * a0;
   (*acc)[9] += w2 * a1;
   (*acc)[10] += w2 * a2;
   (*acc)[11] += w2 * a3;
-  let w3 = transpose(weight_block(o + 12u, tap, c, local));
+  let w3 = tap_weights(true, o, tap, c, 3u, local);
   (*acc)[12] += w3 * a0;
   (*acc)[13] += w3 * a1;
   (*acc)[14] += w3 * a2;
@@ -446,22 +453,22 @@ fn backward_products(
   c: u32,
   local: u32,
 ) {
-  let w0 = weight_block(o, tap, c, local);
+  let w0 = tap_weights(false, o, tap, c, 0u, local);
   (*acc)[0] += w0 * d0;
   (*acc)[1] += w0 * d1;
   (*acc)[2] += w0 * d2;
   (*acc)[3] += w0 * d3;
-  let w1 = weight_block(o, tap, c + 4u, local);
+  let w1 = tap_weights(false, o, tap, c, 1u, local);
   (*acc)[4] += w1 * d0;
   (*acc)[5] += w1 * d1;
   (*acc)[6] += w1 * d2;
   (*acc)[7] += w1 * d3;
-  let w2 = weight_block(o, tap, c + 8u, local);
+  let w2 = tap_weights(false, o, tap, c, 2u, local);
   (*acc)[8] += w2 * d0;
   (*acc)[9] += w2 * d1;
   (*acc)[10] += w2 * d2;
   (*acc)[11] += w2 * d3;
-  let w3 = weight_block(o, tap, c + 12u, local);
+  let w3 = tap_weights(false, o, tap, c, 3u, local);
   (*acc)[12] += w3 * d0;
   (*acc)[13] += w3 * d1;
   (*acc)[14] += w3 * d2;
@@ -478,13 +485,6 @@ fn dy_run(run: Neighbours, o: u32) -> array<vec4f, 18> {
   var texels: array<vec4f, 18>;
   for (var j = 0u; j < 18u; j++) { texels[j] = dy_neighbour(run, j, o); }
   return texels;
-}
-
-// Weight block g of tap `tap`: forward_products' (output channels o + 4g..+3, transposed) or
-// backward_products' (input channels c + 4g..+3).
-fn tap_weights(forward: bool, o: u32, tap: u32, c: u32, g: u32, local: u32) -> mat4x4f {
-  if (forward) { return transpose(weight_block(o + 4u * g, tap, c, local)); }
-  return weight_block(o, tap, c + 4u * g, local);
 }
 
 // Weight block g of each of the three taps of a kernel row.
