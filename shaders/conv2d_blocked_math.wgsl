@@ -166,48 +166,52 @@ fn store_y(block: mat4x4f, pixels: Pixels, first: u32, o: u32) {
   }
 }
 
-// Weight block g of tap `tap`: forward_products' (output channels o + 4g..+3, transposed) or
-// backward_products' (input channels c + 4g..+3).
+// Weight block g of tap `tap`: forward's (output channels o + 4g..+3, transposed) or
+// backward_input's (input channels c + 4g..+3).
 fn tap_weights(forward: bool, o: u32, tap: u32, c: u32, g: u32, local: u32) -> mat4x4f {
   if (forward) { return transpose(weight_block(o + 4u * g, tap, c, local)); }
   return weight_block(o, tap, c + 4u * g, local);
 }
 
-// The forward sum's 16 products of one step: x columns a0..a3 (column i of a_r: channels c..c+3
-// of pixel 4r + i) by the weights of output channels o..o+15 at `tap`, channels c..c+3:
-// acc[4g + r] column i holds output channels o + 4g .. +4 of pixel 4r + i. The accumulators stay
-// in registers: after inlining every index is a constant.
-fn forward_products(
+// The 16 products of one step, forward's or backward_input's (by `forward`), operand columns
+// b0..b3 by weight blocks 0..3 of `tap` (tap_weights). Forward, column i of b_r is x channels
+// c..c+3 of the input pixel that output pixel 4r + i reads at `tap`, and acc[4g + r] column i holds
+// output channels o + 4g .. +4 of output pixel 4r + i; backward, column i of b_r is dy channels
+// o..o+3 of the output pixel whose tap `tap` reads input pixel 4r + i, and acc[4g + r] column i
+// holds input channels c + 4g .. +4 of input pixel 4r + i. The accumulators stay in registers:
+// after inlining every index is a constant.
+fn block_products(
+  forward: bool,
   acc: ptr<function, array<mat4x4f, 16>>,
-  a0: mat4x4f,
-  a1: mat4x4f,
-  a2: mat4x4f,
-  a3: mat4x4f,
+  b0: mat4x4f,
+  b1: mat4x4f,
+  b2: mat4x4f,
+  b3: mat4x4f,
   o: u32,
   tap: u32,
   c: u32,
   local: u32,
 ) {
-  let w0 = tap_weights(true, o, tap, c, 0u, local);
-  (*acc)[0] += w0 * a0;
-  (*acc)[1] += w0 * a1;
-  (*acc)[2] += w0 * a2;
-  (*acc)[3] += w0 * a3;
-  let w1 = tap_weights(true, o, tap, c, 1u, local);
-  (*acc)[4] += w1 * a0;
-  (*acc)[5] += w1 * a1;
-  (*acc)[6] += w1 * a2;
-  (*acc)[7] += w1 * a3;
-  let w2 = tap_weights(true, o, tap, c, 2u, local);
-  (*acc)[8] += w2 * a0;
-  (*acc)[9] += w2 * a1;
-  (*acc)[10] += w2 * a2;
-  (*acc)[11] += w2 * a3;
-  let w3 = tap_weights(true, o, tap, c, 3u, local);
-  (*acc)[12] += w3 * a0;
-  (*acc)[13] += w3 * a1;
-  (*acc)[14] += w3 * a2;
-  (*acc)[15] += w3 * a3;
+  let w0 = tap_weights(forward, o, tap, c, 0u, local);
+  (*acc)[0] += w0 * b0;
+  (*acc)[1] += w0 * b1;
+  (*acc)[2] += w0 * b2;
+  (*acc)[3] += w0 * b3;
+  let w1 = tap_weights(forward, o, tap, c, 1u, local);
+  (*acc)[4] += w1 * b0;
+  (*acc)[5] += w1 * b1;
+  (*acc)[6] += w1 * b2;
+  (*acc)[7] += w1 * b3;
+  let w2 = tap_weights(forward, o, tap, c, 2u, local);
+  (*acc)[8] += w2 * b0;
+  (*acc)[9] += w2 * b1;
+  (*acc)[10] += w2 * b2;
+  (*acc)[11] += w2 * b3;
+  let w3 = tap_weights(forward, o, tap, c, 3u, local);
+  (*acc)[12] += w3 * b0;
+  (*acc)[13] += w3 * b1;
+  (*acc)[14] += w3 * b2;
+  (*acc)[15] += w3 * b3;
 }
 
 // One tap of the forward sum for a block of 16 pixels (four groups of 4, their input rows at the
@@ -223,7 +227,8 @@ fn forward_tap(
   local: u32,
 ) {
   for (var c = 0u; c < IN_C; c += 4u) {
-    forward_products(
+    block_products(
+      true,
       acc,
       x_columns(rows0, c),
       x_columns(rows1, c),
@@ -438,43 +443,6 @@ fn store_dx(block: mat4x4f, q: Pixels, c: u32) {
   }
 }
 
-// backward_input's 16 products of one step: dy columns d0..d3 (column i of d_r: output channels
-// o..o+3 of the pixel that tap `tap` of input pixel 4r + i reads) by the weights of output
-// channels o..o+3 at `tap`, input channels c..c+15: acc[4g + r] column i holds input channels
-// c + 4g .. +4 of input pixel 4r + i.
-fn backward_products(
-  acc: ptr<function, array<mat4x4f, 16>>,
-  d0: mat4x4f,
-  d1: mat4x4f,
-  d2: mat4x4f,
-  d3: mat4x4f,
-  o: u32,
-  tap: u32,
-  c: u32,
-  local: u32,
-) {
-  let w0 = tap_weights(false, o, tap, c, 0u, local);
-  (*acc)[0] += w0 * d0;
-  (*acc)[1] += w0 * d1;
-  (*acc)[2] += w0 * d2;
-  (*acc)[3] += w0 * d3;
-  let w1 = tap_weights(false, o, tap, c, 1u, local);
-  (*acc)[4] += w1 * d0;
-  (*acc)[5] += w1 * d1;
-  (*acc)[6] += w1 * d2;
-  (*acc)[7] += w1 * d3;
-  let w2 = tap_weights(false, o, tap, c, 2u, local);
-  (*acc)[8] += w2 * d0;
-  (*acc)[9] += w2 * d1;
-  (*acc)[10] += w2 * d2;
-  (*acc)[11] += w2 * d3;
-  let w3 = tap_weights(false, o, tap, c, 3u, local);
-  (*acc)[12] += w3 * d0;
-  (*acc)[13] += w3 * d1;
-  (*acc)[14] += w3 * d2;
-  (*acc)[15] += w3 * d3;
-}
-
 fn dy_neighbour(run: Neighbours, j: u32, o: u32) -> vec4f {
   let pixel = neighbour_pixel(run, j);
   return select(vec4f(), load_input_dy(pixel * OUT_C, o), neighbour_inside(run, j));
@@ -523,11 +491,11 @@ fn row_group(
     w.w1 * run_columns(texels, shifts.y + 12u) + w.w2 * run_columns(texels, shifts.z + 12u);
 }
 
-// The products of the three taps tap0..tap0+2 of a kernel row (forward_products' or
-// backward_products', by `forward`), tap tap0 + k on the 18 neighbours from shifts[k] on. Summing
-// the three taps before the accumulators matters on CPU adapters, where the 256 accumulators live
-// in memory (spilled from the registers): each is read and written a third as often
-// (bench/README.md, "A real Zen 3").
+// The products of the three taps tap0..tap0+2 of a kernel row (block_products' for each tap, by
+// `forward`), tap tap0 + k on the 18 neighbours from shifts[k] on. Summing the three taps before
+// the accumulators matters on CPU adapters, where the 256 accumulators live in memory (spilled
+// from the registers): each is read and written a third as often (bench/README.md, "A real
+// Zen 3").
 fn row_products(
   forward: bool,
   acc: ptr<function, array<mat4x4f, 16>>,
@@ -584,7 +552,8 @@ fn backward_input(
         let rows2 = output_rows(pixels2, kh, kw);
         let rows3 = output_rows(pixels3, kh, kw);
         for (var o = 0u; o < OUT_C; o += 4u) {
-          backward_products(
+          block_products(
+            false,
             &acc,
             input_dy_columns(rows0, o),
             input_dy_columns(rows1, o),
