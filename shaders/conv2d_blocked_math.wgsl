@@ -137,7 +137,6 @@ fn input_rows(p: Pixels, kh: u32, kw: u32) -> Rows {
   return rows_of(p.n, y, x, p.live, IN_H, IN_W, IN_C);
 }
 
-// Components c..c+3 that exist in a vector of `count` channels (the scalar path's tail).
 // Column i: channels c..c+3 of row i, zero where the row is padding.
 fn x_columns(rows: Rows, c: u32) -> mat4x4f {
   return mat4x4f(
@@ -403,7 +402,9 @@ fn transformed_product(
 
 // ---- backward_input: dy, weight -> dx ----
 
-
+// Column i: output channels o..o+3 of dy row i, zero where the row is padding. x_columns' twin:
+// one function for both would have every entry point statically use x's and dy's bindings, which
+// share a binding number (the loads files), and WGSL forbids that.
 fn input_dy_columns(rows: Rows, o: u32) -> mat4x4f {
   return mat4x4f(
     select(vec4f(), load_input_dy(rows.base[0], o), rows.inside[0]),
